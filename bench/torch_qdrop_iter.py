@@ -1,0 +1,42 @@
+"""PyTorch-eager baseline for bench/bench_recon_cpu.sh: QDrop iterations/s of CIFAR ResNet-20
+BasicBlock units (16ch 32x32, 32ch 16x16, 64ch 8x8) at batch 32 on the CPU, same thread count.
+Prints one JSON line per unit type, including peak RSS."""
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+from qdrop_torch_ref import BasicBlockUnit, make_optimizers, qdrop_iteration  # noqa: E402
+
+threads = int(os.environ.get("QD_BENCH_THREADS", "2"))
+iters = int(os.environ.get("QD_BENCH_ITERS", "100"))
+torch.set_num_threads(threads)
+torch.manual_seed(1005)
+for c, hw in ((16, 32), (32, 16), (64, 8)):
+    unit = BasicBlockUnit(c)
+    n = 1024
+    fpin = torch.randn(n, c, hw, hw).relu()
+    qin = fpin + 0.01 * torch.randn_like(fpin)
+    with torch.no_grad():
+        fpout = unit.forward_fp(fpin)
+    opt_v, opt_s, sched = make_optimizers(unit, 20000)
+    def step(cnt):
+        idx = torch.randint(0, n, (32,))
+        keep_in = torch.rand(32, c, hw, hw) < 0.5
+        keep1 = torch.rand(32, c, hw, hw) < 0.5
+        keep2 = torch.rand(32, c, hw, hw) < 0.5
+        qdrop_iteration(unit, cnt, 20000, qin, fpin, fpout, idx, keep_in, keep1, keep2, opt_v, opt_s, sched)
+    for i in range(5):
+        step(i + 1)
+    t0 = time.perf_counter()
+    for i in range(iters):
+        step(4001 + i)  # regulariser active, as in 80% of a real run
+    dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"impl": "pytorch_eager", "torch": torch.__version__, "unit": f"basicblock_c{c}_hw{hw}",
+                      "batch": 32, "threads": threads, "iters": iters, "it_per_s": iters / dt, "peak_rss_mb": rss}))
+    sys.stdout.flush()

@@ -1,0 +1,35 @@
+/* qdrop/qdrop.h: the top-level C API of qdrop-gpu (what the CLI calls). */
+#ifndef QDROP_QDROP_H
+#define QDROP_QDROP_H
+
+#include "qdrop/config.h"
+#include "qdrop/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { QD_PROGRESS_AUTO = 0, QD_PROGRESS_ALWAYS = 1, QD_PROGRESS_NEVER = 2 } qd_progress_mode;
+
+typedef struct qd_run_options {
+    int dry_run;        /* validate, load model and data, print the plan, exit */
+    int resume;         /* continue from the checkpoint in cfg->out_dir */
+    int quiet;          /* errors only on stderr */
+    int log_json;       /* stderr log as JSON lines */
+    qd_progress_mode progress;
+} qd_run_options;
+
+/* Run a whole job: load, calibrate, reconstruct, evaluate, export. Writes every output file
+ * into cfg->out_dir atomically. */
+QD_MUST_USE qd_status qd_run(qd_config *cfg, const qd_run_options *opt);
+
+/* Print units, layers and quantizer placement of an ONNX model (--inspect). */
+QD_MUST_USE qd_status qd_inspect(const char *model_path, const qd_config *cfg);
+
+const char *qd_version(void);   /* "0.1.0" */
+const char *qd_git_sha(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,277 @@
+/* src/core/qmath.h: every piece of quantization math, compiled by gcc (CPU backend, range
+ * search, scheduler) and by nvcc (cuda/ kernels). One expression, one home: the CPU reference
+ * and the CUDA kernels call these same functions, so integer codes and masks agree bit for bit.
+ *
+ * Rounding is ties-to-even (rintf under the default rounding mode == torch.round), never
+ * roundf. Products that feed a rounding decision go through QD_MUL_RN so nvcc cannot contract
+ * them into an FMA the CPU twin would not use (the host is built with -ffp-contract=off).
+ * Section numbers (§N) refer to ../shared/spec/QDROP_SPEC.md.
+ */
+#ifndef QD_QMATH_H
+#define QD_QMATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include "qdrop/rng_key.h"
+
+#if defined(__CUDACC__)
+#define QD_HD __host__ __device__ __forceinline__
+#else
+#define QD_HD static inline
+#endif
+
+#if defined(__CUDA_ARCH__)
+#define QD_MUL_RN(a, b) __fmul_rn((a), (b))
+#define QD_ADD_RN(a, b) __fadd_rn((a), (b))
+#define QD_DIV_RN(a, b) __fdiv_rn((a), (b))
+#else
+#define QD_MUL_RN(a, b) ((a) * (b))
+#define QD_ADD_RN(a, b) ((a) + (b))
+#define QD_DIV_RN(a, b) ((a) / (b))
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Constants (§4, §6.3)                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+#define QD_ADAROUND_GAMMA (-0.1f)  /* §4 rectified sigmoid lower stretch */
+#define QD_ADAROUND_ZETA (1.1f)    /* §4 upper stretch */
+#define QD_ADAM_LR_V 1e-3f         /* §4 Adam on V: PyTorch defaults */
+#define QD_ADAM_BETA1 0.9f
+#define QD_ADAM_BETA2 0.999f
+#define QD_ADAM_EPS 1e-8f
+#define QD_LSQ_SCALE_FLOOR 1.19209290e-07f /* §6.3 Q2 abs+eps guard (float32 eps) */
+#define QD_MSE_P 2.4f              /* §3.1 L_p error exponent of the range search */
+#define QD_MSE_CANDIDATES 100      /* §3.1 range candidates */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Grid and scale/zero-point (§2)                                                              */
+/* ------------------------------------------------------------------------------------------ */
+QD_HD int qd_qmax_for_bits(int bits) { return (1 << bits) - 1; } /* unsigned grid, qmin = 0 */
+
+/* Range [lo, hi] -> (scale, zero point), Q2 observer formula: 0 forced into the range,
+ * s floored at 1e-8, z = clamp(qmin - round(lo'/s)). */
+QD_HD void qd_range_to_qparams(float lo, float hi, int qmin, int qmax, float *scale, float *zp) {
+    float lo2 = fminf(lo, 0.0f), hi2 = fmaxf(hi, 0.0f);
+    float s = (hi2 - lo2) / (float)(qmax - qmin);
+    s = fmaxf(s, 1e-8f);
+    float z = (float)qmin - rintf(lo2 / s);
+    z = fminf(fmaxf(z, (float)qmin), (float)qmax);
+    *scale = s;
+    *zp = z;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fake quantization (§2): v = x/s; r = round(v); q = clamp(r+z); y = (q-z)*s                 */
+/* Division (not multiplication by 1/s) as in the reference's x / scale.                      */
+/* ------------------------------------------------------------------------------------------ */
+/* Clamp region codes stored per element for the backward pass. */
+enum { QD_FQ_INSIDE = 0, QD_FQ_LOW = 1, QD_FQ_HIGH = 2, QD_FQ_DROPPED = 3 };
+
+QD_HD float qd_fake_quant(float x, float s, float z, float qmin, float qmax) {
+    float r = rintf(QD_DIV_RN(x, s));
+    float q = fminf(fmaxf(r + z, qmin), qmax);
+    return QD_MUL_RN(q - z, s);
+}
+
+/* Same, also returning the clamp region (test on the rounded value, §2). */
+QD_HD float qd_fake_quant_region(float x, float s, float z, float qmin, float qmax, int *region) {
+    float r = rintf(QD_DIV_RN(x, s));
+    float t = r + z;
+    int reg = QD_FQ_INSIDE;
+    if (t < qmin) { t = qmin; reg = QD_FQ_LOW; }
+    else if (t > qmax) { t = qmax; reg = QD_FQ_HIGH; }
+    *region = reg;
+    return QD_MUL_RN(t - z, s);
+}
+
+/* Integer code q in [qmin, qmax] of x (used by export and hard AdaRound checks). */
+QD_HD float qd_quant_code(float x, float s, float z, float qmin, float qmax) {
+    float r = rintf(QD_DIV_RN(x, s));
+    return fminf(fmaxf(r + z, qmin), qmax);
+}
+
+/* STE gradient wrt x (§2): 1 inside the grid (boundaries included), 0 when clamped;
+ * dropped elements (QDrop, §7) pass the gradient unchanged. */
+QD_HD float qd_fake_quant_dx(float g, int region) {
+    return (region == QD_FQ_INSIDE || region == QD_FQ_DROPPED) ? g : 0.0f;
+}
+
+/* LSQ gradient wrt s for one element (§2, §6.3): (r - v) inside, (qmin - z) / (qmax - z) when
+ * clamped, 0 when dropped. Multiply the reduced sum by qd_lsq_grad_factor. */
+QD_HD float qd_fake_quant_ds(float g, float x, float s, float z, float qmin, float qmax, int region) {
+    if (region == QD_FQ_DROPPED) return 0.0f;
+    if (region == QD_FQ_LOW) return g * (qmin - z);
+    if (region == QD_FQ_HIGH) return g * (qmax - z);
+    float v = QD_DIV_RN(x, s);
+    return g * (rintf(v) - v);
+}
+
+/* Q2's LSQ gradient scale 1/sqrt(numel * qmax), numel = the whole batch tensor (§6.3). */
+QD_HD float qd_lsq_grad_factor(double numel, int qmax) {
+    return (float)(1.0 / sqrt(numel * (double)qmax));
+}
+
+/* Q2 positivity guard applied to s at every training forward (§6.3). */
+QD_HD float qd_lsq_guard(float s) { return fmaxf(fabsf(s), QD_LSQ_SCALE_FLOOR); }
+
+/* ------------------------------------------------------------------------------------------ */
+/* AdaRound (§4)                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+QD_HD float qd_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+/* Unclamped rectified sigmoid sigma(V)(zeta-gamma)+gamma. */
+QD_HD float qd_adaround_hraw(float V) {
+    return qd_sigmoid(V) * (QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) + QD_ADAROUND_GAMMA;
+}
+QD_HD float qd_adaround_h(float V) { return fminf(fmaxf(qd_adaround_hraw(V), 0.0f), 1.0f); }
+
+/* floor(w/s) (§4: floor on w/s alone; z added after). */
+QD_HD float qd_adaround_floor(float w, float s) { return floorf(QD_DIV_RN(w, s)); }
+
+/* V such that the unclamped rectified sigmoid equals rest = w/s - floor(w/s) (§4 init). */
+QD_HD float qd_adaround_init_v(float w, float s) {
+    float ws = QD_DIV_RN(w, s);
+    float rest = ws - floorf(ws);
+    return -logf((QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) / (rest - QD_ADAROUND_GAMMA) - 1.0f);
+}
+
+/* Soft weight (training) or hard weight (hard != 0): (clamp(f + h + z) - z) * s.
+ * *inside receives 1 when the clamp passes gradient (boundaries included). */
+QD_HD float qd_adaround_weight(float w, float V, float s, float z, float qmin, float qmax, int hard,
+                               int *inside) {
+    float f = qd_adaround_floor(w, s);
+    float h = hard ? (V >= 0.0f ? 1.0f : 0.0f) : qd_adaround_h(V);
+    float t = f + h + z;
+    int in = (t >= qmin && t <= qmax);
+    t = fminf(fmaxf(t, qmin), qmax);
+    if (inside) *inside = in;
+    return QD_MUL_RN(t - z, s);
+}
+
+/* d(soft weight)/dV (§4): s * 1[clamp passes] * 1[0 <= hraw <= 1] * (zeta-gamma) sig (1-sig). */
+QD_HD float qd_adaround_dw_dv(float w, float V, float s, float z, float qmin, float qmax) {
+    float f = qd_adaround_floor(w, s);
+    float sig = qd_sigmoid(V);
+    float hraw = sig * (QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) + QD_ADAROUND_GAMMA;
+    float h = fminf(fmaxf(hraw, 0.0f), 1.0f);
+    float t = f + h + z;
+    if (!(t >= qmin && t <= qmax)) return 0.0f;
+    if (!(hraw >= 0.0f && hraw <= 1.0f)) return 0.0f;
+    return s * (QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) * sig * (1.0f - sig);
+}
+
+/* Rounding regulariser term for one element, without lambda: 1 - |2h - 1|^beta. */
+QD_HD float qd_adaround_reg(float V, float beta) {
+    float h = qd_adaround_h(V);
+    return 1.0f - powf(fabsf(2.0f * h - 1.0f), beta);
+}
+
+/* d/dV of lambda * (1 - |2h-1|^beta): -lambda*beta*|2h-1|^(beta-1)*2*sign(2h-1) * dh/dV,
+ * dh/dV = (zeta-gamma) sig (1-sig) where 0 <= hraw <= 1, else 0 (clamp). */
+QD_HD float qd_adaround_reg_dv(float V, float beta, float lambda) {
+    float sig = qd_sigmoid(V);
+    float hraw = sig * (QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) + QD_ADAROUND_GAMMA;
+    if (!(hraw >= 0.0f && hraw <= 1.0f)) return 0.0f;
+    float u = 2.0f * hraw - 1.0f;
+    float sgn = (u > 0.0f) ? 1.0f : ((u < 0.0f) ? -1.0f : 0.0f);
+    float dreg_dh = -lambda * beta * powf(fabsf(u), beta - 1.0f) * 2.0f * sgn;
+    return dreg_dh * (QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) * sig * (1.0f - sig);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Schedules (§4 LinearTempDecay, §6.3 cosine). c is the 1-based iteration counter.            */
+/* ------------------------------------------------------------------------------------------ */
+QD_HD int qd_warmup_iters(int total, float warm_up) { return (int)(warm_up * (float)total); }
+
+/* beta(c) = b_start for c < T_w; else b_end + (b_start-b_end)*max(0, 1-(c-T_w)/(T-T_w)). */
+QD_HD float qd_beta_at(int c, int total, float warm_up, float b_start, float b_end) {
+    int tw = qd_warmup_iters(total, warm_up);
+    if (c < tw) return b_start;
+    if (c > total) return b_end;
+    float rel = (float)(c - tw) / (float)(total - tw);
+    float k = 1.0f - rel;
+    if (k < 0.0f) k = 0.0f;
+    return b_end + (b_start - b_end) * k;
+}
+
+/* Regulariser on from c = T_w (§4: omitted while c < T_w). */
+QD_HD int qd_reg_active(int c, int total, float warm_up) { return c >= qd_warmup_iters(total, warm_up); }
+
+/* Cosine annealing to 0 over `total` steps; the step with 1-based counter c uses t = c - 1. */
+QD_HD float qd_cosine_lr(float base, int c, int total) {
+    double t = (double)(c - 1);
+    return (float)(base * 0.5 * (1.0 + cos(3.14159265358979323846 * t / (double)total)));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Adam (PyTorch semantics, bias-corrected, no weight decay). step = 1-based.                  */
+/* ------------------------------------------------------------------------------------------ */
+QD_HD float qd_adam_update(float p, float g, float *m, float *v, float lr, int step) {
+    float m1 = QD_ADAM_BETA1 * (*m) + (1.0f - QD_ADAM_BETA1) * g;
+    float v1 = QD_ADAM_BETA2 * (*v) + (1.0f - QD_ADAM_BETA2) * g * g;
+    *m = m1;
+    *v = v1;
+    float bc1 = 1.0f - powf(QD_ADAM_BETA1, (float)step);
+    float bc2 = 1.0f - powf(QD_ADAM_BETA2, (float)step);
+    float denom = sqrtf(v1) / sqrtf(bc2) + QD_ADAM_EPS;
+    return p - (lr / bc1) * m1 / denom;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Counter-based RNG: Philox4x32-10 keyed on (seed, unit); counter (element/4, tensor, iter).  */
+/* Results depend only on the key and the logical element index, never on threads or launch    */
+/* shapes, so the CPU twin reproduces the GPU's masks and a resumed run its draws.             */
+/* ------------------------------------------------------------------------------------------ */
+/* qd_rng_key: see include/qdrop/rng_key.h */
+
+#define QD_RNG_T_BATCH 0xFFFFFFF0u  /* batch index draw */
+#define QD_RNG_T_INPUT 0xFFFFFFF1u  /* unit-input mixing (§7.1) */
+/* activation quantizer j inside a unit uses tensor id j (§7.2) */
+
+QD_HD void qd_philox4x32_10(uint32_t ctr[4], uint32_t k0, uint32_t k1) {
+    const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+    for (int i = 0; i < 10; i++) {
+        uint64_t p0 = (uint64_t)M0 * ctr[0];
+        uint64_t p1 = (uint64_t)M1 * ctr[2];
+        uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
+        uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
+        uint32_t n0 = hi1 ^ ctr[1] ^ k0;
+        uint32_t n2 = hi0 ^ ctr[3] ^ k1;
+        ctr[0] = n0; ctr[1] = lo1; ctr[2] = n2; ctr[3] = lo0;
+        k0 += W0; k1 += W1;
+    }
+}
+
+/* 32 random bits for logical element `elem` of (key, iteration). */
+QD_HD uint32_t qd_rng_u32(qd_rng_key key, uint32_t iteration, uint64_t elem) {
+    uint32_t ctr[4];
+    ctr[0] = (uint32_t)(elem >> 2);
+    ctr[1] = (uint32_t)(elem >> 34) ^ (key.unit << 16);
+    ctr[2] = key.tensor;
+    ctr[3] = iteration;
+    qd_philox4x32_10(ctr, key.seed_lo ^ (key.unit * 0x85EBCA6Bu), key.seed_hi);
+    return ctr[elem & 3u];
+}
+
+/* Uniform in [0,1) with 24 bits: exactly representable in float. */
+QD_HD float qd_rng_uniform(qd_rng_key key, uint32_t iteration, uint64_t elem) {
+    return (float)(qd_rng_u32(key, iteration, elem) >> 8) * (1.0f / 16777216.0f);
+}
+
+/* QDrop keep decision: keep quantization where u < p (§7: p = probability of KEEPING). */
+QD_HD int qd_keep_quant(qd_rng_key key, uint32_t iteration, uint64_t elem, float keep_prob) {
+    if (keep_prob >= 1.0f) return 1;
+    return qd_rng_uniform(key, iteration, elem) < keep_prob;
+}
+
+/* Batch draw with replacement from [0, n) (§8.3): multiply-shift, bias < n/2^32. */
+QD_HD uint32_t qd_draw_index(qd_rng_key key, uint32_t iteration, uint32_t slot, uint32_t n) {
+    return (uint32_t)(((uint64_t)qd_rng_u32(key, iteration, slot) * (uint64_t)n) >> 32);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Range-search error |Q(x) - x|^p (§3.1)                                                      */
+/* ------------------------------------------------------------------------------------------ */
+QD_HD float qd_lp_err(float q, float x, float p) { return powf(fabsf(q - x), p); }
+
+#endif /* QD_QMATH_H */

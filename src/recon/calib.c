@@ -1,0 +1,86 @@
+/* src/recon/calib.c: forwards over the calibration set — unit caches (§8.2) and activation
+ * range initialisation (§6.2). The network prefix is recomputed from the images for every
+ * unit, as the reference does; it is general (any cut, layer-wise units inside blocks) and
+ * cheap next to 20k training iterations. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "recon/recon.h"
+
+#define QD_CALIB_BATCH 128
+
+qd_status qd_cache_value(qd_recon_ctx *ctx, qd_exec_mode mode, int node_end, int v, int nimages, float *dst) {
+    qd_graph *g = ctx->g;
+    qd_backend *b = ctx->b;
+    int64_t numel = qd_value_sample_numel(&g->values[v]);
+    int in_v = g->inputs[0];
+    float *img = b->ops->alloc(b, sizeof(float) * (size_t)QD_CALIB_BATCH * (size_t)ctx->image_numel);
+    if (!img) return qd_errorf(QD_ERR_DEVICE_OOM, "calibration batch buffer");
+    qd_status st = QD_OK;
+    for (int s0 = 0; s0 < nimages && st == QD_OK; s0 += QD_CALIB_BATCH) {
+        int nb = nimages - s0 < QD_CALIB_BATCH ? nimages - s0 : QD_CALIB_BATCH;
+        st = b->ops->upload(b, img, ctx->calib_host + (size_t)s0 * (size_t)ctx->image_numel,
+                            sizeof(float) * (size_t)nb * (size_t)ctx->image_numel);
+        if (st == QD_OK) {
+            if (v == in_v) st = b->ops->copy(b, dst + (size_t)s0 * (size_t)numel, img, sizeof(float) * (size_t)nb * (size_t)numel);
+            else st = qd_exec_run(ctx->exec, mode, 0, node_end, in_v, img, nb, v, dst + (size_t)s0 * (size_t)numel);
+        }
+    }
+    b->ops->free(b, img);
+    return st;
+}
+
+/* Initialise the selected activation quantizers (§6.2). */
+qd_status qd_init_act_ranges(qd_recon_ctx *ctx, qd_exec_mode mode, const int *select, int nsamples, int progressive) {
+    qd_graph *g = ctx->g;
+    qd_backend *b = ctx->b;
+    if (nsamples > ctx->ncal) nsamples = ctx->ncal;
+    /* order quantizers by producer node (data flow) */
+    int *order = malloc(sizeof(int) * (size_t)(g->nact + 1));
+    if (!order) return qd_errorf(QD_ERR_INTERNAL, "out of host memory");
+    int n = 0;
+    for (int ni = 0; ni < g->nnodes; ni++)
+        for (int o = 0; o < g->nodes[ni].noutputs; o++) {
+            int v = g->nodes[ni].outputs[o];
+            int a = g->values[v].act_quant;
+            if (a < 0) continue;
+            if (select ? !select[a] : g->act[a].initialized) continue;
+            order[n++] = a;
+        }
+    qd_status st = QD_OK;
+    float *host = NULL;
+    size_t host_cap = 0;
+    for (int k = 0; k < n && st == QD_OK; k++) {
+        int a = order[k];
+        qd_act_quant *A = &g->act[a];
+        int v = A->value;
+        int64_t numel = qd_value_sample_numel(&g->values[v]);
+        size_t bytes = sizeof(float) * (size_t)nsamples * (size_t)numel;
+        int ondev = 0;
+        float *dev = b->ops->alloc_cache(b, bytes, &ondev);
+        if (!dev) { st = qd_errorf(QD_ERR_DEVICE_OOM, "activation calibration buffer for '%s' (%zu bytes)", g->values[v].name, bytes); break; }
+        /* The quantizer being initialised is not applied yet (initialized == 0), so the value
+         * cached is its input. In the non-progressive flow the network mode decides whether
+         * upstream quantizers act; with progressive they do as soon as they are initialised. */
+        st = qd_cache_value(ctx, mode, g->values[v].producer + 1, v, nsamples, dev);
+        if (st == QD_OK) {
+            if (bytes > host_cap) {
+                free(host);
+                host = malloc(bytes);
+                host_cap = host ? bytes : 0;
+            }
+            if (!host) st = qd_errorf(QD_ERR_INTERNAL, "out of host memory (%zu bytes)", bytes);
+        }
+        if (st == QD_OK) st = b->ops->download(b, host, dev, bytes);
+        b->ops->free_cache(b, dev);
+        if (st == QD_OK) st = qd_act_range_search(host, (int64_t)nsamples * numel, A->bits, ctx->cfg->threads > 0 ? ctx->cfg->threads : 2, &A->scale, &A->zero_point);
+        if (st == QD_OK && progressive) { A->initialized = 1; st = qd_exec_sync_quant(ctx->exec); }
+    }
+    if (st == QD_OK && !progressive) {
+        for (int k = 0; k < n; k++) g->act[order[k]].initialized = 1;
+        st = qd_exec_sync_quant(ctx->exec);
+    }
+    free(host);
+    free(order);
+    return st;
+}

@@ -1,0 +1,84 @@
+/* src/recon/recon.h: internal interfaces of the reconstruction engine (range search, unit
+ * training, checkpoints). Not public API. */
+#ifndef QD_RECON_H
+#define QD_RECON_H
+
+#include <stdint.h>
+#include "qdrop/backend.h"
+#include "qdrop/config.h"
+#include "qdrop/exec.h"
+#include "qdrop/graph.h"
+
+/* ---- range_init.c: MSE range search (§3.1) ---- */
+/* Per-output-channel search on a weight tensor. Channel c's elements are found at
+ * w[c*per_channel + k] when ch_stride == 1 layout is channel-major (ch_axis 0); for ch_axis 1
+ * ([K, N] matrices) pass channel_major = 0 and the element k of channel c is w[k*channels + c].
+ * Mode from the global sign of the tensor: 1-D when one-sided, else 2-D (100 x 2^b candidates). */
+QD_MUST_USE qd_status qd_weight_range_search(const float *w, int channels, int64_t per_channel,
+                                             int channel_major, int bits, int threads,
+                                             float *scale, float *zero_point);
+/* Per-tensor search on an activation sample (§6.2): 1-D for min >= 0 (or max <= 0), else 2-D. */
+QD_MUST_USE qd_status qd_act_range_search(const float *x, int64_t n, int bits, int threads,
+                                          float *scale, float *zero_point);
+
+/* ---- recon_unit.c: one unit's reconstruction ---- */
+typedef struct qd_unit_spec {
+    char name[128];
+    int node_begin, node_end;    /* nodes [begin, end) */
+    int input_value, output_value;
+    int index;                   /* unit index (RNG key) */
+} qd_unit_spec;
+
+typedef struct qd_unit_report {
+    char name[128];
+    int iters_planned, iters_run;
+    double loss_start, loss_end;     /* reconstruction loss (window mean) */
+    double reg_end;
+    double sqnr_before_db, sqnr_after_db;
+    double seconds, it_per_s;
+    int early_stopped;
+    int nlayers, nact;
+    double *curve;                   /* loss per log window (malloc'd) */
+    int *curve_iter;
+    int ncurve;
+} qd_unit_report;
+
+typedef struct qd_recon_ctx {
+    qd_graph *g;
+    qd_backend *b;
+    qd_exec *exec;
+    const qd_config *cfg;
+    const float *calib_host;         /* [ncal, C, H, W] */
+    int ncal;
+    int64_t image_numel;
+    int act_in_unit_quant;           /* current unit's activation quantizers on during tuning */
+    int learn_scales;
+    float keep_prob;                 /* in-unit drop keep probability */
+    float input_keep_prob;           /* unit-input mixing keep probability */
+    qd_exec_mode upstream_mode;      /* how the quantized input cache is produced */
+    int progress_unit, progress_nunits;
+} qd_recon_ctx;
+
+QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report *rep);
+
+/* Test hook: run `iters` iterations of unit u and report losses, V per layer and scales. */
+QD_MUST_USE qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, float *rec_loss,
+                                          float *reg_loss, float **V_out, float *scales_out);
+int qd_default_threads(const qd_config *cfg);
+
+/* Activation range initialisation for the quantizers selected by `select[j]` (NULL = all not yet
+ * initialised), on the first `nsamples` calibration images, network run in `mode`. Quantizers
+ * are initialised in data-flow order: with `progressive`, each one is searched on a forward in
+ * which the already initialised upstream quantizers are active (Q1 flow); otherwise one forward
+ * serves all (Q2 flow, FP network, §6.2). */
+QD_MUST_USE qd_status qd_init_act_ranges(qd_recon_ctx *ctx, qd_exec_mode mode, const int *select,
+                                         int nsamples, int progressive);
+/* Weight range init + nearest rounding of every weight quantizer (§3.1). */
+QD_MUST_USE qd_status qd_init_weight_ranges(qd_graph *g, int threads);
+
+/* Run the network prefix on calibration images in batches and write value `v` for all of them
+ * into `dst` (backend memory, ncal * sample_numel floats). */
+QD_MUST_USE qd_status qd_cache_value(qd_recon_ctx *ctx, qd_exec_mode mode, int node_end, int v,
+                                     int nimages, float *dst);
+
+#endif

@@ -1,0 +1,542 @@
+/* src/recon/recon_unit.c: reconstruction of one unit (§8.3), written once against
+ * qd_backend_ops so the CPU reference and the CUDA backend run the same schedule.
+ *
+ * One iteration (all on the backend; the host only reads the loss every log_every iterations):
+ *   c += 1; idx = draw(seed, unit, c); x_in = mix(quant_in[idx], fp_in[idx]) (§7.1);
+ *   target = fp_out[idx]; w_soft = AdaRound(W, V) per layer (§4);
+ *   forward the unit's nodes, fake-quantizing (with drop, §7.2) every activation quantizer the
+ *   unit owns; L = sum_c (y - t)^2 / (N*HW) (§5); backward in reverse order;
+ *   Adam on V with the rounding regulariser (after warm-up) (§4); Adam on the scales (§6.3).
+ * Finish: hard-round the weights into wq->qweight, store learned scales (§3.4).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/qmath.h"
+#include "qdrop/log.h"
+#include "qdrop/qdrop.h"
+#include "recon/recon.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static qd_shape value_shape(const qd_value *v, int batch) {
+    qd_shape s;
+    s.ndim = v->ndim;
+    for (int d = 0; d < v->ndim; d++) s.dims[d] = v->dims[d];
+    if (s.ndim > 0) s.dims[0] = batch;
+    return s;
+}
+
+typedef struct layer_state {
+    int wq;             /* graph weight quantizer */
+    int node;
+    qd_adaround_desc d;
+    float *W, *V, *m, *v, *wsoft, *dW, *s, *z;  /* backend */
+} layer_state;
+
+typedef struct val_state {
+    int value;
+    int64_t sample_numel;
+    float *pre;         /* node output before the quantizer (== val when none) */
+    float *val;         /* value as consumed downstream */
+    float *gpre, *gval; /* gradients */
+    uint8_t *region;
+    int aq;             /* in-unit quantizer slot, -1 none */
+} val_state;
+
+typedef struct unit_rt {
+    qd_recon_ctx *ctx;
+    const qd_unit_spec *u;
+    int B;
+    int nlayers, nvals, nq;
+    layer_state *layers;
+    val_state *vals;
+    int *q_act;         /* slot -> graph act quantizer */
+    qd_fq_desc *q_desc;
+    float *scales, *dscales, *sm, *sv; /* backend [nq] */
+    float *qin, *fpin, *fpout;         /* caches [ncal * numel] */
+    float *xin, *target;
+    int32_t *idx, *iter;
+    float *loss, *reg;
+    float **consts;     /* per value id: backend copy of a constant (or NULL) */
+    int in_cache_dev, out_cache_dev;
+    qd_sched_desc sched;
+} unit_rt;
+
+static void *balloc(qd_backend *b, size_t bytes) { return b->ops->alloc(b, bytes ? bytes : 4); }
+
+static int find_val(unit_rt *r, int v) {
+    for (int i = 0; i < r->nvals; i++) if (r->vals[i].value == v) return i;
+    return -1;
+}
+
+static void rt_free(unit_rt *r) {
+    if (!r) return;
+    qd_backend *b = r->ctx->b;
+    for (int i = 0; i < r->nlayers; i++) {
+        layer_state *L = &r->layers[i];
+        b->ops->free(b, L->W); b->ops->free(b, L->V); b->ops->free(b, L->m); b->ops->free(b, L->v);
+        b->ops->free(b, L->wsoft); b->ops->free(b, L->dW); b->ops->free(b, L->s); b->ops->free(b, L->z);
+    }
+    for (int i = 0; i < r->nvals; i++) {
+        val_state *V = &r->vals[i];
+        if (V->pre != V->val) b->ops->free(b, V->pre);
+        b->ops->free(b, V->val);
+        if (V->gpre != V->gval) b->ops->free(b, V->gpre);
+        b->ops->free(b, V->gval);
+        b->ops->free(b, V->region);
+    }
+    if (r->consts) {
+        for (int v = 0; v < r->ctx->g->nvalues; v++) if (r->consts[v]) b->ops->free(b, r->consts[v]);
+        free(r->consts);
+    }
+    b->ops->free(b, r->scales); b->ops->free(b, r->dscales); b->ops->free(b, r->sm); b->ops->free(b, r->sv);
+    if (r->qin) b->ops->free_cache(b, r->qin);
+    if (r->fpin) b->ops->free_cache(b, r->fpin);
+    if (r->fpout) b->ops->free_cache(b, r->fpout);
+    b->ops->free(b, r->xin); b->ops->free(b, r->target); b->ops->free(b, r->idx); b->ops->free(b, r->iter);
+    b->ops->free(b, r->loss); b->ops->free(b, r->reg);
+    free(r->layers); free(r->vals); free(r->q_act); free(r->q_desc);
+}
+
+#define OOM_CHECK(p, what)                                                                         \
+    do {                                                                                           \
+        if (!(p)) {                                                                                \
+            if (!qd_error_message()[0])                                                            \
+                qd_errorf(QD_ERR_DEVICE_OOM, "unit '%s': cannot allocate %s", u->name, what);     \
+            return QD_ERR_DEVICE_OOM;                                                              \
+        }                                                                                          \
+    } while (0)
+
+static qd_status rt_setup(unit_rt *r) {
+    qd_recon_ctx *ctx = r->ctx;
+    const qd_unit_spec *u = r->u;
+    qd_graph *g = ctx->g;
+    qd_backend *b = ctx->b;
+    const qd_config *cfg = ctx->cfg;
+    int B = r->B;
+    int n_nodes = u->node_end - u->node_begin;
+    r->layers = calloc((size_t)n_nodes + 1, sizeof(layer_state));
+    r->vals = calloc((size_t)n_nodes * 4 + 1, sizeof(val_state));
+    r->q_act = calloc((size_t)n_nodes + 1, sizeof(int));
+    r->q_desc = calloc((size_t)n_nodes + 1, sizeof(qd_fq_desc));
+    r->consts = calloc((size_t)g->nvalues, sizeof(float *));
+    if (!r->layers || !r->vals || !r->q_act || !r->q_desc || !r->consts)
+        return qd_errorf(QD_ERR_INTERNAL, "out of host memory");
+
+    /* values produced inside the unit, and the quantizers this unit learns */
+    for (int ni = u->node_begin; ni < u->node_end; ni++) {
+        const qd_node *n = &g->nodes[ni];
+        for (int o = 0; o < n->noutputs; o++) {
+            int v = n->outputs[o];
+            val_state *V = &r->vals[r->nvals++];
+            V->value = v;
+            V->sample_numel = qd_value_sample_numel(&g->values[v]);
+            V->aq = -1;
+            size_t bytes = sizeof(float) * (size_t)B * (size_t)V->sample_numel;
+            V->val = balloc(b, bytes); OOM_CHECK(V->val, "activation buffer");
+            V->gval = balloc(b, bytes); OOM_CHECK(V->gval, "gradient buffer");
+            V->pre = V->val; V->gpre = V->gval;
+            int aq = g->values[v].act_quant;
+            if (aq >= 0 && g->act[aq].unit == u->index && ctx->act_in_unit_quant) {
+                V->aq = r->nq;
+                r->q_act[r->nq] = aq;
+                const qd_act_quant *A = &g->act[aq];
+                qd_fq_desc *D = &r->q_desc[r->nq];
+                D->zero_point = A->zero_point;
+                D->qmin = (float)A->qmin; D->qmax = (float)A->qmax;
+                D->keep_prob = ctx->keep_prob;
+                D->grad_scale = cfg->recon.lsq_grad_scale;
+                D->guard_scale = ctx->learn_scales;
+                D->key.seed_lo = (uint32_t)cfg->seed; D->key.seed_hi = (uint32_t)(cfg->seed >> 32);
+                D->key.unit = (uint32_t)u->index; D->key.tensor = (uint32_t)r->nq;
+                r->nq++;
+                V->pre = balloc(b, bytes); OOM_CHECK(V->pre, "activation buffer");
+                V->gpre = balloc(b, bytes); OOM_CHECK(V->gpre, "gradient buffer");
+                V->region = balloc(b, (size_t)B * (size_t)V->sample_numel); OOM_CHECK(V->region, "region codes");
+            }
+        }
+        /* constant inputs (biases, weights) */
+        for (int i = 0; i < n->ninputs; i++) {
+            int v = n->inputs[i];
+            if (v < 0 || !g->values[v].is_const || r->consts[v]) continue;
+            const qd_value *cv = &g->values[v];
+            if (!cv->fdata) continue;
+            size_t bytes = sizeof(float) * (size_t)qd_value_numel(cv);
+            r->consts[v] = balloc(b, bytes); OOM_CHECK(r->consts[v], "constant");
+            QD_TRY(b->ops->upload(b, r->consts[v], cv->fdata, bytes));
+        }
+        /* inputs must come from inside the unit, the unit input or constants */
+        for (int i = 0; i < n->ninputs; i++) {
+            int v = n->inputs[i];
+            if (v < 0 || g->values[v].is_const || v == u->input_value) continue;
+            int produced_inside = 0;
+            for (int k = 0; k < r->nvals; k++) if (r->vals[k].value == v) produced_inside = 1;
+            if (!produced_inside)
+                return qd_errorf(QD_ERR_UNSUPPORTED, "unit '%s': node %s reads value '%s' from outside the unit",
+                                 u->name, n->name, g->values[v].name);
+        }
+        if (n->wq >= 0) {
+            const qd_weight_quant *q = &g->wq[n->wq];
+            if (q->ch_axis != 0)
+                return qd_errorf(QD_ERR_UNSUPPORTED, "unit '%s': node %s: AdaRound needs the output channel on axis 0 of the weight",
+                                 u->name, n->name);
+            layer_state *L = &r->layers[r->nlayers++];
+            L->wq = n->wq; L->node = ni;
+            L->d.numel = (int64_t)q->channels * q->per_channel;
+            L->d.per_channel = q->per_channel;
+            L->d.channels = q->channels;
+            L->d.qmin = 0.0f; L->d.qmax = (float)qd_qmax_for_bits(q->bits);
+            size_t wb = sizeof(float) * (size_t)L->d.numel, cb = sizeof(float) * (size_t)q->channels;
+            L->W = balloc(b, wb); L->V = balloc(b, wb); L->m = balloc(b, wb); L->v = balloc(b, wb);
+            L->wsoft = balloc(b, wb); L->dW = balloc(b, wb); L->s = balloc(b, cb); L->z = balloc(b, cb);
+            OOM_CHECK(L->W && L->V && L->m && L->v && L->wsoft && L->dW && L->s && L->z, "AdaRound state");
+            QD_TRY(b->ops->upload(b, L->W, g->values[q->weight_value].fdata, wb));
+            QD_TRY(b->ops->upload(b, L->s, q->scale, cb));
+            QD_TRY(b->ops->upload(b, L->z, q->zero_point, cb));
+            QD_TRY(b->ops->zero(b, L->m, wb));
+            QD_TRY(b->ops->zero(b, L->v, wb));
+            QD_TRY(b->ops->adaround_init(b, &L->d, L->W, L->s, L->z, L->V));
+        }
+    }
+    if (r->nlayers == 0) return qd_errorf(QD_ERR_INTERNAL, "unit '%s' has no layer to reconstruct", u->name);
+    size_t qb = sizeof(float) * (size_t)(r->nq + 1);
+    r->scales = balloc(b, qb); r->dscales = balloc(b, qb); r->sm = balloc(b, qb); r->sv = balloc(b, qb);
+    OOM_CHECK(r->scales && r->dscales && r->sm && r->sv, "scale state");
+    {
+        float hs[256];
+        if (r->nq > 256) return qd_errorf(QD_ERR_UNSUPPORTED, "unit '%s' has more than 256 activation quantizers", u->name);
+        for (int j = 0; j < r->nq; j++) hs[j] = g->act[r->q_act[j]].scale;
+        if (r->nq) QD_TRY(b->ops->upload(b, r->scales, hs, sizeof(float) * (size_t)r->nq));
+        QD_TRY(b->ops->zero(b, r->dscales, qb));
+        QD_TRY(b->ops->zero(b, r->sm, qb));
+        QD_TRY(b->ops->zero(b, r->sv, qb));
+    }
+    /* caches for the whole calibration set (§8.2) */
+    int64_t in_numel = qd_value_sample_numel(&g->values[u->input_value]);
+    int64_t out_numel = qd_value_sample_numel(&g->values[u->output_value]);
+    size_t in_bytes = sizeof(float) * (size_t)ctx->ncal * (size_t)in_numel;
+    size_t out_bytes = sizeof(float) * (size_t)ctx->ncal * (size_t)out_numel;
+    int dev = 0;
+    r->qin = b->ops->alloc_cache(b, in_bytes, &dev); OOM_CHECK(r->qin, "quantized-input cache");
+    r->in_cache_dev = dev;
+    if (ctx->input_keep_prob < 1.0f) {
+        r->fpin = b->ops->alloc_cache(b, in_bytes, &dev); OOM_CHECK(r->fpin, "FP-input cache");
+    }
+    r->fpout = b->ops->alloc_cache(b, out_bytes, &dev); OOM_CHECK(r->fpout, "FP-output cache");
+    r->out_cache_dev = dev;
+    r->xin = balloc(b, sizeof(float) * (size_t)B * (size_t)in_numel);
+    r->target = balloc(b, sizeof(float) * (size_t)B * (size_t)out_numel);
+    r->idx = balloc(b, sizeof(int32_t) * (size_t)B);
+    r->iter = balloc(b, sizeof(int32_t));
+    r->loss = balloc(b, sizeof(float));
+    r->reg = balloc(b, sizeof(float));
+    OOM_CHECK(r->xin && r->target && r->idx && r->iter && r->loss && r->reg, "iteration buffers");
+    QD_TRY(b->ops->zero(b, r->iter, sizeof(int32_t)));
+    QD_TRY(b->ops->zero(b, r->loss, sizeof(float)));
+    QD_TRY(b->ops->zero(b, r->reg, sizeof(float)));
+
+    QD_TRY(qd_cache_value(ctx, ctx->upstream_mode, u->node_begin, u->input_value, ctx->ncal, r->qin));
+    if (r->fpin) QD_TRY(qd_cache_value(ctx, QD_EXEC_FP, u->node_begin, u->input_value, ctx->ncal, r->fpin));
+    QD_TRY(qd_cache_value(ctx, QD_EXEC_FP, u->node_end, u->output_value, ctx->ncal, r->fpout));
+
+    r->sched.total_iters = cfg->recon.iters;
+    r->sched.warm_up = cfg->recon.warm_up;
+    r->sched.b_start = cfg->recon.b_start;
+    r->sched.b_end = cfg->recon.b_end;
+    r->sched.lambda = cfg->recon.weight;
+    r->sched.lr_v = QD_ADAM_LR_V;
+    r->sched.lr_scale = cfg->recon.scale_lr;
+    return QD_OK;
+}
+
+/* Input pointer of node input i during training. */
+static const float *in_ptr(unit_rt *r, const qd_node *n, int i) {
+    int v = n->inputs[i];
+    if (v < 0) return NULL;
+    if (v == r->u->input_value) return r->xin;
+    if (n->wq >= 0 && v == r->ctx->g->wq[n->wq].weight_value) {
+        for (int l = 0; l < r->nlayers; l++) if (r->layers[l].node == (int)(n - r->ctx->g->nodes)) return r->layers[l].wsoft;
+    }
+    if (r->consts[v]) return r->consts[v];
+    int k = find_val(r, v);
+    return k >= 0 ? r->vals[k].val : NULL;
+}
+
+static qd_status one_iteration(unit_rt *r) {
+    qd_recon_ctx *ctx = r->ctx;
+    qd_graph *g = ctx->g;
+    qd_backend *b = ctx->b;
+    const qd_backend_ops *ops = b->ops;
+    const qd_unit_spec *u = r->u;
+    const qd_config *cfg = ctx->cfg;
+    int B = r->B;
+    qd_rng_key key = {(uint32_t)cfg->seed, (uint32_t)(cfg->seed >> 32), (uint32_t)u->index, QD_RNG_T_BATCH};
+    int64_t in_numel = qd_value_sample_numel(&g->values[u->input_value]);
+    int64_t out_numel = qd_value_sample_numel(&g->values[u->output_value]);
+
+    QD_TRY(ops->iter_advance(b, r->iter));
+    QD_TRY(ops->draw_batch(b, key, r->iter, ctx->ncal, B, r->idx));
+    key.tensor = QD_RNG_T_INPUT;
+    QD_TRY(ops->gather_mix(b, r->qin, r->fpin, r->idx, B, in_numel, key, ctx->input_keep_prob, r->iter, r->xin));
+    QD_TRY(ops->gather_mix(b, r->fpout, NULL, r->idx, B, out_numel, key, 1.0f, r->iter, r->target));
+    for (int l = 0; l < r->nlayers; l++) {
+        layer_state *L = &r->layers[l];
+        QD_TRY(ops->adaround_weight(b, &L->d, L->W, L->V, L->s, L->z, 0, L->wsoft));
+    }
+    /* forward */
+    for (int ni = u->node_begin; ni < u->node_end; ni++) {
+        const qd_node *n = &g->nodes[ni];
+        qd_shape ish[16];
+        const float *ins[16];
+        if (n->ninputs > 16) return qd_errorf(QD_ERR_UNSUPPORTED, "node %s has more than 16 inputs", n->name);
+        for (int i = 0; i < n->ninputs; i++) {
+            int v = n->inputs[i];
+            ins[i] = in_ptr(r, n, i);
+            if (v >= 0) ish[i] = value_shape(&g->values[v], g->values[v].is_const ? (int)g->values[v].dims[0] : B);
+            else memset(&ish[i], 0, sizeof ish[i]);
+        }
+        val_state *V = &r->vals[find_val(r, n->outputs[0])];
+        qd_shape osh = value_shape(&g->values[V->value], B);
+        QD_TRY(ops->node_forward(b, n, ish, ins, &osh, V->pre));
+        if (V->aq >= 0)
+            QD_TRY(ops->fq_forward(b, &r->q_desc[V->aq], r->scales + V->aq, r->iter, (int64_t)B * V->sample_numel,
+                                   V->pre, V->val, V->region));
+    }
+    /* loss (§5): channel dim is dims[1]; spatial = the rest */
+    const qd_value *ov = &g->values[u->output_value];
+    int64_t C = ov->ndim > 1 ? ov->dims[1] : 1;
+    int64_t HW = out_numel / (C > 0 ? C : 1);
+    for (int i = 0; i < r->nvals; i++) {
+        val_state *V = &r->vals[i];
+        size_t bytes = sizeof(float) * (size_t)B * (size_t)V->sample_numel;
+        QD_TRY(ops->zero(b, V->gval, bytes));
+        if (V->gpre != V->gval) QD_TRY(ops->zero(b, V->gpre, bytes));
+    }
+    val_state *OV = &r->vals[find_val(r, u->output_value)];
+    QD_TRY(ops->mse_loss(b, B, C, HW, OV->val, r->target, OV->gval, r->loss));
+    for (int l = 0; l < r->nlayers; l++)
+        QD_TRY(ops->zero(b, r->layers[l].dW, sizeof(float) * (size_t)r->layers[l].d.numel));
+    /* backward */
+    for (int ni = u->node_end - 1; ni >= u->node_begin; ni--) {
+        const qd_node *n = &g->nodes[ni];
+        val_state *V = &r->vals[find_val(r, n->outputs[0])];
+        if (V->aq >= 0)
+            QD_TRY(ops->fq_backward(b, &r->q_desc[V->aq], r->scales + V->aq, (int64_t)B * V->sample_numel, V->pre,
+                                    V->region, V->gval, V->gpre, r->dscales + V->aq));
+        qd_shape ish[16];
+        const float *ins[16];
+        float *din[16];
+        int any = 0;
+        for (int i = 0; i < n->ninputs; i++) {
+            int v = n->inputs[i];
+            ins[i] = in_ptr(r, n, i);
+            din[i] = NULL;
+            if (v >= 0) ish[i] = value_shape(&g->values[v], g->values[v].is_const ? (int)g->values[v].dims[0] : B);
+            else memset(&ish[i], 0, sizeof ish[i]);
+            if (v < 0 || v == r->u->input_value) continue;
+            if (n->wq >= 0 && v == g->wq[n->wq].weight_value) {
+                for (int l = 0; l < r->nlayers; l++) if (r->layers[l].node == ni) din[i] = r->layers[l].dW;
+            } else if (!g->values[v].is_const) {
+                int k = find_val(r, v);
+                if (k >= 0) din[i] = r->vals[k].gval;
+            }
+            if (din[i]) any = 1;
+        }
+        if (!any) continue;
+        qd_shape osh = value_shape(&g->values[V->value], B);
+        QD_TRY(ops->node_backward(b, n, ish, ins, &osh, V->pre, V->gpre, din));
+    }
+    for (int l = 0; l < r->nlayers; l++) {
+        layer_state *L = &r->layers[l];
+        QD_TRY(ops->adaround_step(b, &L->d, &r->sched, r->iter, L->W, L->s, L->z, L->dW, L->V, L->m, L->v, r->reg));
+    }
+    if (ctx->learn_scales && r->nq > 0)
+        QD_TRY(ops->scale_step(b, &r->sched, r->iter, r->nq, r->scales, r->dscales, r->sm, r->sv));
+    else if (r->nq > 0)
+        QD_TRY(ops->zero(b, r->dscales, sizeof(float) * (size_t)r->nq));
+    return QD_OK;
+}
+
+/* SQNR (dB) of the unit's quantized output (no drop, current weights in wq->qweight and scales
+ * in g->act) against the FP output, on the first n cached samples. */
+static qd_status unit_sqnr(unit_rt *r, int n, double *db) {
+    qd_recon_ctx *ctx = r->ctx;
+    qd_graph *g = ctx->g;
+    qd_backend *b = ctx->b;
+    const qd_unit_spec *u = r->u;
+    int64_t in_numel = qd_value_sample_numel(&g->values[u->input_value]);
+    int64_t out_numel = qd_value_sample_numel(&g->values[u->output_value]);
+    int bs = 64;
+    float *yq = b->ops->alloc(b, sizeof(float) * (size_t)bs * (size_t)out_numel);
+    float *hy = malloc(sizeof(float) * (size_t)bs * (size_t)out_numel);
+    float *ht = malloc(sizeof(float) * (size_t)bs * (size_t)out_numel);
+    if (!yq || !hy || !ht) { b->ops->free(b, yq); free(hy); free(ht); return qd_errorf(QD_ERR_DEVICE_OOM, "unit '%s': SQNR buffers", u->name); }
+    double sig = 0.0, err = 0.0;
+    qd_status st = qd_exec_sync_quant(ctx->exec);
+    for (int s0 = 0; st == QD_OK && s0 < n; s0 += bs) {
+        int nb = n - s0 < bs ? n - s0 : bs;
+        st = qd_exec_run(ctx->exec, QD_EXEC_QUANT, u->node_begin, u->node_end, u->input_value,
+                         r->qin + (size_t)s0 * (size_t)in_numel, nb, u->output_value, yq);
+        if (st != QD_OK) break;
+        st = b->ops->download(b, hy, yq, sizeof(float) * (size_t)nb * (size_t)out_numel);
+        if (st != QD_OK) break;
+        st = b->ops->download(b, ht, r->fpout + (size_t)s0 * (size_t)out_numel, sizeof(float) * (size_t)nb * (size_t)out_numel);
+        if (st != QD_OK) break;
+        for (int64_t k = 0; k < (int64_t)nb * out_numel; k++) {
+            double d = (double)hy[k] - (double)ht[k];
+            sig += (double)ht[k] * (double)ht[k];
+            err += d * d;
+        }
+    }
+    b->ops->free(b, yq); free(hy); free(ht);
+    *db = err > 0.0 ? 10.0 * log10(sig / err) : 999.0;
+    return st;
+}
+
+static qd_status read_scalar(qd_backend *b, const float *p, float *out) { return b->ops->download(b, out, p, sizeof(float)); }
+
+/* Copy the learned state back into the graph: hard-rounded weights and the scales. */
+static qd_status rt_finish(unit_rt *r) {
+    qd_recon_ctx *ctx = r->ctx;
+    qd_graph *g = ctx->g;
+    qd_backend *b = ctx->b;
+    for (int l = 0; l < r->nlayers; l++) {
+        layer_state *L = &r->layers[l];
+        qd_weight_quant *q = &g->wq[L->wq];
+        QD_TRY(b->ops->adaround_weight(b, &L->d, L->W, L->V, L->s, L->z, 1, L->wsoft));
+        QD_TRY(b->ops->download(b, q->qweight, L->wsoft, sizeof(float) * (size_t)L->d.numel));
+        q->reconstructed = 1;
+    }
+    if (r->nq > 0 && ctx->learn_scales) {
+        float hs[256];
+        QD_TRY(b->ops->download(b, hs, r->scales, sizeof(float) * (size_t)r->nq));
+        for (int j = 0; j < r->nq; j++) {
+            if (!isfinite(hs[j])) return qd_errorf(QD_ERR_NUMERIC, "unit '%s': learned scale %d is not finite", r->u->name, j);
+            g->act[r->q_act[j]].scale = qd_lsq_guard(hs[j]);
+        }
+    }
+    return qd_exec_sync_quant(ctx->exec);
+}
+
+qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report *rep) {
+    const qd_config *cfg = ctx->cfg;
+    qd_backend *b = ctx->b;
+    unit_rt rt;
+    memset(&rt, 0, sizeof rt);
+    rt.ctx = ctx; rt.u = u; rt.B = cfg->recon.batch_size;
+    memset(rep, 0, sizeof *rep);
+    snprintf(rep->name, sizeof rep->name, "%s", u->name);
+    rep->iters_planned = cfg->recon.iters;
+    double t0 = now_s();
+    qd_status st = rt_setup(&rt);
+    if (st != QD_OK) { rt_free(&rt); return st; }
+    rep->nlayers = rt.nlayers;
+    rep->nact = rt.nq;
+    st = unit_sqnr(&rt, ctx->ncal < 256 ? ctx->ncal : 256, &rep->sqnr_before_db);
+    if (st != QD_OK) { rt_free(&rt); return st; }
+
+    int every = cfg->recon.log_every > 0 ? cfg->recon.log_every : 500;
+    int ncurve_cap = cfg->recon.iters / every + 2;
+    rep->curve = calloc((size_t)ncurve_cap, sizeof(double));
+    rep->curve_iter = calloc((size_t)ncurve_cap, sizeof(int));
+    void *graph = NULL;
+    int use_graph = b->ops->capture_begin != NULL && getenv("QD_NO_GRAPH") == NULL;
+    double best = INFINITY;
+    int windows_without_improvement = 0;
+    double t_train = now_s();
+    int it = 0;
+    int window_start = 0;
+    while (it < cfg->recon.iters) {
+        if (use_graph && !graph) {
+            st = b->ops->capture_begin(b);
+            if (st == QD_OK) st = one_iteration(&rt);
+            if (st == QD_OK) st = b->ops->capture_end(b, &graph);
+            else { void *tmp = NULL; (void)b->ops->capture_end(b, &tmp); if (tmp) b->ops->graph_destroy(b, tmp); }
+            if (st != QD_OK) break;
+        }
+        st = graph ? b->ops->graph_launch(b, graph) : one_iteration(&rt);
+        if (st != QD_OK) break;
+        it++;
+        int window_end = (it % every == 0) || it == cfg->recon.iters;
+        int es_window = cfg->recon.early_stop && cfg->recon.early_stop_window > 0 && it % cfg->recon.early_stop_window == 0;
+        if (!window_end && !es_window) continue;
+        float loss_sum = 0.0f, reg_sum = 0.0f;
+        st = read_scalar(b, rt.loss, &loss_sum);
+        if (st == QD_OK) st = read_scalar(b, rt.reg, &reg_sum);
+        if (st != QD_OK) break;
+        QD_TRY(b->ops->zero(b, rt.loss, sizeof(float)));
+        QD_TRY(b->ops->zero(b, rt.reg, sizeof(float)));
+        int nwin = it - window_start;
+        window_start = it;
+        double loss = (double)loss_sum / nwin, reg = (double)reg_sum / nwin;
+        if (!isfinite(loss) || !isfinite(reg)) {
+            st = qd_errorf(QD_ERR_NUMERIC,
+                           "unit '%s': reconstruction loss became %s at iteration %d; the unit was restored to its "
+                           "state before training (try a lower quant.recon.scale_lr or set quant.recon.nan_retries)",
+                           u->name, isnan(loss) || isnan(reg) ? "NaN" : "Inf", it);
+            break;
+        }
+        if (rep->ncurve == 0) rep->loss_start = loss;
+        if (rep->ncurve < ncurve_cap) { rep->curve[rep->ncurve] = loss; rep->curve_iter[rep->ncurve] = it; rep->ncurve++; }
+        rep->loss_end = loss;
+        rep->reg_end = reg;
+        double el = now_s() - t_train;
+        double ips = it / (el > 0 ? el : 1e-9);
+        qd_progress_update(ctx->progress_unit, ctx->progress_nunits, u->name, it, cfg->recon.iters, loss, ips);
+        char fields[256];
+        snprintf(fields, sizeof fields, "\"unit\":%d,\"iter\":%d,\"rec_loss\":%.6g,\"round_loss\":%.6g,\"it_per_s\":%.3f",
+                 u->index, it, loss, reg, ips);
+        qd_log_event_json(QD_LOG_DEBUG, "recon_progress", fields, "unit %d/%d %s: iter %d/%d rec %.5g round %.5g (%.1f it/s)",
+                          ctx->progress_unit + 1, ctx->progress_nunits, u->name, it, cfg->recon.iters, loss, reg, ips);
+        if (es_window && it >= qd_warmup_iters(cfg->recon.iters, cfg->recon.warm_up)) {
+            /* Early stop compares the total loss (rec + round) windows after warm-up: the
+             * regulariser must have had time to push h(V) to 0/1 before stopping. */
+            double total = loss + reg;
+            if (total < best * (1.0 - cfg->recon.early_stop_min_delta)) { best = total; windows_without_improvement = 0; }
+            else if (++windows_without_improvement >= 2) { rep->early_stopped = 1; break; }
+        }
+    }
+    if (graph) b->ops->graph_destroy(b, graph);
+    rep->iters_run = it;
+    if (st == QD_OK) st = b->ops->sync(b);
+    if (st == QD_OK) st = rt_finish(&rt);
+    if (st == QD_OK) st = unit_sqnr(&rt, ctx->ncal < 256 ? ctx->ncal : 256, &rep->sqnr_after_db);
+    double t1 = now_s();
+    rep->seconds = t1 - t0;
+    rep->it_per_s = it / ((t1 - t_train) > 0 ? (t1 - t_train) : 1e-9);
+    qd_progress_done();
+    rt_free(&rt);
+    return st;
+}
+
+/* Test hook (tests/unit/test_golden_iter.c): set up unit u, run `iters` iterations and report
+ * each iteration's reconstruction and rounding loss, then V of every layer (V_out[l] sized by
+ * the caller) and the activation scales. Nothing is written back into the graph. */
+qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, float *rec_loss,
+                              float *reg_loss, float **V_out, float *scales_out) {
+    unit_rt rt;
+    memset(&rt, 0, sizeof rt);
+    rt.ctx = ctx; rt.u = u; rt.B = ctx->cfg->recon.batch_size;
+    qd_backend *b = ctx->b;
+    qd_status st = rt_setup(&rt);
+    for (int i = 0; st == QD_OK && i < iters; i++) {
+        st = one_iteration(&rt);
+        if (st == QD_OK) st = read_scalar(b, rt.loss, &rec_loss[i]);
+        if (st == QD_OK) st = read_scalar(b, rt.reg, &reg_loss[i]);
+        if (st == QD_OK) st = b->ops->zero(b, rt.loss, sizeof(float));
+        if (st == QD_OK) st = b->ops->zero(b, rt.reg, sizeof(float));
+    }
+    for (int l = 0; st == QD_OK && l < rt.nlayers; l++)
+        st = b->ops->download(b, V_out[l], rt.layers[l].V, sizeof(float) * (size_t)rt.layers[l].d.numel);
+    if (st == QD_OK && rt.nq > 0) st = b->ops->download(b, scales_out, rt.scales, sizeof(float) * (size_t)rt.nq);
+    rt_free(&rt);
+    return st;
+}

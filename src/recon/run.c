@@ -1,0 +1,526 @@
+/* src/recon/run.c: qd_run — the whole job, in the reference order (QDROP_SPEC §1):
+ *   load ONNX -> fold BN -> units -> quantizer placement -> calibration data
+ *   -> FP32 evaluation -> activation ranges (§6.2) -> weight ranges (§3.1)
+ *   -> per unit: caches + reconstruction (§8) -> checkpoint -> next unit
+ *   -> (mode-dependent late activation ranges, §9) -> quantized evaluation
+ *   -> results.json, encodings + QDQ ONNX export, loss plots.
+ * Every output file is written atomically. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qdrop/backend.h"
+#include "qdrop/data.h"
+#include "qdrop/exec.h"
+#include "qdrop/export.h"
+#include "qdrop/fsutil.h"
+#include "qdrop/log.h"
+#include "qdrop/qdrop.h"
+#include "recon/ckpt.h"
+#include "recon/recon.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int qd_default_threads(const qd_config *cfg) {
+    if (cfg->threads > 0) return cfg->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* ---- mode table (§9) ---- */
+typedef struct mode_plan {
+    int ranges_before;        /* act ranges before any tuning */
+    qd_exec_mode range_mode;  /* network mode for the range forward */
+    int range_progressive;
+    int ranges_after_all;     /* act ranges after all weights (progressive, QUANT) */
+    int ranges_per_unit_after;/* Case 3 */
+    qd_exec_mode upstream;    /* quant-input cache */
+    int act_in_unit, learn_scales, drop;
+    int layerwise, reconstruct;
+} mode_plan;
+
+static mode_plan plan_for(qd_mode m) {
+    mode_plan p;
+    memset(&p, 0, sizeof p);
+    p.reconstruct = 1;
+    p.upstream = QD_EXEC_QUANT;
+    switch (m) {
+    case QD_MODE_QDROP: p.ranges_before = 1; p.range_mode = QD_EXEC_FP; p.act_in_unit = 1; p.learn_scales = 1; p.drop = 1; break;
+    case QD_MODE_NODROP: p.ranges_before = 1; p.range_mode = QD_EXEC_FP; p.act_in_unit = 1; p.learn_scales = 1; break;
+    case QD_MODE_CASE1: p.ranges_after_all = 1; p.upstream = QD_EXEC_WQ_ONLY; break;
+    case QD_MODE_CASE2: p.ranges_before = 1; p.range_mode = QD_EXEC_AQ_ONLY; p.range_progressive = 1; p.act_in_unit = 1; break;
+    case QD_MODE_CASE3: p.ranges_per_unit_after = 1; break;
+    case QD_MODE_ADAROUND: p.ranges_after_all = 1; p.upstream = QD_EXEC_WQ_ONLY; p.layerwise = 1; break;
+    case QD_MODE_BRECQ: p.ranges_after_all = 1; p.upstream = QD_EXEC_WQ_ONLY; break;
+    case QD_MODE_NEAREST: p.ranges_before = 1; p.range_mode = QD_EXEC_FP; p.reconstruct = 0; break;
+    }
+    return p;
+}
+
+/* Units to reconstruct: the graph's blocks/layers, or one per layer (AdaRound baseline:
+ * the Conv/Gemm plus the activation node that directly consumes it). */
+static int build_units(const qd_graph *g, int layerwise, qd_unit_spec **out) {
+    qd_unit_spec *u = calloc((size_t)(g->nunits + g->nwq + 1), sizeof *u);
+    if (!u) return -1;
+    int n = 0;
+    if (!layerwise) {
+        for (int k = 0; k < g->nunits; k++) {
+            qd_unit_spec *s = &u[n];
+            snprintf(s->name, sizeof s->name, "%s", g->units[k].name ? g->units[k].name : "unit");
+            s->node_begin = g->units[k].node_begin; s->node_end = g->units[k].node_end;
+            s->input_value = g->units[k].input_value; s->output_value = g->units[k].output_value;
+            s->index = n++;
+        }
+    } else {
+        for (int ni = 0; ni < g->nnodes; ni++) {
+            const qd_node *nd = &g->nodes[ni];
+            if (nd->wq < 0 || nd->unit < 0) continue;
+            qd_unit_spec *s = &u[n];
+            int end = ni + 1;
+            int outv = nd->outputs[0];
+            if (end < g->nnodes) {
+                const qd_node *nx = &g->nodes[end];
+                if ((nx->op == QD_OP_RELU || nx->op == QD_OP_CLIP) && nx->inputs[0] == outv && g->values[outv].nconsumers == 1) {
+                    outv = nx->outputs[0];
+                    end++;
+                }
+            }
+            snprintf(s->name, sizeof s->name, "layer %s", nd->name);
+            s->node_begin = ni; s->node_end = end;
+            s->input_value = nd->inputs[0]; s->output_value = outv;
+            s->index = n++;
+        }
+    }
+    *out = u;
+    return n;
+}
+
+static qd_status load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
+                             int sample_n, int max_images, qd_dataset *ds) {
+    qd_data_options o;
+    memset(&o, 0, sizeof o);
+    o.preprocess = cfg->preprocess;
+    for (int i = 0; i < 3; i++) { o.mean[i] = cfg->mean[i]; o.std[i] = cfg->std[i]; }
+    o.input_size = cfg->input_size;
+    o.resize_size = cfg->resize_size;
+    o.skip_corrupt = cfg->skip_corrupt;
+    o.threads = qd_default_threads(cfg);
+    o.sample_n = sample_n;
+    o.max_images = max_images;
+    o.seed = cfg->seed;
+    return qd_dataset_load(path, labels, &o, c, h, w, ds);
+}
+
+static qd_status evaluate(qd_exec *ex, qd_exec_mode mode, const qd_dataset *val, int batch, int nclasses,
+                          double *top1, double *top5, int **pred_out) {
+    float *logits = malloc(sizeof(float) * (size_t)batch * (size_t)nclasses);
+    float *all = malloc(sizeof(float) * (size_t)val->n * (size_t)nclasses);
+    if (!logits || !all) { free(logits); free(all); return qd_errorf(QD_ERR_INTERNAL, "out of host memory"); }
+    int64_t numel = (int64_t)val->c * val->h * val->w;
+    qd_status st = QD_OK;
+    for (int s0 = 0; s0 < val->n && st == QD_OK; s0 += batch) {
+        int nb = val->n - s0 < batch ? val->n - s0 : batch;
+        st = qd_exec_forward_host(ex, mode, val->x + (size_t)s0 * (size_t)numel, nb, all + (size_t)s0 * (size_t)nclasses);
+    }
+    (void)logits;
+    free(logits);
+    if (st == QD_OK) st = qd_topk_accuracy(all, val->labels, val->n, nclasses, top1, top5);
+    if (st == QD_OK && pred_out) {
+        int *pred = malloc(sizeof(int) * (size_t)val->n);
+        if (pred) qd_argmax_rows(all, val->n, nclasses, pred);
+        *pred_out = pred;
+    }
+    free(all);
+    return st;
+}
+
+static uint64_t config_hash_for_resume(const qd_config *cfg) {
+    qd_config c = *cfg;
+    /* what does not change the learned model: where outputs go, evaluation, logging, plots,
+     * export options, threads and device (results are deterministic per device) */
+    memset(c.out_dir, 0, sizeof c.out_dir);
+    memset(c.config_path, 0, sizeof c.config_path);
+    c.eval_enabled = 0; c.eval_batch_size = 0; c.eval_max_images = 0; c.eval_fp32 = 0;
+    memset(c.val_path, 0, sizeof c.val_path);
+    memset(c.val_labels_path, 0, sizeof c.val_labels_path);
+    c.export_onnx = 0; c.onnx_opset = 0; c.int4_weights = 0; c.plots = 0;
+    c.recon.log_every = 0; c.threads = 0; c.device = QD_DEVICE_AUTO;
+    return qd_config_hash(&c);
+}
+
+static qd_status file_hash(const char *path, uint64_t *h) {
+    void *d = NULL;
+    size_t n = 0;
+    QD_TRY(qd_read_file(path, &d, &n));
+    *h = qd_fnv1a64(d, n, 0);
+    free(d);
+    return QD_OK;
+}
+
+static void write_plots(const char *out_dir, const qd_unit_report *reps, int n) {
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        qd_log_warn("plots_skipped", "gnuplot not found: loss-curve PNGs not written");
+        return;
+    }
+    char dir[QD_PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/plots", out_dir);
+    if (qd_mkdir_p(dir) != QD_OK) { qd_error_clear(); return; }
+    for (int i = 0; i < n; i++) {
+        if (reps[i].ncurve < 1) continue;
+        char dat[QD_PATH_MAX + 64], png[QD_PATH_MAX + 64], tmp[QD_PATH_MAX + 96], cmd[4 * QD_PATH_MAX];
+        snprintf(dat, sizeof dat, "%s/unit%02d_loss.dat", dir, i);
+        snprintf(png, sizeof png, "%s/unit%02d_loss.png", dir, i);
+        snprintf(tmp, sizeof tmp, "%s/.unit%02d_loss.png.tmp", dir, i);
+        FILE *f = fopen(dat, "w");
+        if (!f) continue;
+        for (int c = 0; c < reps[i].ncurve; c++) fprintf(f, "%d %.9g\n", reps[i].curve_iter[c], reps[i].curve[c]);
+        fclose(f);
+        snprintf(cmd, sizeof cmd,
+                 "gnuplot -e \"set terminal png size 640,400; set output '%s'; set title 'unit %d: %s'; "
+                 "set xlabel 'iteration'; set ylabel 'reconstruction loss'; set logscale y; "
+                 "plot '%s' using 1:2 with lines title 'rec loss'\" >/dev/null 2>&1 && mv -f '%s' '%s'",
+                 tmp, i, "loss", dat, tmp, png);
+        if (system(cmd) != 0) { remove(tmp); qd_log_warn("plot_failed", "gnuplot failed for unit %d", i); }
+        remove(dat);
+    }
+}
+
+static cJSON *unit_json(const qd_unit_report *r, int idx) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", idx);
+    cJSON_AddStringToObject(o, "name", r->name);
+    cJSON_AddNumberToObject(o, "layers", r->nlayers);
+    cJSON_AddNumberToObject(o, "act_quantizers", r->nact);
+    cJSON_AddNumberToObject(o, "iters_planned", r->iters_planned);
+    cJSON_AddNumberToObject(o, "iters_run", r->iters_run);
+    cJSON_AddBoolToObject(o, "early_stopped", r->early_stopped);
+    cJSON_AddNumberToObject(o, "loss_start", r->loss_start);
+    cJSON_AddNumberToObject(o, "loss_end", r->loss_end);
+    cJSON_AddNumberToObject(o, "round_loss_end", r->reg_end);
+    cJSON_AddNumberToObject(o, "sqnr_before_db", r->sqnr_before_db);
+    cJSON_AddNumberToObject(o, "sqnr_after_db", r->sqnr_after_db);
+    cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    cJSON_AddNumberToObject(o, "it_per_s", r->it_per_s);
+    return o;
+}
+
+typedef struct run_state {
+    qd_graph *g;
+    qd_backend *b;
+    qd_exec *ex;
+    qd_dataset calib, val;
+    qd_unit_spec *units;
+    qd_unit_report *reps;
+    int nunits, nreps;
+    int *pred_fp, *pred_q;
+} run_state;
+
+static void run_free(run_state *s) {
+    if (s->reps) for (int i = 0; i < s->nreps; i++) { free(s->reps[i].curve); free(s->reps[i].curve_iter); }
+    free(s->reps);
+    free(s->units);
+    free(s->pred_fp);
+    free(s->pred_q);
+    qd_exec_free(s->ex);
+    if (s->b) qd_backend_destroy(s->b);
+    qd_dataset_free(&s->calib);
+    qd_dataset_free(&s->val);
+    qd_graph_free(s->g);
+}
+
+static void print_dry_run(const qd_config *cfg, const run_state *s, const mode_plan *mp) {
+    const qd_graph *g = s->g;
+    printf("qdrop-gpu dry run: %s\n", cfg->model_path);
+    qd_graph_print_plan(g, stdout);
+    int64_t worst = 0;
+    int worst_u = -1;
+    for (int i = 0; i < s->nunits; i++) {
+        int64_t in = qd_value_sample_numel(&g->values[s->units[i].input_value]);
+        int64_t out = qd_value_sample_numel(&g->values[s->units[i].output_value]);
+        int64_t bytes = 4 * (int64_t)s->calib.n * ((mp->drop ? 2 : 1) * in + out);
+        if (bytes > worst) { worst = bytes; worst_u = i; }
+    }
+    int64_t wbytes = 0;
+    for (int k = 0; k < g->nwq; k++) wbytes += 4 * (int64_t)g->wq[k].channels * g->wq[k].per_channel;
+    printf("mode: %s, W%dA%d, %d units (%s), %d iterations per unit, batch %d, total %lld iterations\n",
+           qd_mode_name(cfg->mode), cfg->w_qconfig.bit, cfg->a_qconfig.bit, s->nunits, mp->layerwise ? "layer-wise" : "block-wise",
+           mp->reconstruct ? cfg->recon.iters : 0, cfg->recon.batch_size,
+           (long long)(mp->reconstruct ? (int64_t)cfg->recon.iters * s->nunits : 0));
+    printf("calibration: %d images (%s), activation ranges on %d; validation: %d images\n", s->calib.n, cfg->calib_path,
+           cfg->act_calib_samples, s->val.n);
+    printf("memory estimate: largest unit cache %.1f MiB (unit %d: %s), weights %.1f MiB x ~6 (FP, V, Adam m/v, soft, grad)\n",
+           worst / 1048576.0, worst_u, worst_u >= 0 ? s->units[worst_u].name : "-", wbytes / 1048576.0);
+}
+
+qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
+    run_state S;
+    memset(&S, 0, sizeof S);
+    qd_status st = QD_OK;
+    double t_start = now_s(), t_phase;
+    cJSON *times = cJSON_CreateObject();
+    mode_plan mp = plan_for(cfg->mode);
+    char path[QD_PATH_MAX + 64];
+    uint64_t cfg_hash = config_hash_for_resume(cfg), model_hash = 0;
+
+    /* outputs: directory, log, resolved config */
+    if (!opt->dry_run) {
+        QD_TRY(qd_mkdir_p(cfg->out_dir));
+        snprintf(path, sizeof path, "%s/run.log", cfg->out_dir);
+        QD_TRY(qd_log_open(path));
+        char *js = qd_config_to_json(cfg);
+        if (!js) return qd_errorf(QD_ERR_INTERNAL, "cannot serialise the resolved config");
+        snprintf(path, sizeof path, "%s/resolved_config.json", cfg->out_dir);
+        st = qd_write_file_atomic(path, js, strlen(js));
+        free(js);
+        if (st != QD_OK) goto done;
+    }
+    qd_log_info("start", "qdrop-gpu %s (%s): %s, mode %s, W%dA%d", qd_version(), qd_git_sha(), cfg->model_path,
+                qd_mode_name(cfg->mode), cfg->w_qconfig.bit, cfg->a_qconfig.bit);
+
+    /* model */
+    t_phase = now_s();
+    if ((st = file_hash(cfg->model_path, &model_hash)) != QD_OK) goto done;
+    if ((st = qd_graph_prepare(cfg->model_path, &S.g)) != QD_OK) goto done;
+    {
+        qd_quant_plan_opts po = {cfg->w_qconfig.bit, cfg->a_qconfig.bit, cfg->first_last_8bit, cfg->brecq_setting};
+        if ((st = qd_graph_place_quantizers(S.g, &po)) != QD_OK) goto done;
+    }
+    if (S.g->ninputs != 1 || S.g->noutputs != 1) {
+        st = qd_errorf(QD_ERR_UNSUPPORTED, "%s: the engine needs exactly one graph input and one output (found %d and %d)",
+                       cfg->model_path, S.g->ninputs, S.g->noutputs);
+        goto done;
+    }
+    const qd_value *inv = &S.g->values[S.g->inputs[0]];
+    if (inv->ndim != 4) { st = qd_errorf(QD_ERR_UNSUPPORTED, "%s: input '%s' must be NCHW images", cfg->model_path, inv->name); goto done; }
+    int C = (int)inv->dims[1], H = (int)inv->dims[2], W = (int)inv->dims[3];
+    const qd_value *outv = &S.g->values[S.g->outputs[0]];
+    int nclasses = (int)outv->dims[outv->ndim - 1];
+    S.nunits = build_units(S.g, mp.layerwise, &S.units);
+    if (S.nunits < 0) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+    cJSON_AddNumberToObject(times, "load_model_s", now_s() - t_phase);
+
+    /* data */
+    t_phase = now_s();
+    if ((st = load_images(cfg, cfg->calib_path, NULL, C, H, W, cfg->calibrate, 0, &S.calib)) != QD_OK) goto done;
+    if (S.calib.n < cfg->calibrate)
+        qd_log_warn("calib_small", "calibration folder %s has %d images, fewer than quant.calibrate = %d: using all",
+                    cfg->calib_path, S.calib.n, cfg->calibrate);
+    if (cfg->eval_enabled && cfg->val_path[0]) {
+        if ((st = load_images(cfg, cfg->val_path, cfg->val_labels_path[0] ? cfg->val_labels_path : NULL, C, H, W, 0,
+                              cfg->eval_max_images, &S.val)) != QD_OK)
+            goto done;
+        if (!S.val.labels) { st = qd_errorf(QD_ERR_DATA, "%s: validation data has no labels", cfg->val_path); goto done; }
+    }
+    cJSON_AddNumberToObject(times, "load_data_s", now_s() - t_phase);
+
+    if (opt->dry_run) {
+        print_dry_run(cfg, &S, &mp);
+        goto done;
+    }
+
+    /* backend */
+    {
+        qd_backend_options bo = {qd_default_threads(cfg), cfg->deterministic, cfg->tf32,
+                                 cfg->device_memory_budget_mb * 1024 * 1024};
+        const char *kind = cfg->device == QD_DEVICE_CPU ? "cpu" : cfg->device == QD_DEVICE_CUDA ? "cuda" : "auto";
+        if ((st = qd_backend_create(kind, &bo, &S.b)) != QD_OK) goto done;
+    }
+    int maxb = cfg->eval_batch_size > 128 ? cfg->eval_batch_size : 128;
+    if (cfg->recon.batch_size > maxb) maxb = cfg->recon.batch_size;
+    if ((st = qd_exec_create(S.g, S.b, maxb, &S.ex)) != QD_OK) goto done;
+    qd_log_info("backend", "backend %s (%s)", S.b->ops->name, S.b->device_name);
+
+    qd_recon_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.g = S.g; ctx.b = S.b; ctx.exec = S.ex; ctx.cfg = cfg;
+    ctx.calib_host = S.calib.x; ctx.ncal = S.calib.n; ctx.image_numel = (int64_t)C * H * W;
+    ctx.act_in_unit_quant = mp.act_in_unit;
+    ctx.learn_scales = mp.learn_scales;
+    ctx.keep_prob = mp.drop ? cfg->recon.drop_prob : 1.0f;
+    ctx.input_keep_prob = mp.drop ? cfg->recon.drop_prob : 1.0f;
+    ctx.upstream_mode = mp.upstream;
+
+    double fp_top1 = NAN, fp_top5 = NAN, q_top1 = NAN, q_top5 = NAN;
+    if (S.val.n > 0 && cfg->eval_fp32) {
+        t_phase = now_s();
+        if ((st = evaluate(S.ex, QD_EXEC_FP, &S.val, cfg->eval_batch_size, nclasses, &fp_top1, &fp_top5, &S.pred_fp)) != QD_OK) goto done;
+        cJSON_AddNumberToObject(times, "eval_fp32_s", now_s() - t_phase);
+        qd_log_info("eval_fp32", "FP32 top-1 %.2f%% top-5 %.2f%% (%d images)", 100 * fp_top1, 100 * fp_top5, S.val.n);
+    }
+
+    /* resume or calibrate */
+    int units_done = 0;
+    S.reps = calloc((size_t)S.nunits + 1, sizeof(qd_unit_report));
+    if (!S.reps) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+    snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
+    if (opt->resume) {
+        if (!qd_file_exists(path)) {
+            st = qd_errorf(QD_ERR_NOINPUT, "%s: no checkpoint to resume from (run without --resume to start)", path);
+            goto done;
+        }
+        if ((st = qd_ckpt_load(path, S.g, cfg_hash, model_hash, &units_done, S.reps, S.nunits, &S.nreps)) != QD_OK) goto done;
+        if ((st = qd_exec_sync_quant(S.ex)) != QD_OK) goto done;
+        qd_log_info("resume", "resuming from %s: %d of %d units finished", path, units_done, S.nunits);
+    } else {
+        t_phase = now_s();
+        if (mp.ranges_before &&
+            (st = qd_init_act_ranges(&ctx, mp.range_mode, NULL, cfg->act_calib_samples, mp.range_progressive)) != QD_OK)
+            goto done;
+        cJSON_AddNumberToObject(times, "act_ranges_s", now_s() - t_phase);
+        t_phase = now_s();
+        if ((st = qd_init_weight_ranges(S.g, qd_default_threads(cfg))) != QD_OK) goto done;
+        if ((st = qd_exec_sync_quant(S.ex)) != QD_OK) goto done;
+        cJSON_AddNumberToObject(times, "weight_ranges_s", now_s() - t_phase);
+        if (mp.reconstruct && (st = qd_ckpt_save(path, S.g, cfg_hash, model_hash, 0, S.reps, 0)) != QD_OK) goto done;
+    }
+
+    /* reconstruction */
+    t_phase = now_s();
+    if (mp.reconstruct) {
+        for (int i = units_done; i < S.nunits; i++) {
+            ctx.progress_unit = i;
+            ctx.progress_nunits = S.nunits;
+            qd_log_info("unit_start", "unit %d/%d: %s", i + 1, S.nunits, S.units[i].name);
+            qd_unit_report *rep = &S.reps[i];
+            st = qd_recon_unit(&ctx, &S.units[i], rep);
+            for (int attempt = 1; st == QD_ERR_NUMERIC && attempt <= cfg->recon.nan_retries; attempt++) {
+                qd_log_warn("nan_retry", "unit %d: %s; retrying with learning rates / %d", i, qd_error_message(), 1 << (3 * attempt));
+                qd_error_clear();
+                free(rep->curve); free(rep->curve_iter);
+                qd_config c2 = *cfg;
+                c2.recon.scale_lr = cfg->recon.scale_lr / (float)(1 << (3 * attempt));
+                ctx.cfg = &c2;
+                st = qd_recon_unit(&ctx, &S.units[i], rep);
+                ctx.cfg = cfg;
+            }
+            if (st != QD_OK) goto done;
+            S.nreps = i + 1;
+            if (mp.ranges_per_unit_after) {
+                int *sel = calloc((size_t)S.g->nact + 1, sizeof(int));
+                if (!sel) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+                for (int a = 0; a < S.g->nact; a++)
+                    sel[a] = !S.g->act[a].initialized && S.g->act[a].unit >= 0 &&
+                             S.g->nodes[S.g->values[S.g->act[a].value].producer].unit >= 0 &&
+                             S.g->values[S.g->act[a].value].producer < S.units[i].node_end;
+                st = qd_init_act_ranges(&ctx, QD_EXEC_QUANT, sel, cfg->act_calib_samples, 1);
+                free(sel);
+                if (st != QD_OK) goto done;
+            }
+            qd_log_info("unit_done", "unit %d/%d %s: %d iterations, loss %.5g -> %.5g, SQNR %.2f -> %.2f dB, %.1f s",
+                        i + 1, S.nunits, rep->name, rep->iters_run, rep->loss_start, rep->loss_end, rep->sqnr_before_db,
+                        rep->sqnr_after_db, rep->seconds);
+            if ((st = qd_ckpt_save(path, S.g, cfg_hash, model_hash, i + 1, S.reps, S.nreps)) != QD_OK) goto done;
+        }
+    }
+    if (mp.ranges_after_all && (st = qd_init_act_ranges(&ctx, QD_EXEC_QUANT, NULL, cfg->act_calib_samples, 1)) != QD_OK) goto done;
+    if (mp.ranges_per_unit_after && (st = qd_init_act_ranges(&ctx, QD_EXEC_QUANT, NULL, cfg->act_calib_samples, 1)) != QD_OK) goto done;
+    cJSON_AddNumberToObject(times, "reconstruction_s", now_s() - t_phase);
+
+    /* quantized evaluation */
+    if (S.val.n > 0) {
+        t_phase = now_s();
+        if ((st = evaluate(S.ex, QD_EXEC_QUANT, &S.val, cfg->eval_batch_size, nclasses, &q_top1, &q_top5, &S.pred_q)) != QD_OK) goto done;
+        cJSON_AddNumberToObject(times, "eval_quant_s", now_s() - t_phase);
+        qd_log_info("eval_quant", "quantized W%dA%d top-1 %.2f%% top-5 %.2f%%", cfg->w_qconfig.bit, cfg->a_qconfig.bit,
+                    100 * q_top1, 100 * q_top5);
+    }
+
+    /* export */
+    if (cfg->export_onnx) {
+        t_phase = now_s();
+        char onnx_path[QD_PATH_MAX + 64], enc_path[QD_PATH_MAX + 64];
+        snprintf(onnx_path, sizeof onnx_path, "%s/model_qdq.onnx", cfg->out_dir);
+        snprintf(enc_path, sizeof enc_path, "%s/encodings.json", cfg->out_dir);
+        if ((st = qd_export_qdq_onnx(S.g, cfg, onnx_path)) != QD_OK) goto done;
+        if ((st = qd_export_encodings(S.g, cfg, enc_path)) != QD_OK) goto done;
+        cJSON_AddNumberToObject(times, "export_s", now_s() - t_phase);
+    }
+    if (S.pred_q) {
+        /* per-image predictions of the engine's quantized model (ONNX Runtime parity check) */
+        size_t cap = (size_t)S.val.n * 16 + 64, len = 0;
+        char *csv = malloc(cap);
+        if (csv) {
+            len += (size_t)snprintf(csv + len, cap - len, "index,label,fp32,quant\n");
+            for (int i = 0; i < S.val.n; i++)
+                len += (size_t)snprintf(csv + len, cap - len, "%d,%d,%d,%d\n", i, S.val.labels[i], S.pred_fp ? S.pred_fp[i] : -1, S.pred_q[i]);
+            snprintf(path, sizeof path, "%s/predictions.csv", cfg->out_dir);
+            st = qd_write_file_atomic(path, csv, len);
+            free(csv);
+            if (st != QD_OK) goto done;
+        }
+    }
+    if (cfg->plots) write_plots(cfg->out_dir, S.reps, S.nreps);
+
+    /* results.json */
+    {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "version", qd_version());
+        cJSON_AddStringToObject(r, "git_sha", qd_git_sha());
+        cJSON *dev = cJSON_AddObjectToObject(r, "device");
+        cJSON_AddStringToObject(dev, "backend", S.b->ops->name);
+        cJSON_AddStringToObject(dev, "name", S.b->device_name);
+        cJSON_AddBoolToObject(dev, "deterministic", S.b->deterministic);
+        cJSON_AddBoolToObject(dev, "tf32", S.b->tf32);
+        cJSON_AddNumberToObject(dev, "threads", S.b->threads);
+        char vers[512];
+        qd_cuda_versions(vers, sizeof vers);
+        cJSON_AddStringToObject(dev, "cuda_versions", vers);
+        char hs[32];
+        snprintf(hs, sizeof hs, "%016llx", (unsigned long long)cfg_hash);
+        cJSON_AddStringToObject(r, "config_hash", hs);
+        cJSON_AddStringToObject(r, "model", cfg->model_path);
+        cJSON_AddStringToObject(r, "mode", qd_mode_name(cfg->mode));
+        cJSON_AddNumberToObject(r, "w_bits", cfg->w_qconfig.bit);
+        cJSON_AddNumberToObject(r, "a_bits", cfg->a_qconfig.bit);
+        cJSON_AddNumberToObject(r, "iters_per_unit", cfg->recon.iters);
+        cJSON_AddNumberToObject(r, "calibration_images", S.calib.n);
+        cJSON_AddNumberToObject(r, "seed", (double)cfg->seed);
+        cJSON *acc = cJSON_AddObjectToObject(r, "accuracy");
+        cJSON_AddNumberToObject(acc, "images", S.val.n);
+        if (!isnan(fp_top1)) { cJSON_AddNumberToObject(acc, "fp32_top1", 100 * fp_top1); cJSON_AddNumberToObject(acc, "fp32_top5", 100 * fp_top5); }
+        if (!isnan(q_top1)) { cJSON_AddNumberToObject(acc, "quant_top1", 100 * q_top1); cJSON_AddNumberToObject(acc, "quant_top5", 100 * q_top5); }
+        cJSON *us = cJSON_AddArrayToObject(r, "units");
+        long total_iters = 0;
+        for (int i = 0; i < S.nreps; i++) { cJSON_AddItemToArray(us, unit_json(&S.reps[i], i)); total_iters += S.reps[i].iters_run; }
+        cJSON_AddNumberToObject(r, "total_iterations", (double)total_iters);
+        cJSON_AddNumberToObject(times, "total_s", now_s() - t_start);
+        cJSON_AddItemToObject(r, "timing", times);
+        times = NULL;
+        char *txt = cJSON_Print(r);
+        cJSON_Delete(r);
+        snprintf(path, sizeof path, "%s/results.json", cfg->out_dir);
+        st = txt ? qd_write_file_atomic(path, txt, strlen(txt)) : qd_errorf(QD_ERR_INTERNAL, "cannot serialise results");
+        free(txt);
+        if (st != QD_OK) goto done;
+    }
+    if (!opt->quiet) {
+        printf("model %s  mode %s  W%dA%d  units %d  iterations/unit %d\n", cfg->model_path, qd_mode_name(cfg->mode),
+               cfg->w_qconfig.bit, cfg->a_qconfig.bit, S.nunits, mp.reconstruct ? cfg->recon.iters : 0);
+        if (!isnan(fp_top1)) printf("FP32       top-1 %6.2f%%  top-5 %6.2f%%\n", 100 * fp_top1, 100 * fp_top5);
+        if (!isnan(q_top1)) printf("quantized  top-1 %6.2f%%  top-5 %6.2f%%\n", 100 * q_top1, 100 * q_top5);
+        printf("outputs in %s (results.json, model_qdq.onnx, encodings.json) — %.1f s\n", cfg->out_dir, now_s() - t_start);
+    }
+done:
+    if (times) cJSON_Delete(times);
+    run_free(&S);
+    if (!opt->dry_run) qd_log_close();
+    return st;
+}
+
+qd_status qd_inspect(const char *model_path, const qd_config *cfg) {
+    qd_graph *g = NULL;
+    QD_TRY(qd_graph_prepare(model_path, &g));
+    qd_quant_plan_opts po = {cfg->w_qconfig.bit, cfg->a_qconfig.bit, cfg->first_last_8bit, cfg->brecq_setting};
+    qd_status st = qd_graph_place_quantizers(g, &po);
+    if (st == QD_OK) qd_graph_print_plan(g, stdout);
+    qd_graph_free(g);
+    return st;
+}
