@@ -28,6 +28,7 @@ static double now_s(void) {
 
 static qd_shape value_shape(const qd_value *v, int batch) {
     qd_shape s;
+    memset(&s, 0, sizeof s);
     s.ndim = v->ndim;
     for (int d = 0; d < v->ndim; d++) s.dims[d] = v->dims[d];
     if (s.ndim > 0) s.dims[0] = batch;

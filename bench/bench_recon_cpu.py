@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""CPU reconstruction benchmark (issue 4 item 9): QDrop iterations/s per unit type at batch 32 and
+peak RSS of qdrop-gpu, beside a PyTorch-eager implementation of the same unit iteration
+(bench/torch_qdrop_iter.py) on the same cores with the same thread count, measured in the same
+run. Prints JSON lines and a final summary with the ratios.
+
+Usage: python3 bench/bench_recon_cpu.py [--bin build/qdrop-gpu] [--iters 200] [--threads 2]
+The engine side runs the embedded default (CIFAR ResNet-20) with evaluation off; ResNet-20's
+units 2-3 / 5-6 / 8-9 are the stride-1 BasicBlocks with 16ch@32x32 / 32ch@16x16 / 64ch@8x8,
+the shapes bench/torch_qdrop_iter.py times."""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+
+here = os.path.dirname(os.path.abspath(__file__))
+root = os.path.dirname(here)
+ap = argparse.ArgumentParser()
+ap.add_argument("--bin", default=os.path.join(root, "build", "qdrop-gpu"))
+ap.add_argument("--iters", type=int, default=200)
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--skip-torch", action="store_true")
+a = ap.parse_args()
+
+out = tempfile.mkdtemp(prefix="qd_bench_")
+cmd = [a.bin, "--config", os.path.join(root, "configs", "default.json"), "--device", "cpu", "--out", out,
+       "--set", f"quant.recon.iters={a.iters}", "--set", "eval.enabled=false", "--set", f"process.threads={a.threads}",
+       "--set", "output.export_onnx=false", "--set", "output.plots=false", "--set", f"quant.recon.log_every={a.iters}",
+       "--progress", "never", "--quiet"]
+r = subprocess.run(cmd, capture_output=True, text=True)
+if r.returncode != 0:
+    print(r.stderr, file=sys.stderr)
+    sys.exit(r.returncode)
+engine_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+res = json.load(open(os.path.join(out, "results.json")))
+units = res["units"]
+shapes = {"basicblock_c16_hw32": [2, 3], "basicblock_c32_hw16": [5, 6], "basicblock_c64_hw8": [8, 9]}
+engine = {}
+for name, idxs in shapes.items():
+    ips = [units[i]["it_per_s"] for i in idxs if i < len(units)]
+    engine[name] = sum(ips) / len(ips) if ips else float("nan")
+    print(json.dumps({"impl": "qdrop-gpu-cpu", "unit": name, "batch": 32, "threads": a.threads, "iters": a.iters,
+                      "it_per_s": engine[name]}))
+print(json.dumps({"impl": "qdrop-gpu-cpu", "peak_rss_mb": engine_rss, "units": len(units),
+                  "per_unit_it_per_s": [round(u["it_per_s"], 2) for u in units]}))
+if a.skip_torch:
+    sys.exit(0)
+env = dict(os.environ, QD_BENCH_THREADS=str(a.threads), QD_BENCH_ITERS=str(min(a.iters, 100)), OMP_NUM_THREADS=str(a.threads))
+t = subprocess.run([sys.executable, os.path.join(here, "torch_qdrop_iter.py")], capture_output=True, text=True, env=env)
+if t.returncode != 0:
+    print(t.stderr, file=sys.stderr)
+    print(json.dumps({"torch": "unavailable"}))
+    sys.exit(0)
+torch_rows = [json.loads(l) for l in t.stdout.splitlines() if l.startswith("{")]
+summary = {"threads": a.threads, "ratios": {}}
+for row in torch_rows:
+    print(json.dumps(row))
+    e = engine.get(row["unit"])
+    if e:
+        summary["ratios"][row["unit"]] = round(e / row["it_per_s"], 2)
+summary["peak_rss_mb"] = {"qdrop-gpu": round(engine_rss, 1), "pytorch_eager": round(max(r["peak_rss_mb"] for r in torch_rows), 1)}
+print(json.dumps({"summary": summary}))

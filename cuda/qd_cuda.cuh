@@ -1,0 +1,146 @@
+/* cuda/qd_cuda.cuh: private state and helpers of the CUDA backend (cuda/*.cu only; this
+ * directory is the only place that includes CUDA, cuDNN and cuBLAS headers).
+ *
+ * Execution model: one backend = one device, one stream, one cuDNN and one cuBLAS handle bound
+ * to that stream. Every op is enqueued on the stream; only download/upload/sync block. All
+ * scratch the ops need (cuDNN workspace, cuBLAS workspace, reduction partials) is allocated at
+ * creation, so any sequence of ops can be captured into a CUDA Graph (no cudaMalloc while a
+ * stream is capturing).
+ */
+#ifndef QD_CUDA_CUH
+#define QD_CUDA_CUH
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qdrop/backend.h"
+#include "qdrop/status.h"
+
+/* Fixed launch geometry: part of the numerical contract (reduction order depends on it and
+ * must not depend on the device's SM count), see docs/numerics.md. */
+#define QD_CU_THREADS 256
+#define QD_CU_RED_BLOCKS 1024 /* max blocks of a reduction; partials buffer size */
+#define QD_CU_MAX_GRID 65535LL * 16
+
+/* cuDNN workspace reserved at creation; algorithms needing more are not considered. */
+#define QD_CU_CUDNN_WS (256u << 20)
+#define QD_CU_CUBLAS_WS (32u << 20)
+
+typedef struct qd_cu_conv_algo {
+    /* key */
+    int n, c, h, w, k, r, s, ph, pw, sh, sw, dh, dw, g, oh, ow;
+    /* value */
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
+} qd_cu_conv_algo;
+
+typedef struct qd_cu_cache_rec {
+    void *p;
+    size_t bytes;
+    int on_device;
+} qd_cu_cache_rec;
+
+typedef struct qd_cu {
+    int device;
+    cudaStream_t stream;
+    cudnnHandle_t cudnn;
+    cublasHandle_t cublas;
+    void *cudnn_ws;
+    size_t cudnn_ws_bytes;
+    void *cublas_ws;
+    double *partials;          /* QD_CU_RED_BLOCKS doubles: block partials of reductions */
+    cudnnTensorDescriptor_t xd, yd, bd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    qd_cu_conv_algo *algos;
+    int nalgos, algos_cap;
+    qd_cu_cache_rec *caches;
+    int ncaches, caches_cap;
+    size_t cache_device_bytes; /* device bytes held by alloc_cache */
+    int capturing;
+    int sync_each;             /* QD_SYNC_EACH_OP=1 */
+} qd_cu;
+
+static inline qd_cu *qd_cu_of(qd_backend *b) { return (qd_cu *)b->impl; }
+
+/* ---- error mapping ---- */
+qd_status qd_cu_err(cudaError_t e, const char *api, const char *file, int line);
+qd_status qd_cu_dnn_err(cudnnStatus_t e, const char *api, const char *file, int line);
+qd_status qd_cu_blas_err(cublasStatus_t e, const char *api, const char *file, int line);
+
+/* QD_CUDA_TRY / QD_CUDNN_TRY / QD_CUBLAS_TRY: any failure -> qd_errorf(QD_ERR_INTERNAL,
+ * "<api> failed: <string> at file:line") (out of memory -> QD_ERR_DEVICE_OOM) and return. */
+#define QD_CUDA_TRY(call)                                                          \
+    do {                                                                           \
+        cudaError_t qd_cu_e_ = (call);                                             \
+        if (qd_cu_e_ != cudaSuccess) return qd_cu_err(qd_cu_e_, #call, __FILE__, __LINE__); \
+    } while (0)
+#define QD_CUDNN_TRY(call)                                                         \
+    do {                                                                           \
+        cudnnStatus_t qd_cu_e_ = (call);                                           \
+        if (qd_cu_e_ != CUDNN_STATUS_SUCCESS) return qd_cu_dnn_err(qd_cu_e_, #call, __FILE__, __LINE__); \
+    } while (0)
+#define QD_CUBLAS_TRY(call)                                                        \
+    do {                                                                           \
+        cublasStatus_t qd_cu_e_ = (call);                                          \
+        if (qd_cu_e_ != CUBLAS_STATUS_SUCCESS) return qd_cu_blas_err(qd_cu_e_, #call, __FILE__, __LINE__); \
+    } while (0)
+
+/* After a kernel launch: launch errors, and a full sync when QD_SYNC_EACH_OP=1 (not while
+ * capturing). */
+qd_status qd_cu_post(qd_backend *b, const char *what, const char *file, int line);
+#define QD_CU_POST(b, what) QD_TRY(qd_cu_post((b), (what), __FILE__, __LINE__))
+
+static inline unsigned qd_cu_blocks(int64_t n) {
+    int64_t g = (n + QD_CU_THREADS - 1) / QD_CU_THREADS;
+    if (g < 1) g = 1;
+    if (g > QD_CU_MAX_GRID) g = QD_CU_MAX_GRID;
+    return (unsigned)g;
+}
+/* Blocks of a reduction over n items: depends on n only (never on the device). */
+static inline unsigned qd_cu_red_blocks(int64_t n) {
+    int64_t g = (n + QD_CU_THREADS - 1) / QD_CU_THREADS;
+    if (g < 1) g = 1;
+    if (g > QD_CU_RED_BLOCKS) g = QD_CU_RED_BLOCKS;
+    return (unsigned)g;
+}
+
+static inline int64_t qd_cu_numel(const qd_shape *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++) n *= s->dims[i];
+    return n;
+}
+
+/* Finish a two-pass reduction: partials[0..nblocks) (doubles, written by pass 1) are summed in
+ * block order by one block and `*acc += (float)(scale * sum)` (deterministic), or atomically
+ * added when the backend is not deterministic. Implemented in backend_cuda.cu. */
+qd_status qd_cu_reduce_finish(qd_backend *b, unsigned nblocks, double scale, float *acc);
+
+/* Graph ops (ops_cuda.cu, conv_cuda.cu). */
+qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                             const qd_shape *os, float *out);
+qd_status qd_cu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                              const qd_shape *os, const float *out, const float *dout, float *const *din);
+qd_status qd_cu_conv_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                             const qd_shape *os, float *out);
+qd_status qd_cu_conv_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                              const qd_shape *os, const float *dout, float *const *din);
+qd_status qd_cu_gemm_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                             const qd_shape *os, float *out);
+qd_status qd_cu_gemm_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                              const qd_shape *os, const float *dout, float *const *din);
+qd_status qd_cu_matmul_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                               const qd_shape *os, float *out);
+qd_status qd_cu_matmul_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                                const qd_shape *os, const float *dout, float *const *din);
+void qd_cu_conv_cache_free(qd_cu *c);
+
+/* Reconstruction kernels (recon_cuda.cu). */
+void qd_cu_set_recon_ops(qd_backend_ops *ops);
+
+#endif

@@ -1,0 +1,64 @@
+/* qdrop/fsutil.h: directories, whole-file reads, and atomic writes of every output file.
+ *
+ * Every output of a run is written to "<path>.tmp.<pid>" in the same directory, flushed with
+ * fsync and renamed over <path>, so a killed run never leaves a truncated file behind. On any
+ * failure the temporary file is removed and QD_ERR_IO names the path and strerror (disk full...).
+ */
+#ifndef QDROP_FSUTIL_H
+#define QDROP_FSUTIL_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "qdrop/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* mkdir -p: creates every missing component (mode 0777 & ~umask). QD_ERR_IO when a component
+ * exists and is not a directory, or cannot be created. */
+QD_MUST_USE qd_status qd_mkdir_p(const char *path);
+
+/* Write len bytes to path atomically (temporary file, fsync, rename). */
+QD_MUST_USE qd_status qd_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* Read a whole file into a malloc'd buffer (caller frees *data). The buffer holds one extra NUL
+ * byte after the data so text can be parsed in place; *len excludes it. QD_ERR_NOINPUT naming
+ * the file when it is missing, unreadable or a directory; QD_ERR_IO on a read error. */
+QD_MUST_USE qd_status qd_read_file(const char *path, void **data, size_t *len);
+
+/* 1 when path exists and is a regular file or a directory, else 0. */
+int qd_file_exists(const char *path);
+
+/* out = dir + "/" + name (or name alone when dir is "" or name is absolute).
+ * QD_ERR_IO when the result does not fit in n bytes. */
+QD_MUST_USE qd_status qd_path_join(char *out, size_t n, const char *dir, const char *name);
+
+/* "a/b/resnet20.onnx" -> "resnet20"; "a/bert-base/" -> "bert-base". Truncates to n bytes. */
+void qd_path_stem(const char *path, char *out, size_t n);
+
+/* "a/b/c.json" -> "a/b"; "c.json" -> "."; "/c" -> "/". Truncates to n bytes. */
+void qd_path_dirname(const char *path, char *out, size_t n);
+
+/* Streaming atomic file, for outputs too big to build in memory (ONNX models, caches):
+ *   qd_afile af;
+ *   QD_TRY(qd_afile_open(&af, path));
+ *   fwrite(..., af.f);            // write through af.f
+ *   QD_TRY(qd_afile_commit(&af)); // or qd_afile_abort(&af) on an error of your own
+ * commit checks every write (ferror), flushes, fsyncs and renames; on failure it removes the
+ * temporary file. abort closes and removes it. Both are safe to call once after open. */
+typedef struct qd_afile {
+    FILE *f;             /* write here */
+    char path[1088];     /* final path */
+    char tmp[1120];      /* temporary path in the same directory */
+} qd_afile;
+
+QD_MUST_USE qd_status qd_afile_open(qd_afile *af, const char *path);
+QD_MUST_USE qd_status qd_afile_commit(qd_afile *af);
+void qd_afile_abort(qd_afile *af);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

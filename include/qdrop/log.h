@@ -1,0 +1,49 @@
+/* qdrop/log.h: run log (JSON Lines), human log on stderr, and the progress bar.
+ *
+ * Every event goes to run.log (when open) as one JSON object per line:
+ *   {"ts":"2024-05-01T12:00:00.123Z","level":"info","event":"unit_done","msg":"...", <fields>}
+ * and to stderr as a human line ("qdrop-gpu: [warn] msg"), or as the same JSON line with
+ * qd_log_set_stderr(json=1). quiet leaves only errors on stderr; run.log always gets everything.
+ * Debug events (per-iteration training progress) are shown on stderr only when no progress bar
+ * is being drawn, so a terminal shows the bar and a CI log shows a line every log_every iterations.
+ * All functions are thread-safe.
+ */
+#ifndef QDROP_LOG_H
+#define QDROP_LOG_H
+
+#include "qdrop/qdrop.h"
+#include "qdrop/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { QD_LOG_DEBUG = 0, QD_LOG_INFO = 1, QD_LOG_WARN = 2, QD_LOG_ERROR = 3 } qd_log_level;
+
+/* Open (append to) the JSON Lines run log. QD_ERR_IO naming the file on failure. */
+QD_MUST_USE qd_status qd_log_open(const char *run_log_path);
+void qd_log_close(void);
+/* stderr format: json = 1 for JSON lines; quiet = 1 for errors only. */
+void qd_log_set_stderr(int json, int quiet);
+
+void qd_log_info(const char *event, const char *fmt, ...) QD_PRINTF(2, 3);
+void qd_log_warn(const char *event, const char *fmt, ...) QD_PRINTF(2, 3);
+void qd_log_error(const char *event, const char *fmt, ...) QD_PRINTF(2, 3);
+/* fields_json: extra members without braces, e.g. "\"unit\":3,\"loss\":0.5" (may be NULL). */
+void qd_log_event_json(qd_log_level level, const char *event, const char *fields_json, const char *fmt, ...)
+    QD_PRINTF(4, 5);
+
+/* Progress bar on stderr: AUTO draws when stderr is a terminal (and not quiet, not JSON),
+ * ALWAYS draws, NEVER does not. */
+void qd_progress_set_mode(qd_progress_mode mode);
+/* 1 when qd_progress_update draws a bar under the current mode. */
+int qd_progress_active(void);
+/* unit is 0-based; draws "k/N name [####....] iter/iters loss L R it/s ETA this-unit/all-units". */
+void qd_progress_update(int unit, int nunits, const char *unit_name, int iter, int iters, double loss, double it_per_s);
+/* End the bar line (newline) if one is drawn. */
+void qd_progress_done(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

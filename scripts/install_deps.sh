@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# scripts/install_deps.sh: the ONE list of qdrop-gpu dependencies, used by the README commands,
+# .ci/run and the Dockerfile. Installs only what is missing; safe to run again.
+#
+#   bash scripts/install_deps.sh               # build + runtime + test dependencies
+#   bash scripts/install_deps.sh --no-python   # skip Python (runtime Docker image)
+#
+# Works as root, or as a user with sudo (it calls sudo itself for apt). Debian 12 and Ubuntu
+# 22.04/24.04. The CUDA toolkit/cuDNN are not installed here: CMake builds the CUDA backend
+# when it finds them (QD_CUDA=AUTO) and a host-only binary otherwise.
+set -euo pipefail
+
+NO_PYTHON=0
+for arg in "$@"; do
+    case "$arg" in
+    --no-python) NO_PYTHON=1 ;;
+    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install_deps.sh: unknown option '$arg' (see --help)" >&2; exit 64 ;;
+    esac
+done
+
+SUDO=()
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO=(sudo); else
+        echo "install_deps.sh: run as root or install sudo" >&2; exit 77
+    fi
+fi
+
+# ---- apt ----
+APT_PACKAGES=(
+    build-essential cmake pkg-config git ca-certificates
+    libcjson-dev                          # config parsing, results.json
+    libprotobuf-c-dev protobuf-c-compiler # ONNX reader/writer (generated from onnx.proto)
+    libonnx-dev                           # provides /usr/include/onnx/onnx.proto
+    libopenblas-dev                       # CPU backend GEMMs
+    gnuplot-nox                           # loss-curve PNGs (optional at run time)
+)
+# libjpeg-turbo: Debian calls it libjpeg62-turbo-dev, Ubuntu libjpeg-turbo8-dev.
+if [ -r /etc/os-release ] && grep -qi '^ID=ubuntu' /etc/os-release; then
+    APT_PACKAGES+=(libjpeg-turbo8-dev)
+else
+    APT_PACKAGES+=(libjpeg62-turbo-dev)
+fi
+if [ "$NO_PYTHON" = 0 ]; then
+    APT_PACKAGES+=(python3 python3-pip python3-venv)
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$p"); fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "install_deps.sh: apt-get install ${missing[*]}"
+    "${SUDO[@]}" apt-get update
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+else
+    echo "install_deps.sh: apt packages already installed"
+fi
+
+# ---- pip (tests only: golden fixtures and ONNX Runtime cross-checks) ----
+if [ "$NO_PYTHON" = 1 ]; then exit 0; fi
+PIP_PACKAGES=(numpy onnx onnxruntime)
+PY=${PYTHON:-python3}
+if "$PY" -c 'import numpy, onnx, onnxruntime' >/dev/null 2>&1; then
+    echo "install_deps.sh: python packages already installed ($("$PY" -c 'import sys; print(sys.executable)'))"
+    exit 0
+fi
+echo "install_deps.sh: pip install ${PIP_PACKAGES[*]} for $PY"
+# A venv/pyenv python installs as is; the system python of Debian 12 / Ubuntu 23.04+ is marked
+# EXTERNALLY-MANAGED (PEP 668) and needs --break-system-packages (and root).
+if ! "$PY" -m pip install --quiet "${PIP_PACKAGES[@]}"; then
+    managed=$("$PY" -c 'import os, sysconfig; print(int(os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED"))))')
+    if [ "$managed" = 1 ]; then
+        "${SUDO[@]}" "$PY" -m pip install --quiet --break-system-packages "${PIP_PACKAGES[@]}"
+    else
+        "${SUDO[@]}" "$PY" -m pip install --quiet "${PIP_PACKAGES[@]}"
+    fi
+fi
+"$PY" -c 'import numpy, onnx, onnxruntime' || { echo "install_deps.sh: python packages still missing" >&2; exit 1; }

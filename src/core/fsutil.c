@@ -1,0 +1,212 @@
+/* src/core/fsutil.c: directories, whole-file reads, atomic writes (see qdrop/fsutil.h). */
+#include "qdrop/fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+qd_status qd_mkdir_p(const char *path) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0) return qd_errorf(QD_ERR_IO, "cannot create a directory with an empty name");
+    if (n >= sizeof buf) return qd_errorf(QD_ERR_IO, "%s: path too long", path);
+    memcpy(buf, path, n + 1);
+    /* create each prefix ending before a '/', then the whole path */
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char saved = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0777) != 0) {
+            int e = errno;
+            struct stat sb;
+            if (e == EEXIST || e == EISDIR) {
+                if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+                    return qd_errorf(QD_ERR_IO, "cannot create directory %s: %s exists and is not a directory", path, buf);
+            } else if (!(stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode))) {
+                return qd_errorf(QD_ERR_IO, "cannot create directory %s: %s", buf, strerror(e));
+            }
+        }
+        buf[i] = saved;
+    }
+    return QD_OK;
+}
+
+/* Best effort: make the rename itself durable. Failure here does not lose data already renamed. */
+static void fsync_dir_of(const char *path) {
+    char dir[4096];
+    qd_path_dirname(path, dir, sizeof dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+static int tmp_name(char *out, size_t n, const char *path) {
+    return (size_t)snprintf(out, n, "%s.tmp.%ld", path, (long)getpid()) < n ? 0 : -1;
+}
+
+qd_status qd_write_file_atomic(const char *path, const void *data, size_t len) {
+    char tmp[4096 + 32];
+    if (tmp_name(tmp, sizeof tmp, path) != 0) return qd_errorf(QD_ERR_IO, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) return qd_errorf(QD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : ENOSPC;
+            close(fd);
+            unlink(tmp);
+            return qd_errorf(QD_ERR_IO, "cannot write %s: %s", path, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 && errno != EINVAL) { /* EINVAL: special files (e.g. /dev/full) cannot sync */
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return qd_errorf(QD_ERR_IO, "cannot write %s: %s", path, strerror(e));
+    }
+    if (close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return qd_errorf(QD_ERR_IO, "cannot write %s: %s", path, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return qd_errorf(QD_ERR_IO, "cannot write %s: %s", path, strerror(e));
+    }
+    fsync_dir_of(path);
+    return QD_OK;
+}
+
+qd_status qd_read_file(const char *path, void **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return qd_errorf(QD_ERR_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return qd_errorf(QD_ERR_NOINPUT, "%s: is a directory, expected a file", path);
+    }
+    size_t cap = (sb.st_size > 0 ? (size_t)sb.st_size : 4096) + 1, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return qd_errorf(QD_ERR_INTERNAL, "%s: out of host memory (%zu bytes)", path, cap);
+    }
+    for (;;) {
+        if (n + 1 >= cap) { /* file grew, or st_size was unknown (pipes, /proc) */
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return qd_errorf(QD_ERR_INTERNAL, "%s: out of host memory", path);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - 1 - n, f);
+        n += r;
+        if (r == 0) break;
+    }
+    if (ferror(f)) {
+        int e = errno;
+        free(buf);
+        fclose(f);
+        return qd_errorf(QD_ERR_IO, "%s: read error: %s", path, strerror(e));
+    }
+    fclose(f);
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return QD_OK;
+}
+
+int qd_file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && (S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode));
+}
+
+qd_status qd_path_join(char *out, size_t n, const char *dir, const char *name) {
+    int w;
+    if (!dir[0] || name[0] == '/') w = snprintf(out, n, "%s", name);
+    else {
+        size_t dl = strlen(dir);
+        w = snprintf(out, n, "%s%s%s", dir, dir[dl - 1] == '/' ? "" : "/", name);
+    }
+    if (w < 0 || (size_t)w >= n) return qd_errorf(QD_ERR_IO, "path too long: %s/%s", dir, name);
+    return QD_OK;
+}
+
+void qd_path_stem(const char *path, char *out, size_t n) {
+    if (n == 0) return;
+    size_t end = strlen(path);
+    while (end > 1 && path[end - 1] == '/') end--;
+    size_t start = end;
+    while (start > 0 && path[start - 1] != '/') start--;
+    size_t stop = end;
+    for (size_t i = end; i > start + 1; i--) /* last '.', not a leading one (".hidden") */
+        if (path[i - 1] == '.') { stop = i - 1; break; }
+    size_t len = stop - start;
+    if (len >= n) len = n - 1;
+    memcpy(out, path + start, len);
+    out[len] = 0;
+}
+
+void qd_path_dirname(const char *path, char *out, size_t n) {
+    if (n == 0) return;
+    size_t end = strlen(path);
+    while (end > 1 && path[end - 1] == '/') end--;
+    while (end > 0 && path[end - 1] != '/') end--;
+    while (end > 1 && path[end - 1] == '/') end--;
+    if (end == 0) { snprintf(out, n, "."); return; }
+    size_t len = end < n ? end : n - 1;
+    memcpy(out, path, len);
+    out[len] = 0;
+}
+
+qd_status qd_afile_open(qd_afile *af, const char *path) {
+    memset(af, 0, sizeof *af);
+    if ((size_t)snprintf(af->path, sizeof af->path, "%s", path) >= sizeof af->path ||
+        tmp_name(af->tmp, sizeof af->tmp, path) != 0)
+        return qd_errorf(QD_ERR_IO, "%s: path too long", path);
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) return qd_errorf(QD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    return QD_OK;
+}
+
+qd_status qd_afile_commit(qd_afile *af) {
+    if (!af->f) return qd_errorf(QD_ERR_INTERNAL, "%s: atomic file committed twice or never opened", af->path);
+    int bad = ferror(af->f);
+    int e = bad ? (errno ? errno : EIO) : 0;
+    if (!bad && fflush(af->f) != 0) bad = 1, e = errno;
+    if (!bad && fsync(fileno(af->f)) != 0 && errno != EINVAL) bad = 1, e = errno;
+    if (fclose(af->f) != 0 && !bad) bad = 1, e = errno;
+    af->f = NULL;
+    if (!bad && rename(af->tmp, af->path) != 0) bad = 1, e = errno;
+    if (bad) {
+        unlink(af->tmp);
+        return qd_errorf(QD_ERR_IO, "cannot write %s: %s", af->path, strerror(e));
+    }
+    fsync_dir_of(af->path);
+    return QD_OK;
+}
+
+void qd_afile_abort(qd_afile *af) {
+    if (af->f) {
+        fclose(af->f);
+        af->f = NULL;
+        unlink(af->tmp);
+    }
+}

@@ -1,0 +1,233 @@
+/* src/core/log.c: JSON Lines run log, human/JSON stderr log, progress bar (qdrop/log.h). */
+#include "qdrop/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static FILE *g_file;          /* run.log */
+static int g_json, g_quiet;   /* stderr format */
+static qd_progress_mode g_pmode = QD_PROGRESS_AUTO;
+static int g_bar_drawn;       /* a bar is on the current stderr line */
+
+static const char *level_name(qd_log_level l) {
+    switch (l) {
+    case QD_LOG_DEBUG: return "debug";
+    case QD_LOG_INFO: return "info";
+    case QD_LOG_WARN: return "warn";
+    case QD_LOG_ERROR: return "error";
+    }
+    return "info";
+}
+
+qd_status qd_log_open(const char *path) {
+    FILE *f = fopen(path, "a");
+    if (!f) return qd_errorf(QD_ERR_IO, "cannot open log %s: %s", path, strerror(errno));
+    pthread_mutex_lock(&g_mu);
+    if (g_file) fclose(g_file);
+    g_file = f;
+    pthread_mutex_unlock(&g_mu);
+    return QD_OK;
+}
+
+void qd_log_close(void) {
+    pthread_mutex_lock(&g_mu);
+    if (g_file) fclose(g_file);
+    g_file = NULL;
+    pthread_mutex_unlock(&g_mu);
+}
+
+void qd_log_set_stderr(int json, int quiet) {
+    pthread_mutex_lock(&g_mu);
+    g_json = json;
+    g_quiet = quiet;
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* caller holds g_mu */
+static int bar_active_locked(void) {
+    if (g_pmode == QD_PROGRESS_NEVER) return 0;
+    if (g_pmode == QD_PROGRESS_ALWAYS) return 1;
+    if (g_quiet || g_json) return 0;
+    const char *term = getenv("TERM");
+    return isatty(STDERR_FILENO) && !(term && strcmp(term, "dumb") == 0);
+}
+
+int qd_progress_active(void) {
+    pthread_mutex_lock(&g_mu);
+    int a = bar_active_locked();
+    pthread_mutex_unlock(&g_mu);
+    return a;
+}
+
+void qd_progress_set_mode(qd_progress_mode mode) {
+    pthread_mutex_lock(&g_mu);
+    g_pmode = mode;
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* JSON string escaping (RFC 8259) into a growing buffer. */
+typedef struct sbuf { char *p; size_t n, cap; } sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->n + n + 1 > cap) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) return; /* drop the text rather than crash while logging */
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_json_string(sbuf *b, const char *s) {
+    sb_put(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        switch (*p) {
+        case '"': sb_put(b, "\\\"", 2); break;
+        case '\\': sb_put(b, "\\\\", 2); break;
+        case '\n': sb_put(b, "\\n", 2); break;
+        case '\r': sb_put(b, "\\r", 2); break;
+        case '\t': sb_put(b, "\\t", 2); break;
+        default:
+            if (*p < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                sb_put(b, esc, 6);
+            } else {
+                sb_put(b, (const char *)p, 1);
+            }
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+static void timestamp(char *buf, size_t n) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    time_t t = tv.tv_sec;
+    gmtime_r(&t, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, n, "%s.%03dZ", base, (int)(tv.tv_usec / 1000));
+}
+
+static void vlog(qd_log_level level, const char *event, const char *fields, const char *fmt, va_list ap) {
+    char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    char ts[48];
+    timestamp(ts, sizeof ts);
+    sbuf j = {0};
+    sb_str(&j, "{\"ts\":");
+    sb_json_string(&j, ts);
+    sb_str(&j, ",\"level\":");
+    sb_json_string(&j, level_name(level));
+    sb_str(&j, ",\"event\":");
+    sb_json_string(&j, event ? event : "");
+    sb_str(&j, ",\"msg\":");
+    sb_json_string(&j, msg);
+    if (fields && fields[0]) {
+        sb_str(&j, ",");
+        sb_str(&j, fields);
+    }
+    sb_str(&j, "}\n");
+
+    pthread_mutex_lock(&g_mu);
+    if (g_file && j.p) {
+        fputs(j.p, g_file);
+        fflush(g_file); /* a killed run keeps every complete line */
+    }
+    int show = level == QD_LOG_ERROR || !g_quiet;
+    if (show && level == QD_LOG_DEBUG && !g_json && bar_active_locked()) show = 0; /* the bar shows it */
+    if (show) {
+        if (g_bar_drawn) { /* clear the bar; the next update redraws it under this line */
+            fputs("\r\033[K", stderr);
+            g_bar_drawn = 0;
+        }
+        if (g_json) {
+            if (j.p) fputs(j.p, stderr);
+        } else if (level == QD_LOG_INFO || level == QD_LOG_DEBUG) {
+            fprintf(stderr, "qdrop-gpu: %s\n", msg);
+        } else {
+            fprintf(stderr, "qdrop-gpu: %s: %s\n", level == QD_LOG_WARN ? "warning" : "error", msg);
+        }
+        fflush(stderr);
+    }
+    pthread_mutex_unlock(&g_mu);
+    free(j.p);
+}
+
+#define QD_LOG_FN(name, lvl)                              \
+    void name(const char *event, const char *fmt, ...) {  \
+        va_list ap;                                       \
+        va_start(ap, fmt);                                \
+        vlog(lvl, event, NULL, fmt, ap);                  \
+        va_end(ap);                                       \
+    }
+QD_LOG_FN(qd_log_info, QD_LOG_INFO)
+QD_LOG_FN(qd_log_warn, QD_LOG_WARN)
+QD_LOG_FN(qd_log_error, QD_LOG_ERROR)
+
+void qd_log_event_json(qd_log_level level, const char *event, const char *fields_json, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, event, fields_json, fmt, ap);
+    va_end(ap);
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 360000.0 * 24) { snprintf(buf, n, "--"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+}
+
+void qd_progress_update(int unit, int nunits, const char *unit_name, int iter, int iters, double loss, double it_per_s) {
+    pthread_mutex_lock(&g_mu);
+    if (!bar_active_locked()) { pthread_mutex_unlock(&g_mu); return; }
+    enum { W = 12 }; /* keep the line under 80 columns: a wrapped line cannot be redrawn with \r */
+    char bar[W + 1];
+    double frac = iters > 0 ? (double)iter / iters : 1.0;
+    if (frac < 0) frac = 0;
+    if (frac > 1) frac = 1;
+    int fill = (int)(frac * W + 0.5);
+    for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '.';
+    bar[W] = 0;
+    /* ETA: the rest of this unit plus the later units at the same speed (units have equal
+     * iteration counts; per-iteration cost differs, so this is an estimate). */
+    char eta[32], eta_all[32];
+    double rem_unit = it_per_s > 0 ? (iters - iter) / it_per_s : -1;
+    double rem_all = it_per_s > 0 ? rem_unit + (double)(nunits - unit - 1) * iters / it_per_s : -1;
+    fmt_duration(eta, sizeof eta, rem_unit);
+    fmt_duration(eta_all, sizeof eta_all, rem_all);
+    char name[15];
+    snprintf(name, sizeof name, "%s", unit_name ? unit_name : "");
+    fprintf(stderr, "\r\033[K%d/%d %s [%s] %d/%d loss %.3g %.0f it/s ETA %s/%s", unit + 1, nunits, name, bar, iter, iters,
+            loss, it_per_s, eta, eta_all);
+    fflush(stderr);
+    g_bar_drawn = 1;
+    pthread_mutex_unlock(&g_mu);
+}
+
+void qd_progress_done(void) {
+    pthread_mutex_lock(&g_mu);
+    if (g_bar_drawn) {
+        fputc('\n', stderr);
+        fflush(stderr);
+        g_bar_drawn = 0;
+    }
+    pthread_mutex_unlock(&g_mu);
+}

@@ -1,0 +1,314 @@
+/* src/cpu/cpu_conv.c: 2-D convolution (groups, strides, pads, dilations, bias) for the CPU
+ * backend. General groups: im2col + single-threaded OpenBLAS sgemm per sample, samples spread
+ * over the pool. Depthwise (one input channel per group): direct loops (a GEMM per channel
+ * would be mostly call overhead). Weight gradients are reduced per fixed chunk of samples and
+ * summed in chunk order, so the result does not depend on the thread count. */
+#include <cblas.h>
+#include <string.h>
+
+#include "cpu/cpu_internal.h"
+
+typedef struct {
+    int64_t N, C, H, W, O, OH, OW;
+    int kh, kw, sh, sw, dh, dw, pt, pl, G;
+    int64_t Cg, Og, CKK, OHW, HW;
+    int pointwise;            /* 1x1, stride 1, no pad: the input is already the column matrix */
+    const float *x, *w, *bias, *dout;
+    float *out, *dx, *dw_out, *partial;
+    int64_t chunk;            /* samples per weight-gradient chunk */
+} conv_p;
+
+static qd_status conv_setup(const qd_node *n, const qd_shape *is, const float *const *in, const qd_shape *os,
+                            conv_p *p) {
+    memset(p, 0, sizeof *p);
+    if (is[0].ndim != 4 || is[1].ndim != 4 || os->ndim != 4)
+        return qd_errorf(QD_ERR_UNSUPPORTED, "node %s: Conv: only 2-D convolution (4-D tensors) is supported (input rank %d)",
+                         n->name, is[0].ndim);
+    const qd_attrs *a = &n->a;
+    p->N = is[0].dims[0]; p->C = is[0].dims[1]; p->H = is[0].dims[2]; p->W = is[0].dims[3];
+    p->O = is[1].dims[0]; p->OH = os->dims[2]; p->OW = os->dims[3];
+    p->kh = (int)is[1].dims[2]; p->kw = (int)is[1].dims[3];
+    p->sh = a->stride[0] > 0 ? a->stride[0] : 1; p->sw = a->stride[1] > 0 ? a->stride[1] : 1;
+    p->dh = a->dilation[0] > 0 ? a->dilation[0] : 1; p->dw = a->dilation[1] > 0 ? a->dilation[1] : 1;
+    p->pt = a->pads[0]; p->pl = a->pads[1];
+    p->G = a->group > 0 ? a->group : 1;
+    if (p->C % p->G || p->O % p->G || is[1].dims[1] != p->C / p->G || os->dims[1] != p->O || os->dims[0] != p->N)
+        return qd_errorf(QD_ERR_DATA, "node %s: Conv: inconsistent shapes (C=%lld O=%lld group=%d weight C/g=%lld)", n->name,
+                         (long long)p->C, (long long)p->O, p->G, (long long)is[1].dims[1]);
+    p->Cg = p->C / p->G; p->Og = p->O / p->G;
+    p->CKK = p->Cg * p->kh * p->kw;
+    p->OHW = p->OH * p->OW; p->HW = p->H * p->W;
+    p->pointwise = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pt == 0 && p->pl == 0 &&
+                   p->OH == p->H && p->OW == p->W;
+    p->x = in[0]; p->w = in[1];
+    p->bias = (n->ninputs > 2) ? in[2] : NULL;
+    return QD_OK;
+}
+
+/* Output positions o in [lo, hi) whose input coordinate o*s - pad + k*d lies in [0, len). */
+static void valid_range(int64_t out_len, int64_t len, int s, int pad, int64_t koff, int64_t *lo, int64_t *hi) {
+    int64_t base = koff - pad;                /* coordinate = o*s + base */
+    int64_t l = 0;
+    if (base < 0) l = (-base + s - 1) / s;
+    int64_t h = 0;
+    if (len - 1 - base >= 0) h = (len - 1 - base) / s + 1;
+    if (h > out_len) h = out_len;
+    if (l > h) l = h;
+    *lo = l; *hi = h;
+}
+
+/* col[(c*kh + ki)*kw + kj][oh*OW + ow] = x[c][ih][iw] (0 in the padding). x points at the group's
+ * first channel of one sample. */
+static void im2col(const conv_p *p, const float *x, float *col) {
+    for (int64_t c = 0; c < p->Cg; c++) {
+        const float *xc = x + c * p->HW;
+        for (int ki = 0; ki < p->kh; ki++) {
+            int64_t ohlo, ohhi;
+            valid_range(p->OH, p->H, p->sh, p->pt, (int64_t)ki * p->dh, &ohlo, &ohhi);
+            for (int kj = 0; kj < p->kw; kj++) {
+                float *row = col + ((c * p->kh + ki) * p->kw + kj) * p->OHW;
+                int64_t owlo, owhi;
+                valid_range(p->OW, p->W, p->sw, p->pl, (int64_t)kj * p->dw, &owlo, &owhi);
+                for (int64_t oh = 0; oh < p->OH; oh++) {
+                    float *r = row + oh * p->OW;
+                    if (oh < ohlo || oh >= ohhi || owlo >= owhi) { memset(r, 0, sizeof(float) * (size_t)p->OW); continue; }
+                    const float *xr = xc + (oh * p->sh - p->pt + (int64_t)ki * p->dh) * p->W;
+                    int64_t iw0 = -p->pl + (int64_t)kj * p->dw;
+                    for (int64_t ow = 0; ow < owlo; ow++) r[ow] = 0.0f;
+                    if (p->sw == 1) memcpy(r + owlo, xr + owlo + iw0, sizeof(float) * (size_t)(owhi - owlo));
+                    else for (int64_t ow = owlo; ow < owhi; ow++) r[ow] = xr[ow * p->sw + iw0];
+                    for (int64_t ow = owhi; ow < p->OW; ow++) r[ow] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* dx[c][ih][iw] += col[...] (adjoint of im2col), fixed loop order. */
+static void col2im_add(const conv_p *p, const float *col, float *dx) {
+    for (int64_t c = 0; c < p->Cg; c++) {
+        float *xc = dx + c * p->HW;
+        for (int ki = 0; ki < p->kh; ki++) {
+            int64_t ohlo, ohhi;
+            valid_range(p->OH, p->H, p->sh, p->pt, (int64_t)ki * p->dh, &ohlo, &ohhi);
+            for (int kj = 0; kj < p->kw; kj++) {
+                const float *row = col + ((c * p->kh + ki) * p->kw + kj) * p->OHW;
+                int64_t owlo, owhi;
+                valid_range(p->OW, p->W, p->sw, p->pl, (int64_t)kj * p->dw, &owlo, &owhi);
+                for (int64_t oh = ohlo; oh < ohhi; oh++) {
+                    const float *r = row + oh * p->OW;
+                    float *xr = xc + (oh * p->sh - p->pt + (int64_t)ki * p->dh) * p->W;
+                    int64_t iw0 = -p->pl + (int64_t)kj * p->dw;
+                    for (int64_t ow = owlo; ow < owhi; ow++) xr[ow * p->sw + iw0] += r[ow];
+                }
+            }
+        }
+    }
+}
+
+typedef struct { const conv_p *p; qd_backend *b; } conv_task;
+
+static void fwd_gemm_task(void *vctx, int64_t b0, int64_t b1, int tid) {
+    conv_task *t = vctx;
+    const conv_p *p = t->p;
+    float *col = qd_cpu(t->b)->scratch[tid];
+    for (int64_t n = b0; n < b1; n++) {
+        for (int g = 0; g < p->G; g++) {
+            const float *xg = p->x + (n * p->C + (int64_t)g * p->Cg) * p->HW;
+            const float *B = xg;
+            if (!p->pointwise) { im2col(p, xg, col); B = col; }
+            float *o = p->out + (n * p->O + (int64_t)g * p->Og) * p->OHW;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p->Og, (int)p->OHW, (int)p->CKK, 1.0f,
+                        p->w + (int64_t)g * p->Og * p->CKK, (int)p->CKK, B, (int)p->OHW, 0.0f, o, (int)p->OHW);
+            if (p->bias)
+                for (int64_t oc = 0; oc < p->Og; oc++) {
+                    float bv = p->bias[g * p->Og + oc];
+                    float *r = o + oc * p->OHW;
+                    for (int64_t i = 0; i < p->OHW; i++) r[i] += bv;
+                }
+        }
+    }
+}
+
+/* Depthwise-style direct convolution: one input channel per group (Cg == 1). Task = (n, o). */
+static void fwd_dw_task(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    const conv_p *p = ((conv_task *)vctx)->p;
+    for (int64_t t = b0; t < b1; t++) {
+        int64_t n = t / p->O, o = t % p->O, g = o / p->Og;
+        const float *xc = p->x + (n * p->C + g) * p->HW;
+        const float *wk = p->w + o * p->kh * p->kw;
+        float *y = p->out + (n * p->O + o) * p->OHW;
+        float bv = p->bias ? p->bias[o] : 0.0f;
+        for (int64_t i = 0; i < p->OHW; i++) y[i] = 0.0f;
+        for (int ki = 0; ki < p->kh; ki++) {
+            int64_t ohlo, ohhi;
+            valid_range(p->OH, p->H, p->sh, p->pt, (int64_t)ki * p->dh, &ohlo, &ohhi);
+            for (int kj = 0; kj < p->kw; kj++) {
+                int64_t owlo, owhi;
+                valid_range(p->OW, p->W, p->sw, p->pl, (int64_t)kj * p->dw, &owlo, &owhi);
+                float wv = wk[ki * p->kw + kj];
+                int64_t iw0 = -p->pl + (int64_t)kj * p->dw;
+                for (int64_t oh = ohlo; oh < ohhi; oh++) {
+                    const float *xr = xc + (oh * p->sh - p->pt + (int64_t)ki * p->dh) * p->W;
+                    float *yr = y + oh * p->OW;
+                    for (int64_t ow = owlo; ow < owhi; ow++) yr[ow] += wv * xr[ow * p->sw + iw0];
+                }
+            }
+        }
+        if (bv != 0.0f) for (int64_t i = 0; i < p->OHW; i++) y[i] += bv;
+    }
+}
+
+qd_status qd_cpu_conv_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                              const qd_shape *os, float *out) {
+    conv_p p;
+    QD_TRY(conv_setup(n, is, in, os, &p));
+    p.out = out;
+    conv_task t = {&p, b};
+    qd_cpu_pool *pool = qd_cpu(b)->pool;
+    if (p.Cg == 1 && p.G > 1) {
+        qd_cpu_parallel_for(pool, p.N * p.O, 1, fwd_dw_task, &t);
+        return QD_OK;
+    }
+    if (!p.pointwise) QD_TRY(qd_cpu_scratch(b, (size_t)(p.CKK * p.OHW)));
+    qd_cpu_parallel_for(pool, p.N, 1, fwd_gemm_task, &t);
+    return QD_OK;
+}
+
+/* ---- backward (GEMM path) ----
+ * Task = chunk of samples. For each sample: col = im2col(x); dWpartial[chunk] += dout col^T;
+ * dcol = W^T dout; dx += col2im(dcol). */
+static void bwd_gemm_task(void *vctx, int64_t c0, int64_t c1, int tid) {
+    conv_task *t = vctx;
+    const conv_p *p = t->p;
+    float *col = qd_cpu(t->b)->scratch[tid];
+    int64_t wsz = p->O * p->CKK;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int64_t s0 = ch * p->chunk, s1 = s0 + p->chunk;
+        if (s1 > p->N) s1 = p->N;
+        float *part = p->dw_out ? p->partial + ch * wsz : NULL;
+        if (part) memset(part, 0, sizeof(float) * (size_t)wsz);
+        for (int64_t n = s0; n < s1; n++) {
+            for (int g = 0; g < p->G; g++) {
+                const float *dy = p->dout + (n * p->O + (int64_t)g * p->Og) * p->OHW;
+                const float *wg = p->w + (int64_t)g * p->Og * p->CKK;
+                if (part) {
+                    const float *xg = p->x + (n * p->C + (int64_t)g * p->Cg) * p->HW;
+                    const float *B = xg;
+                    if (!p->pointwise) { im2col(p, xg, col); B = col; }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p->Og, (int)p->CKK, (int)p->OHW, 1.0f, dy,
+                                (int)p->OHW, B, (int)p->OHW, 1.0f, part + (int64_t)g * p->Og * p->CKK, (int)p->CKK);
+                }
+                if (p->dx) {
+                    float *dxg = p->dx + (n * p->C + (int64_t)g * p->Cg) * p->HW;
+                    if (p->pointwise) {
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p->CKK, (int)p->OHW, (int)p->Og, 1.0f, wg,
+                                    (int)p->CKK, dy, (int)p->OHW, 1.0f, dxg, (int)p->OHW);
+                    } else {
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p->CKK, (int)p->OHW, (int)p->Og, 1.0f, wg,
+                                    (int)p->CKK, dy, (int)p->OHW, 0.0f, col, (int)p->OHW);
+                        col2im_add(p, col, dxg);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Depthwise backward: task = group g (its input channel and its Og output channels), looping
+ * over samples in order, so dW[o] sums in a fixed order and dx[:, g] has a single writer. */
+static void bwd_dw_task(void *vctx, int64_t g0, int64_t g1, int tid) {
+    (void)tid;
+    const conv_p *p = ((conv_task *)vctx)->p;
+    int kk = p->kh * p->kw;
+    for (int64_t g = g0; g < g1; g++) {
+        for (int64_t oc = 0; oc < p->Og; oc++) {
+            int64_t o = g * p->Og + oc;
+            const float *wk = p->w + o * kk;
+            for (int ki = 0; ki < p->kh; ki++) {
+                int64_t ohlo, ohhi;
+                valid_range(p->OH, p->H, p->sh, p->pt, (int64_t)ki * p->dh, &ohlo, &ohhi);
+                for (int kj = 0; kj < p->kw; kj++) {
+                    int64_t owlo, owhi;
+                    valid_range(p->OW, p->W, p->sw, p->pl, (int64_t)kj * p->dw, &owlo, &owhi);
+                    int64_t iw0 = -p->pl + (int64_t)kj * p->dw;
+                    float wv = wk[ki * p->kw + kj];
+                    double acc = 0.0;
+                    for (int64_t n = 0; n < p->N; n++) {
+                        const float *dy = p->dout + (n * p->O + o) * p->OHW;
+                        const float *xc = p->x + (n * p->C + g) * p->HW;
+                        float *dxc = p->dx ? p->dx + (n * p->C + g) * p->HW : NULL;
+                        float sacc = 0.0f;
+                        for (int64_t oh = ohlo; oh < ohhi; oh++) {
+                            int64_t roff = (oh * p->sh - p->pt + (int64_t)ki * p->dh) * p->W;
+                            const float *dyr = dy + oh * p->OW;
+                            if (p->dw_out) {
+                                const float *xr = xc + roff;
+                                for (int64_t ow = owlo; ow < owhi; ow++) sacc += dyr[ow] * xr[ow * p->sw + iw0];
+                            }
+                            if (dxc) {
+                                float *xr = dxc + roff;
+                                for (int64_t ow = owlo; ow < owhi; ow++) xr[ow * p->sw + iw0] += wv * dyr[ow];
+                            }
+                        }
+                        acc += sacc;
+                    }
+                    if (p->dw_out) p->dw_out[o * kk + ki * p->kw + kj] += (float)acc;
+                }
+            }
+        }
+    }
+}
+
+static void add_partials(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    const conv_p *p = ((conv_task *)vctx)->p;
+    int64_t wsz = p->O * p->CKK, nch = (p->N + p->chunk - 1) / p->chunk;
+    for (int64_t i = b0; i < b1; i++) {
+        float s = p->dw_out[i];
+        for (int64_t c = 0; c < nch; c++) s += p->partial[c * wsz + i];
+        p->dw_out[i] = s;
+    }
+}
+
+qd_status qd_cpu_conv_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                               const qd_shape *os, const float *dout, float *const *din) {
+    conv_p p;
+    QD_TRY(conv_setup(n, is, in, os, &p));
+    p.dout = dout;
+    p.dx = din[0];
+    p.dw_out = n->ninputs > 1 ? din[1] : NULL;
+    if (n->ninputs > 2 && din[2]) {
+        /* Bias gradient (never needed by reconstruction, §4, but cheap and tested). */
+        for (int64_t o = 0; o < p.O; o++) {
+            double acc = 0.0;
+            for (int64_t s = 0; s < p.N; s++) {
+                const float *r = dout + (s * p.O + o) * p.OHW;
+                float sa = 0.0f;
+                for (int64_t i = 0; i < p.OHW; i++) sa += r[i];
+                acc += sa;
+            }
+            din[2][o] += (float)acc;
+        }
+    }
+    if (!p.dx && !p.dw_out) return QD_OK;
+    conv_task t = {&p, b};
+    qd_cpu_pool *pool = qd_cpu(b)->pool;
+    if (p.Cg == 1 && p.G > 1) {
+        qd_cpu_parallel_for(pool, p.G, 1, bwd_dw_task, &t);
+        return QD_OK;
+    }
+    /* at most 8 weight-gradient chunks, sized from N only (thread-count independent) */
+    p.chunk = (p.N + 7) / 8;
+    if (p.chunk < 1) p.chunk = 1;
+    int64_t nch = (p.N + p.chunk - 1) / p.chunk;
+    if (!p.pointwise || p.dx) QD_TRY(qd_cpu_scratch(b, (size_t)(p.CKK * p.OHW)));
+    if (p.dw_out) {
+        p.partial = qd_cpu_shared(b, (size_t)(nch * p.O * p.CKK));
+        if (!p.partial) return QD_ERR_DEVICE_OOM;
+    }
+    qd_cpu_parallel_for(pool, nch, 1, bwd_gemm_task, &t);
+    if (p.dw_out) qd_cpu_parallel_for(pool, p.O * p.CKK, QD_CPU_EW_GRAIN, add_partials, &t);
+    return QD_OK;
+}

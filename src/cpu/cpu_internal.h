@@ -1,0 +1,62 @@
+/* src/cpu/cpu_internal.h: private pieces of the CPU reference backend (thread pool, scratch,
+ * per-op entry points). Not part of the public API.
+ *
+ * Determinism: every parallel loop is split into chunks whose boundaries depend only on the
+ * problem size (never on the thread count), each chunk writes disjoint outputs, and every
+ * reduction is done per fixed chunk and then summed in chunk order by one thread. OpenBLAS runs
+ * single-threaded inside the chunks (its level-3 kernels are deterministic for a fixed call), so
+ * results are bit-identical for any `threads` setting (tests/unit/test_cpu_threads.c).
+ */
+#ifndef QD_CPU_INTERNAL_H
+#define QD_CPU_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "qdrop/backend.h"
+
+typedef struct qd_cpu_pool qd_cpu_pool;
+
+/* fn(ctx, begin, end, tid): process [begin, end); tid in [0, nthreads) indexes scratch. */
+typedef void (*qd_cpu_fn)(void *ctx, int64_t begin, int64_t end, int tid);
+
+qd_cpu_pool *qd_cpu_pool_create(int nthreads);
+void qd_cpu_pool_destroy(qd_cpu_pool *p);
+int qd_cpu_pool_threads(const qd_cpu_pool *p);
+/* Runs fn over [0, n) in chunks of `grain` items (the last chunk may be shorter). Chunk
+ * boundaries are begin = k * grain, independent of the thread count. Blocks until done. */
+void qd_cpu_parallel_for(qd_cpu_pool *p, int64_t n, int64_t grain, qd_cpu_fn fn, void *ctx);
+
+typedef struct qd_cpu_impl {
+    qd_cpu_pool *pool;
+    int nthreads;
+    float **scratch;         /* per-thread scratch (im2col columns, ...) */
+    size_t *scratch_cap;     /* floats */
+    float *shared;           /* one shared buffer (per-chunk partial sums) */
+    size_t shared_cap;
+} qd_cpu_impl;
+
+static inline qd_cpu_impl *qd_cpu(qd_backend *b) { return (qd_cpu_impl *)b->impl; }
+
+/* Make every thread's scratch hold at least `floats` floats. */
+QD_MUST_USE qd_status qd_cpu_scratch(qd_backend *b, size_t floats);
+/* Shared scratch of at least `floats` floats (NULL + qd_errorf on failure). */
+float *qd_cpu_shared(qd_backend *b, size_t floats);
+
+/* Graph ops (src/cpu/cpu_conv.c, src/cpu/cpu_ops.c). */
+qd_status qd_cpu_conv_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                              const qd_shape *os, float *out);
+qd_status qd_cpu_conv_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                               const qd_shape *os, const float *dout, float *const *din);
+qd_status qd_cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                              const qd_shape *os, float *out);
+qd_status qd_cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                               const qd_shape *os, const float *out, const float *dout, float *const *din);
+
+/* Reconstruction kernels (src/cpu/cpu_recon.c). */
+void qd_cpu_set_recon_ops(qd_backend_ops *ops);
+
+/* Fixed chunk sizes: part of the numerical contract (changing them changes reduction order). */
+#define QD_CPU_EW_GRAIN 16384   /* elementwise */
+#define QD_CPU_RED_GRAIN 8192   /* reductions: partial per chunk, summed in chunk order */
+
+#endif

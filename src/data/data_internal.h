@@ -1,0 +1,21 @@
+/* src/data/data_internal.h: helpers shared by the src/data/ files (not public API).
+ * Worker threads cannot use qd_errorf (its buffer is thread-local), so the thread-safe
+ * variants write their message into a caller buffer and return a qd_status value as int. */
+#ifndef QD_DATA_INTERNAL_H
+#define QD_DATA_INTERNAL_H
+
+#include <stddef.h>
+#include "qdrop/data.h"
+
+#define QD_DATA_ERRLEN 512
+
+int qd_jpeg_decode_mem(const unsigned char *buf, size_t len, const char *path, qd_image_u8 *img, char *err,
+                       size_t errlen);
+int qd_jpeg_decode_path(const char *path, qd_image_u8 *img, char *err, size_t errlen);
+/* qd_preprocess_image with the message in err instead of qd_errorf. */
+int qd_preprocess_image_r(const qd_image_u8 *img, const char *name, const qd_data_options *o, int c, int h, int w,
+                          float *out, char *err, size_t errlen);
+/* Warning about a skipped input: qd_log_warn when the logging module exists, else stderr. */
+void qd_data_warn(const char *event, const char *msg);
+
+#endif

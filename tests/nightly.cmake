@@ -1,0 +1,8 @@
+# Nightly benchmark job (bench/nightly.py, issue 8).
+# unit: the job against a fake engine + the regression detector on synthetic JSON (seconds, no engine).
+qd_add_script_test(test_nightly_unit COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nightly_test.sh unit
+                   LABELS "unit" TIMEOUT 120)
+# e2e: bench/nightly_matrix_ci.json with the real qdrop-gpu into ${build}/nightly-ci, then the detector
+# against a copy (passes) and a copy with a 1-pt higher previous top-1 (must exit 1). 77 if no binary.
+qd_add_script_test(test_nightly_ci_matrix COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nightly_test.sh e2e
+                   LABELS "e2e" TIMEOUT 900)
