@@ -274,10 +274,22 @@ def collect(run, run_dir):
         rec["error"] = rec["error"] or "no results.json"
     else:
         try:
-            rec["results"] = load_json(rp, "results")
+            res = load_json(rp, "results")
+            rec["error"] = results_shape_error(res)
+            rec["results"] = None if rec["error"] else res
         except UsageError as e:
             rec["error"] = str(e)
     return rec
+
+
+def results_shape_error(res):
+    """The parts of results.json the report reads must have the documented types."""
+    if not isinstance(res, dict):
+        return "results.json is not a JSON object"
+    for key, typ in (("accuracy", dict), ("timing", dict), ("units", list), ("device", dict)):
+        if key in res and not isinstance(res[key], typ):
+            return f"results.json: \"{key}\" is not a JSON {'object' if typ is dict else 'array'}"
+    return None
 
 
 def metrics_of(rec):
@@ -323,6 +335,8 @@ def extra_of(rec):
 def benchmark_entries(records):
     entries = []
     for rec in records:
+        if rec["error"]:
+            continue  # a failed run has no meaningful time or memory; --previous reports it missing
         extra = extra_of(rec)
         for suffix, unit, _, v in metrics_of(rec):
             entries.append({"name": f"{rec['run']['id']}/{suffix}", "unit": unit, "value": v, "extra": extra})
@@ -642,11 +656,11 @@ def thresholds_from_args(base, a):
     return th
 
 
-def do_compare_and_report(current, prev_arg, th, out_dir, current_ids):
-    """-> (exit code contribution, regressions.md text or None)."""
+def do_compare_and_report(current, prev_arg, previous, th, out_dir, current_ids):
+    """previous: load_benchmark(prev_arg), read before tonight's files are written (--previous may
+    name the --out directory itself). -> (exit code contribution, regressions.md text or None)."""
     if not prev_arg:
         return EXIT_OK, None
-    previous = load_benchmark(prev_arg)
     if previous is None:
         print(f"nightly: no previous results at {prev_arg}: nothing to compare", file=sys.stderr)
         return EXIT_OK, None
@@ -670,6 +684,9 @@ def cmd_run(a):
     out = os.path.abspath(a.out)
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     binary = os.path.abspath(a.bin) if os.sep in a.bin else (shutil.which(a.bin) or a.bin)
+    # read (and validate) the previous night's results first: a malformed file fails before hours
+    # of runs, and --previous may be this same --out directory, which the report overwrites
+    previous = load_benchmark(a.previous) if a.previous else None
     if a.dry_run:
         for cfg in sorted({r["config"] for r in runs}):
             if not os.path.exists(cfg):
@@ -707,7 +724,7 @@ def cmd_run(a):
     if plot_msg:
         print(f"nightly: plots: {plot_msg}", file=sys.stderr)
     current = {e["name"]: e for e in entries}
-    rc, regs_text = do_compare_and_report(current, a.previous, th, out, {r["id"] for r in runs})
+    rc, regs_text = do_compare_and_report(current, a.previous, previous, th, out, {r["id"] for r in runs})
     machine = machine_info()
     sha = git_sha()
     write_text(os.path.join(out, "summary.md"),
@@ -734,7 +751,7 @@ def cmd_compare(a):
     th = thresholds_from_args(th, a)
     if a.out:
         os.makedirs(a.out, exist_ok=True)
-    rc, _ = do_compare_and_report(cur, a.previous, th, a.out, None)
+    rc, _ = do_compare_and_report(cur, a.previous, load_benchmark(a.previous), th, a.out, None)
     return rc
 
 

@@ -1,4 +1,4 @@
-/* cuda/qd_cuda.cuh: private state and helpers of the CUDA backend (cuda/*.cu only; this
+/* cuda/qd_cuda.cuh: private state and helpers of the CUDA backend (the .cu files here only; this
  * directory is the only place that includes CUDA, cuDNN and cuBLAS headers).
  *
  * Execution model: one backend = one device, one stream, one cuDNN and one cuBLAS handle bound

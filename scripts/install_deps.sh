@@ -3,7 +3,8 @@
 # .ci/run and the Dockerfile. Installs only what is missing; safe to run again.
 #
 #   bash scripts/install_deps.sh               # build + runtime + test dependencies
-#   bash scripts/install_deps.sh --no-python   # skip Python (runtime Docker image)
+#   bash scripts/install_deps.sh --no-python   # skip Python (build stage of the Docker images)
+#   bash scripts/install_deps.sh --runtime     # shared libraries only (runtime Docker images)
 #
 # Works as root, or as a user with sudo (it calls sudo itself for apt). Debian 12 and Ubuntu
 # 22.04/24.04. The CUDA toolkit/cuDNN are not installed here: CMake builds the CUDA backend
@@ -11,10 +12,12 @@
 set -euo pipefail
 
 NO_PYTHON=0
+RUNTIME=0
 for arg in "$@"; do
     case "$arg" in
     --no-python) NO_PYTHON=1 ;;
-    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --runtime) RUNTIME=1; NO_PYTHON=1 ;;
+    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install_deps.sh: unknown option '$arg' (see --help)" >&2; exit 64 ;;
     esac
 done
@@ -43,6 +46,16 @@ else
 fi
 if [ "$NO_PYTHON" = 0 ]; then
     APT_PACKAGES+=(python3 python3-pip python3-venv)
+fi
+# --runtime: only the shared libraries the built qdrop-gpu loads (the -dev packages above pull
+# them in at build time) + gnuplot for the plots; no compiler, headers or Python.
+if [ "$RUNTIME" = 1 ]; then
+    APT_PACKAGES=(ca-certificates libcjson1 libprotobuf-c1 libopenblas0 gnuplot-nox)
+    if [ -r /etc/os-release ] && grep -qi '^ID=ubuntu' /etc/os-release; then
+        APT_PACKAGES+=(libjpeg-turbo8)
+    else
+        APT_PACKAGES+=(libjpeg62-turbo)
+    fi
 fi
 
 missing=()

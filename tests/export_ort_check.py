@@ -136,9 +136,13 @@ def load_and_check(path):
     return model
 
 
-def session(path):
+OPT_LEVELS = {"all": "ORT_ENABLE_ALL", "basic": "ORT_ENABLE_BASIC", "disable": "ORT_DISABLE_ALL"}
+
+
+def session(path, opt="all"):
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(os.environ.get("QD_ORT_THREADS", "2"))
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[opt])
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
@@ -198,21 +202,38 @@ def run_selftest(args):
     model = load_and_check(path)
     negative_checks(model)
     int4 = os.path.join(args.workdir, "model_qdq_int4.onnx")
-    sess = session(path)
-    inp = sess.get_inputs()[0]
+    inp = session(path).get_inputs()[0]
     feat = int(np.prod([d for d in inp.shape[1:]]))
     x = np.fromfile(os.path.join(args.workdir, "input.bin"), dtype="<f4")
     batch = x.size // feat
     x = x.reshape([batch] + list(inp.shape[1:]))
     want = np.fromfile(os.path.join(args.workdir, "expected.bin"), dtype="<f4").reshape(batch, -1)
-    got = sess.run(None, {inp.name: x})[0].reshape(batch, -1)
-    d = np.abs(got.astype(np.float64) - want)
-    exact = float(np.mean(d <= 1e-5))
-    print(f"ORT vs C forward (QD_EXEC_QUANT): {got.size} logits, {100 * exact:.1f}% equal within 1e-5, "
-          f"max |diff| {d.max():.3g}")
-    if exact < 0.95 or d.max() > 0.5:
-        fail(f"ORT output differs from the C forward: {100 * exact:.1f}% equal, max |diff| {d.max():.3g}\n"
-             f"ort={got[:2]}\nc={want[:2]}")
+    # Without graph optimizations ORT evaluates the QDQ graph op by op in float32: the export is
+    # exact, so only a summation-order flip at a rounding tie may differ (at most one logit).
+    # With optimizations ORT fuses Q/DQ into integer kernels with float requantization, which can
+    # move values that sit within ~1e-4 of a tie (the reason for the 99.5% rule on real data).
+    for opt, min_equal in (("disable", 1.0 - 1.0 / want.size - 1e-9), ("all", 0.95)):
+        got = session(path, opt).run(None, {inp.name: x})[0].reshape(batch, -1)
+        d = np.abs(got.astype(np.float64) - want)
+        exact = float(np.mean(d <= 1e-5))
+        print(f"ORT (graph optimizations: {opt}) vs C forward (QD_EXEC_QUANT): {got.size} logits, "
+              f"{100 * exact:.1f}% equal within 1e-5, max |diff| {d.max():.3g}")
+        if exact < min_equal or d.max() > 0.5:
+            fail(f"ORT ({opt}) output differs from the C forward: {100 * exact:.1f}% equal, max |diff| {d.max():.3g}\n"
+                 f"ort={got[:2]}\nc={want[:2]}")
+    fp = os.path.join(args.workdir, "resnet20_fp.onnx")
+    orig = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "assets", "models", "resnet20_cifar10.onnx")
+    if os.path.exists(fp) and os.path.exists(orig):
+        # node conversion on a real model: prepared (BN folded) graph exported without quantizers
+        onnx.checker.check_model(onnx.load(fp), full_check=True)
+        xr = np.random.RandomState(7).standard_normal((4, 3, 32, 32)).astype(np.float32)
+        a = session(orig).run(None, {"input": xr})[0]
+        b = session(fp).run(None, {"input": xr})[0]
+        err = float(np.abs(a - b).max())
+        print(f"ResNet-20 exported without quantizers vs original in ORT: max |diff| {err:.3g} "
+              f"(logits up to {np.abs(a).max():.3g})")
+        if not err <= 1e-3 * max(1.0, float(np.abs(a).max())) or not np.array_equal(a.argmax(1), b.argmax(1)):
+            fail(f"ResNet-20 FP export differs from the original: max |diff| {err}")
     if os.path.exists(int4):
         load_and_check(int4)
         out4 = session(int4).run(None, {inp.name: x})[0]
@@ -266,7 +287,7 @@ def run_dir_check(args):
             fail(f"predictions.csv row {i} (index {idx}, label {label}) does not match image {items[i][0]} "
                  f"(class {ci}): order must be classes sorted, files sorted")
     mean, std = mean_std(args.run_dir, args)
-    sess = session(path)
+    sess = session(path, args.ort_opt)
     inp = sess.get_inputs()[0]
     h, w = int(inp.shape[2]), int(inp.shape[3])
     preds = []
@@ -308,6 +329,8 @@ def main():
     ap.add_argument("--max-images", type=int, default=0)
     ap.add_argument("--min-agree", type=float, default=0.995)
     ap.add_argument("--max-top1-diff", type=float, default=0.1)
+    ap.add_argument("--ort-opt", choices=sorted(OPT_LEVELS), default="all",
+                    help="ONNX Runtime graph optimization level for --run-dir (default all)")
     args = ap.parse_args()
     try:
         if args.selftest_bin:

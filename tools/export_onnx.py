@@ -98,8 +98,16 @@ def build(arch, weights, pretrained):
                 sys.exit(f"{weights}: missing {missing} unexpected {unexpected}")
         return m, (3, 32, 32)
     import torchvision
-    fn = getattr(torchvision.models, arch)
-    m = fn(weights="DEFAULT" if pretrained else None)
+    if arch == "regnet_x_600mf":
+        # Not in torchvision: the paper's RegNetX-600MF is pycls' config (DEPTH 16, W0 48, WA 36.97,
+        # WM 2.24, GROUP_W 24), built with torchvision's RegNet class like its other X variants.
+        from torchvision.models.regnet import BlockParams, RegNet
+        if pretrained:
+            sys.exit("regnet_x_600mf: no torchvision weights; pass --weights (pycls checkpoint converted to this layout)")
+        m = RegNet(BlockParams.from_init_params(depth=16, w_0=48, w_a=36.97, w_m=2.24, group_width=24))
+    else:
+        fn = getattr(torchvision.models, arch)
+        m = fn(weights="DEFAULT" if pretrained else None)
     if weights:
         sd = torch.load(weights, map_location="cpu")
         sd = sd.get("state_dict", sd)
@@ -116,6 +124,28 @@ def export(m, shape, out, opset):
         torch.onnx.export(m, (x,), out, dynamo=False, **kw)
     except TypeError:  # older torch without the dynamo switch
         torch.onnx.export(m, (x,), out, **kw)
+
+
+def make_skeleton(path, hw):
+    """Weight-free copy for CI fixtures: initializers keep name/dims/dtype but no data, and the
+    input is resized to hw x hw (all supported ImageNet nets are fully convolutional + global
+    pool). tests/onnx_parity.py refills the weights from a seeded generator."""
+    import onnx
+    m = onnx.load(path)
+    for t in m.graph.initializer:
+        if t.data_type != onnx.TensorProto.FLOAT:
+            continue  # shape constants must survive: only weights are refilled
+        t.ClearField("raw_data")
+        for f in ("float_data", "int64_data", "int32_data", "double_data"):
+            t.ClearField(f)
+    del m.graph.value_info[:]
+    for inp in m.graph.input:
+        d = inp.type.tensor_type.shape.dim
+        if len(d) == 4:
+            d[2].dim_value = hw
+            d[3].dim_value = hw
+    m.doc_string = f"qdrop-gpu skeleton fixture (no weights, input {hw}x{hw}); fill with tests/onnx_parity.py"
+    onnx.save(m, path)
 
 
 def verify(m, shape, out, batch=8, seed=0):
@@ -142,6 +172,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="seed for random weights")
     ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--verify", action="store_true")
+    ap.add_argument("--skeleton", type=int, metavar="HW",
+                    help="write a weight-free test fixture with input HWxHW (tests/fixtures/onnx/)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     m, shape = build(a.arch, a.weights, a.pretrained)
@@ -151,6 +183,8 @@ def main():
         print(f"{a.out}: sha256 {hashlib.sha256(f.read()).hexdigest()}")
     if a.verify and verify(m, shape, a.out) > 1e-4:
         sys.exit(1)
+    if a.skeleton:
+        make_skeleton(a.out, a.skeleton)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ import torch.nn.functional as F
 GAMMA, ZETA = -0.1, 1.1
 
 
+def clamp_incl(x, lo, hi):
+    """Clamp whose gradient passes at the bounds, as the reference's PyTorch did (QDROP_SPEC §2).
+    PyTorch >= 2.x zeroes the gradient of torch.clamp with scalar bounds exactly at the bounds."""
+    return torch.where((x >= lo) & (x <= hi), x, torch.clamp(x, lo, hi).detach())
+
+
 def round_ste(x):
     return (x.round() - x).detach() + x
 
@@ -24,7 +30,7 @@ def grad_scale(t, factor):
 
 def lsq_fake_quant(x, scale, zp, qmin, qmax, grad_factor):
     s = grad_scale(scale, grad_factor)
-    q = torch.clamp(round_ste(x / s) + zp, qmin, qmax)
+    q = clamp_incl(round_ste(x / s) + zp, qmin, qmax)
     return (q - zp) * s
 
 
@@ -55,11 +61,11 @@ class AdaRoundWeight:
         self.V = torch.nn.Parameter(-torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1))
 
     def h(self):
-        return torch.clamp(torch.sigmoid(self.V) * (ZETA - GAMMA) + GAMMA, 0, 1)
+        return clamp_incl(torch.sigmoid(self.V) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
     def soft(self):
         x = torch.floor(self.w / self.s) + self.h() + self.z
-        return (torch.clamp(x, self.qmin, self.qmax) - self.z) * self.s
+        return (clamp_incl(x, self.qmin, self.qmax) - self.z) * self.s
 
     def reg(self, beta):
         return (1 - (2 * self.h() - 1).abs().pow(beta)).sum()

@@ -73,10 +73,17 @@ QD_HD float qd_fake_quant(float x, float s, float z, float qmin, float qmax) {
     return QD_MUL_RN(q - z, s);
 }
 
-/* Same, also returning the clamp region (test on the rounded value, §2). */
+/* Training forward, also returning the clamp region (test on the rounded value, §2).
+ * The reference implements round with the straight-through trick round_ste(v) =
+ * (round(v) - v).detach() + v (Q2 util_quant.py), so the value clamped is (r - v) + v in float32,
+ * which can land one ulp above qmax (or below qmin) when v rounds onto the boundary: PyTorch then
+ * treats the element as clamped and passes no gradient. We evaluate the same float expression so
+ * the region codes, and hence every gradient, match the reference bit for bit
+ * (tests/unit/test_golden_iter.c). */
 QD_HD float qd_fake_quant_region(float x, float s, float z, float qmin, float qmax, int *region) {
-    float r = rintf(QD_DIV_RN(x, s));
-    float t = r + z;
+    float v = QD_DIV_RN(x, s);
+    float r = rintf(v);
+    float t = QD_ADD_RN(QD_ADD_RN(r - v, v), z);
     int reg = QD_FQ_INSIDE;
     if (t < qmin) { t = qmin; reg = QD_FQ_LOW; }
     else if (t > qmax) { t = qmax; reg = QD_FQ_HIGH; }

@@ -96,6 +96,13 @@ void qd_export_act_range(const qd_act_quant *a, float *lo, float *hi) {
     *hi = QD_MUL_RN((float)a->qmax - a->zero_point, a->scale);
 }
 
+int qd_export_act_exported(const qd_graph *g, int ai) {
+    const qd_act_quant *a = &g->act[ai];
+    if (!a->initialized || a->value < 0 || a->value >= g->nvalues) return 0;
+    const qd_value *v = &g->values[a->value];
+    return !v->is_const && v->producer >= 0;
+}
+
 qd_status qd_export_act_store(const qd_graph *g, int ai, qd_astore *store) {
     const qd_act_quant *a = &g->act[ai];
     const char *vn = (a->value >= 0 && a->value < g->nvalues) ? g->values[a->value].name : "?";

@@ -152,10 +152,9 @@ static qd_status add_weights(const qd_graph *g, const qd_config *cfg, enc *e, cJ
 static qd_status add_acts(const qd_graph *g, enc *e, cJSON *arr, cJSON *aimet_acts) {
     for (int ai = 0; ai < g->nact; ai++) {
         const qd_act_quant *a = &g->act[ai];
-        if (!a->initialized) continue; /* not applied by the evaluated model either */
-        if (a->value < 0 || a->value >= g->nvalues)
+        if (a->initialized && (a->value < 0 || a->value >= g->nvalues))
             return qd_errorf(QD_ERR_INTERNAL, "encodings: activation quantizer %d on unknown value %d", ai, a->value);
-        if (g->values[a->value].is_const) continue;
+        if (!qd_export_act_exported(g, ai)) continue; /* not applied by the evaluated model either */
         qd_astore store;
         QD_TRY(qd_export_act_store(g, ai, &store));
         float lo, hi;

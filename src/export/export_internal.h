@@ -44,6 +44,12 @@ QD_MUST_USE qd_status qd_export_weight_codes(const qd_graph *g, const qd_config 
 /* Channel of element i of weight quantizer wq in its stored layout (axis wq->ch_axis). */
 int64_t qd_export_inner_stride(const qd_graph *g, const qd_weight_quant *wq);
 
+/* 1 when activation quantizer ai is part of the evaluated model (QD_EXEC_QUANT): initialized and
+ * on a value computed by a node. qd_exec_forward_host feeds the graph input as given and never
+ * applies a quantizer placed on it (include/qdrop/exec.h), and QDrop places none there (§6.1),
+ * so the export skips such quantizers too: the ONNX model must be the model that was evaluated. */
+int qd_export_act_exported(const qd_graph *g, int ai);
+
 /* Storage of activation quantizer ai (validates its scale and grid). */
 QD_MUST_USE qd_status qd_export_act_store(const qd_graph *g, int ai, qd_astore *store);
 

@@ -172,7 +172,7 @@ static qd_status xb_node(xb *b, const char *op, const char *name, int nin, const
 static qd_status xb_attr(xb *b, Onnx__NodeProto *n, const char *name, Onnx__AttributeProto **res) {
     if (n->n_attribute >= XB_MAX_ATTRS)
         return qd_errorf(QD_ERR_INTERNAL, "export: node %s has too many attributes", n->name);
-    Onnx__AttributeProto *a;
+    Onnx__AttributeProto *a = NULL;
     XB_ALLOC(b, a, sizeof *a);
     *a = (Onnx__AttributeProto)ONNX__ATTRIBUTE_PROTO__INIT;
     QD_TRY(xb_strdup(b, name, &a->name));
@@ -183,7 +183,7 @@ static qd_status xb_attr(xb *b, Onnx__NodeProto *n, const char *name, Onnx__Attr
 }
 
 static qd_status attr_i(xb *b, Onnx__NodeProto *n, const char *name, int64_t v) {
-    Onnx__AttributeProto *a;
+    Onnx__AttributeProto *a = NULL;
     QD_TRY(xb_attr(b, n, name, &a));
     a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
     a->has_i = 1;
@@ -192,7 +192,7 @@ static qd_status attr_i(xb *b, Onnx__NodeProto *n, const char *name, int64_t v) 
 }
 
 static qd_status attr_f(xb *b, Onnx__NodeProto *n, const char *name, float v) {
-    Onnx__AttributeProto *a;
+    Onnx__AttributeProto *a = NULL;
     QD_TRY(xb_attr(b, n, name, &a));
     a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
     a->has_f = 1;
@@ -201,7 +201,7 @@ static qd_status attr_f(xb *b, Onnx__NodeProto *n, const char *name, float v) {
 }
 
 static qd_status attr_ints(xb *b, Onnx__NodeProto *n, const char *name, const int64_t *v, int cnt) {
-    Onnx__AttributeProto *a;
+    Onnx__AttributeProto *a = NULL;
     QD_TRY(xb_attr(b, n, name, &a));
     a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
     XB_ALLOC(b, a->ints, (size_t)(cnt > 0 ? cnt : 1) * sizeof(int64_t));
@@ -211,7 +211,7 @@ static qd_status attr_ints(xb *b, Onnx__NodeProto *n, const char *name, const in
 }
 
 static qd_status attr_s(xb *b, Onnx__NodeProto *n, const char *name, const char *v) {
-    Onnx__AttributeProto *a;
+    Onnx__AttributeProto *a = NULL;
     QD_TRY(xb_attr(b, n, name, &a));
     a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
     a->has_s = 1;
@@ -379,6 +379,7 @@ static qd_status emit_weight(xb *b, int wi) {
     const qd_graph *g = b->g;
     const qd_weight_quant *wq = &g->wq[wi];
     const qd_value *w = &g->values[wq->weight_value];
+    const char *wname = b->read_name[wq->weight_value];
     const int64_t n = qd_value_numel(w);
     uint8_t *code = malloc((size_t)(n > 0 ? n : 1));
     if (!code) return qd_errorf(QD_ERR_INTERNAL, "export: out of host memory for weight %s", w->name);
@@ -392,17 +393,17 @@ static qd_status emit_weight(xb *b, int wi) {
         /* Codes span more than int8 (8-bit asymmetric): the dequantized values are exact floats. */
         free(code);
         const char *name;
-        QD_TRY(xb_unique(b, w->name, "_fakequant", &name));
+        QD_TRY(xb_unique(b, wname, "_fakequant", &name));
         QD_TRY(xb_init_f32(b, name, w->dims, w->ndim, wq->qweight, n));
         b->wq_read[wi] = name;
         return QD_OK;
     }
     const int64_t inner = qd_export_inner_stride(g, wq);
     const char *kname, *sname, *zname, *dqname;
-    QD_TRY(xb_unique(b, w->name, "_quantized", &kname));
-    QD_TRY(xb_unique(b, w->name, "_scale", &sname));
-    QD_TRY(xb_unique(b, w->name, "_zero_point", &zname));
-    QD_TRY(xb_unique(b, w->name, "_dequantized", &dqname));
+    QD_TRY(xb_unique(b, wname, "_quantized", &kname));
+    QD_TRY(xb_unique(b, wname, "_scale", &sname));
+    QD_TRY(xb_unique(b, wname, "_zero_point", &zname));
+    QD_TRY(xb_unique(b, wname, "_dequantized", &dqname));
     uint8_t *raw = NULL, *zraw = NULL;
     size_t nbytes, zbytes;
     int dtype;
@@ -483,7 +484,7 @@ static const char *op_type(qd_op op) {
 static const char *input_name(xb *b, const qd_node *nd, int i) {
     int v = nd->inputs[i];
     if (v < 0 || v >= b->g->nvalues) return NULL;
-    if (nd->wq >= 0 && v == b->g->wq[nd->wq].weight_value) return b->wq_read[nd->wq];
+    if (nd->wq >= 0 && nd->wq < b->g->nwq && v == b->g->wq[nd->wq].weight_value) return b->wq_read[nd->wq];
     if (b->g->values[v].is_const) b->need_init[v] = 1;
     return b->read_name[v];
 }
@@ -677,21 +678,25 @@ static qd_status build(xb *b, Onnx__ModelProto *model) {
     XB_ALLOC(b, b->wq_read, (size_t)(g->nwq ? g->nwq : 1) * sizeof(char *));
 
     for (int v = 0; v < nv; v++) {
-        if (!g->values[v].name || !g->values[v].name[0])
-            return qd_errorf(QD_ERR_INTERNAL, "export: value %d has no name", v);
+        b->act_of[v] = -1;
+        if (!g->values[v].name || !g->values[v].name[0]) continue; /* dead value left by a pass */
         char *nm;
         QD_TRY(xb_strdup(b, g->values[v].name, &nm));
         QD_TRY(set_add(b, nm));
         b->read_name[v] = b->prod_name[v] = nm;
-        b->act_of[v] = -1;
     }
+    for (int v = 0; v < nv; v++) /* unnamed values still read by a node get a fresh name */
+        if (!b->read_name[v]) {
+            char base[32];
+            snprintf(base, sizeof base, "qd_value_%d", v);
+            QD_TRY(xb_unique(b, base, "", &b->read_name[v]));
+            b->prod_name[v] = b->read_name[v];
+        }
     for (int i = 0; i < g->nact; i++) {
         const qd_act_quant *a = &g->act[i];
-        if (!a->initialized) continue; /* QUANT mode applies only initialized quantizers */
-        if (a->value < 0 || a->value >= nv)
+        if (a->initialized && (a->value < 0 || a->value >= nv))
             return qd_errorf(QD_ERR_INTERNAL, "export: activation quantizer %d on unknown value %d", i, a->value);
-        if (g->values[a->value].is_const) continue; /* constants are not activations */
-        b->act_of[a->value] = i;
+        if (qd_export_act_exported(g, i)) b->act_of[a->value] = i;
     }
     /* Graph outputs keep their names: a quantized output's producer writes "<name>_float" and
      * the DequantizeLinear writes <name>. Elsewhere consumers read "<name>_dq". */
@@ -700,14 +705,11 @@ static qd_status build(xb *b, Onnx__ModelProto *model) {
         int is_out = 0;
         for (int o = 0; o < g->noutputs; o++) is_out |= (g->outputs[o] == v);
         if (is_out)
-            QD_TRY(xb_unique(b, g->values[v].name, "_float", &b->prod_name[v]));
+            QD_TRY(xb_unique(b, b->read_name[v], "_float", &b->prod_name[v]));
         else
-            QD_TRY(xb_unique(b, g->values[v].name, "_dq", &b->read_name[v]));
+            QD_TRY(xb_unique(b, b->prod_name[v], "_dq", &b->read_name[v]));
     }
 
-    /* quantizers on graph inputs come first */
-    for (int v = 0; v < nv; v++)
-        if (b->act_of[v] >= 0 && g->values[v].producer < 0) QD_TRY(emit_act(b, b->act_of[v]));
     for (int wi = 0; wi < g->nwq; wi++) {
         const qd_weight_quant *wq = &g->wq[wi];
         if (wq->node < 0 || wq->node >= g->nnodes || g->nodes[wq->node].wq != wi)
@@ -727,7 +729,7 @@ static qd_status build(xb *b, Onnx__ModelProto *model) {
     for (int o = 0; o < g->noutputs; o++)
         if (g->values[g->outputs[o]].producer < 0)
             return qd_errorf(QD_ERR_UNSUPPORTED, "export: graph output %s is not produced by a node",
-                             g->values[g->outputs[o]].name);
+                             b->read_name[g->outputs[o]]);
 
     /* constant initializers the emitted nodes read */
     for (int v = 0; v < nv; v++) {
@@ -736,10 +738,10 @@ static qd_status build(xb *b, Onnx__ModelProto *model) {
         int64_t n = qd_value_numel(cv);
         if (cv->dtype == QD_DT_FLOAT) {
             if (!cv->fdata) return qd_errorf(QD_ERR_INTERNAL, "export: constant %s has no data", cv->name);
-            QD_TRY(xb_init_f32(b, cv->name, cv->dims, cv->ndim, cv->fdata, n));
+            QD_TRY(xb_init_f32(b, b->read_name[v], cv->dims, cv->ndim, cv->fdata, n));
         } else {
             if (!cv->idata) return qd_errorf(QD_ERR_INTERNAL, "export: constant %s has no data", cv->name);
-            QD_TRY(xb_init_i64(b, cv->name, cv->dims, cv->ndim, cv->idata, n));
+            QD_TRY(xb_init_i64(b, b->read_name[v], cv->dims, cv->ndim, cv->idata, n));
         }
     }
 
@@ -753,11 +755,11 @@ static qd_status build(xb *b, Onnx__ModelProto *model) {
     gp->initializer = b->inits;
     XB_ALLOC(b, gp->input, (size_t)(g->ninputs ? g->ninputs : 1) * sizeof *gp->input);
     for (int i = 0; i < g->ninputs; i++)
-        QD_TRY(xb_value_info(b, g->values[g->inputs[i]].name, &g->values[g->inputs[i]], &gp->input[i]));
+        QD_TRY(xb_value_info(b, b->read_name[g->inputs[i]], &g->values[g->inputs[i]], &gp->input[i]));
     gp->n_input = (size_t)g->ninputs;
     XB_ALLOC(b, gp->output, (size_t)(g->noutputs ? g->noutputs : 1) * sizeof *gp->output);
     for (int i = 0; i < g->noutputs; i++)
-        QD_TRY(xb_value_info(b, g->values[g->outputs[i]].name, &g->values[g->outputs[i]], &gp->output[i]));
+        QD_TRY(xb_value_info(b, b->read_name[g->outputs[i]], &g->values[g->outputs[i]], &gp->output[i]));
     gp->n_output = (size_t)g->noutputs;
 
     Onnx__OperatorSetIdProto *os;

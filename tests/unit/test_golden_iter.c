@@ -5,9 +5,10 @@
  * the learned scales after 3 iterations (Adam on V and on scales, cosine lr, beta schedule with
  * the regulariser switching on at c = 2).
  * Tolerances (docs/numerics.md): losses 1e-4 relative (float32 sums in a different order);
- * V: Adam normalises the gradient, so an element whose gradient is ~0 can step by up to lr in
- * either direction on float noise: >= 98% of V within 2e-5 absolute, all within 3 * lr;
- * scales 1e-6 relative. */
+ * V within 1e-5 absolute (measured 6e-7: Adam steps are 1e-3, so one sign error in a gradient
+ * would show as 2e-3); scales 1e-6 relative.
+ * The fixture uses an inclusive clamp gradient (PyTorch 1.x, QDROP_SPEC §2) and Q2's round_ste
+ * arithmetic; see qd_fake_quant_region in src/core/qmath.h. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -119,12 +120,11 @@ int main(void) {
         double maxd = 0;
         for (int i = 0; i < nw; i++) {
             double d = fabs(V[l][i] - ev[i]);
-            if (d <= 2e-5) close++;
+            if (d <= 1e-5) close++;
             if (d > maxd) maxd = d;
         }
-        CHECK(close >= (int)(0.98 * nw), "layer %d: only %d/%d V within 2e-5 of torch", l, close, nw);
-        CHECK(maxd <= 3 * 1e-3 * iters, "layer %d: max |dV| %.3g", l, maxd);
-        printf("layer %d: V %d/%d within 2e-5, max diff %.3g\n", l, close, nw, maxd);
+        CHECK(close == nw, "layer %d: only %d/%d V within 1e-5 of torch", l, close, nw);
+                printf("layer %d: V %d/%d within 1e-5, max diff %.3g\n", l, close, nw, maxd);
         free(ev);
     }
     cJSON *es = cJSON_GetObjectItem(last, "scales");

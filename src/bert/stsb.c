@@ -1,0 +1,57 @@
+/* src/bert/stsb.c: STS-B evaluation of a sentence-embedding BERT: Spearman correlation between
+ * cosine(embed(s1), embed(s2)) and the gold score (sentence-transformers' evaluator metric). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bert/bert_internal.h"
+
+#define QD_STSB_MAX_LEN 256 /* all-MiniLM-L6-v2 sentence_bert_config.json max_seq_length */
+#define QD_STSB_BATCH 32
+
+qd_status qd_bert_eval_stsb_model(const qd_bert_model *m, const qd_sts_set *set, qd_bert_act_hook hook, void *hctx,
+                                  double *spearman) {
+    const int H = m->cfg.hidden, n = set->n;
+    float *ea = malloc((size_t)n * H * sizeof(float)), *eb = malloc((size_t)n * H * sizeof(float));
+    double *cos = malloc((size_t)n * sizeof(double)), *gold = malloc((size_t)n * sizeof(double));
+    qd_status rc = QD_OK;
+    if (!ea || !eb || !cos || !gold) rc = qd_errorf(QD_ERR_INTERNAL, "STS-B: out of memory");
+    if (rc == QD_OK) rc = qd_bert_embed_sentences(m, (const char *const *)set->a, n, QD_STSB_MAX_LEN, QD_STSB_BATCH, ea, hook, hctx);
+    if (rc == QD_OK) rc = qd_bert_embed_sentences(m, (const char *const *)set->b, n, QD_STSB_MAX_LEN, QD_STSB_BATCH, eb, hook, hctx);
+    if (rc == QD_OK) {
+        for (int i = 0; i < n; i++) {
+            /* embeddings are L2-normalised: cosine = dot (sentence-transformers divides again;
+             * the difference is below float rounding) */
+            double d = 0;
+            for (int k = 0; k < H; k++) d += (double)ea[(size_t)i * H + k] * eb[(size_t)i * H + k];
+            cos[i] = d;
+            gold[i] = set->score[i];
+        }
+        rc = qd_metric_spearman(cos, gold, n, spearman);
+    }
+    free(ea); free(eb); free(cos); free(gold);
+    return rc;
+}
+
+qd_status qd_bert_eval_stsb(const char *model_dir, const char *stsb_path, int max_n, double *spearman, int *n_pairs) {
+    char path[4096];
+    struct stat sb;
+    if (stat(stsb_path, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(path, sizeof path, "%s/original/sts-test.tsv", stsb_path);
+    else snprintf(path, sizeof path, "%s", stsb_path);
+    qd_sts_set set;
+    QD_TRY(qd_sts_read(path, &set));
+    if (max_n > 0 && max_n < set.n) { /* qd_sts_free frees only the first n: free the tail now */
+        for (int i = max_n; i < set.n; i++) { free(set.a[i]); free(set.b[i]); }
+        set.n = max_n;
+    }
+    qd_bert_model *m;
+    qd_status rc = qd_bert_load(model_dir, &m);
+    if (rc == QD_OK) {
+        rc = qd_bert_eval_stsb_model(m, &set, NULL, NULL, spearman);
+        qd_bert_free(m);
+    }
+    if (n_pairs) *n_pairs = set.n;
+    qd_sts_free(&set);
+    return rc;
+}

@@ -1,0 +1,48 @@
+/* src/core/backend.c: backend registry ("cpu", "cuda", "auto") and shape helpers. */
+#include <stddef.h>
+#include <string.h>
+
+#include "qdrop/backend.h"
+
+int64_t qd_shape_numel(const qd_shape *s) {
+    int64_t n = 1;
+    for (int d = 0; d < s->ndim; d++) n *= s->dims[d];
+    return n;
+}
+
+#ifndef QD_HAVE_CUDA
+/* Host-only build: no CUDA backend compiled in (cuda/ defines the real one). */
+int qd_cuda_available(void) { return 0; }
+#endif
+
+qd_status qd_backend_create(const char *kind, const qd_backend_options *opt, qd_backend **out) {
+    qd_backend_options defaults;
+    *out = NULL;
+    if (!opt) {
+        memset(&defaults, 0, sizeof defaults);
+        opt = &defaults;
+    }
+    if (!kind || !kind[0] || strcmp(kind, "auto") == 0) {
+#ifdef QD_HAVE_CUDA
+        if (qd_cuda_available()) return qd_cuda_backend_create(opt, out);
+#endif
+        return qd_cpu_backend_create(opt, out);
+    }
+    if (strcmp(kind, "cpu") == 0) return qd_cpu_backend_create(opt, out);
+    if (strcmp(kind, "cuda") == 0) {
+#ifdef QD_HAVE_CUDA
+        if (!qd_cuda_available())
+            return qd_errorf(QD_ERR_NODEVICE, "--device cuda: no usable CUDA device (cudaGetDeviceCount found none; "
+                                              "use --device cpu or auto)");
+        return qd_cuda_backend_create(opt, out);
+#else
+        return qd_errorf(QD_ERR_NODEVICE, "--device cuda: no usable CUDA device (this build has no CUDA backend; "
+                                          "use --device cpu or auto)");
+#endif
+    }
+    return qd_errorf(QD_ERR_USAGE, "--device: unknown backend '%s' (expected cpu, cuda or auto)", kind);
+}
+
+void qd_backend_destroy(qd_backend *b) {
+    if (b && b->ops && b->ops->destroy) b->ops->destroy(b);
+}

@@ -1,0 +1,148 @@
+/* src/cpu/backend_cpu.c: the CPU reference backend (host memory, OpenBLAS, a pthread pool).
+ * Parallelism: one pool of `threads` workers (0 = all online cores) runs every loop in fixed
+ * chunks; OpenBLAS is pinned to one thread and called inside the chunks (per sample for convs,
+ * per row/column block for GEMMs). Two thread pools competing for the same two cores would
+ * slow both down, and a single-threaded sgemm per fixed block keeps results independent of the
+ * thread count (cpu_internal.h). */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpu/cpu_internal.h"
+
+#define QD_CPU_ALIGN 64
+
+static void *cpu_alloc(qd_backend *b, size_t bytes) {
+    (void)b;
+    size_t sz = (bytes + QD_CPU_ALIGN - 1) / QD_CPU_ALIGN * QD_CPU_ALIGN;
+    if (sz == 0) sz = QD_CPU_ALIGN;
+    void *p = aligned_alloc(QD_CPU_ALIGN, sz);
+    if (!p) qd_errorf(QD_ERR_DEVICE_OOM, "cpu backend: out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+static void *cpu_alloc_cache(qd_backend *b, size_t bytes, int *on_device) {
+    if (on_device) *on_device = 1;  /* host memory is the device memory here */
+    return cpu_alloc(b, bytes);
+}
+
+static void cpu_free(qd_backend *b, void *p) { (void)b; free(p); }
+
+static qd_status cpu_copy(qd_backend *b, void *dst, const void *src, size_t bytes) {
+    (void)b;
+    if (bytes && dst != src) memmove(dst, src, bytes);
+    return QD_OK;
+}
+
+static qd_status cpu_zero(qd_backend *b, void *dst, size_t bytes) {
+    (void)b;
+    if (bytes) memset(dst, 0, bytes);
+    return QD_OK;
+}
+
+static qd_status cpu_sync(qd_backend *b) { (void)b; return QD_OK; }
+
+static qd_status cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                                  const qd_shape *os, float *out) {
+    return qd_cpu_node_forward(b, n, is, in, os, out);
+}
+
+static qd_status cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                                   const qd_shape *os, const float *out, const float *dout, float *const *din) {
+    return qd_cpu_node_backward(b, n, is, in, os, out, dout, din);
+}
+
+qd_status qd_cpu_scratch(qd_backend *b, size_t floats) {
+    qd_cpu_impl *c = qd_cpu(b);
+    for (int t = 0; t < c->nthreads; t++) {
+        if (c->scratch_cap[t] >= floats) continue;
+        free(c->scratch[t]);
+        c->scratch[t] = cpu_alloc(b, floats * sizeof(float));
+        c->scratch_cap[t] = c->scratch[t] ? floats : 0;
+        if (!c->scratch[t]) return QD_ERR_DEVICE_OOM;
+    }
+    return QD_OK;
+}
+
+float *qd_cpu_shared(qd_backend *b, size_t floats) {
+    qd_cpu_impl *c = qd_cpu(b);
+    if (c->shared_cap < floats) {
+        free(c->shared);
+        c->shared = cpu_alloc(b, floats * sizeof(float));
+        c->shared_cap = c->shared ? floats : 0;
+    }
+    return c->shared;
+}
+
+static void cpu_destroy(qd_backend *b) {
+    if (!b) return;
+    qd_cpu_impl *c = qd_cpu(b);
+    if (c) {
+        qd_cpu_pool_destroy(c->pool);
+        for (int t = 0; t < c->nthreads; t++) free(c->scratch[t]);
+        free(c->scratch);
+        free(c->scratch_cap);
+        free(c->shared);
+        free(c);
+    }
+    free(b);
+}
+
+static qd_backend_ops g_cpu_ops;
+static int g_cpu_ops_ready;
+
+static void init_ops(void) {
+    if (g_cpu_ops_ready) return;
+    qd_backend_ops *o = &g_cpu_ops;
+    memset(o, 0, sizeof *o);
+    o->name = "cpu";
+    o->destroy = cpu_destroy;
+    o->alloc = cpu_alloc;
+    o->alloc_cache = cpu_alloc_cache;
+    o->free = cpu_free;
+    o->free_cache = cpu_free;
+    o->upload = cpu_copy;
+    o->download = cpu_copy;
+    o->copy = cpu_copy;
+    o->zero = cpu_zero;
+    o->sync = cpu_sync;
+    o->node_forward = cpu_node_forward;
+    o->node_backward = cpu_node_backward;
+    qd_cpu_set_recon_ops(o);
+    /* capture_* / graph_*: NULL (no iteration capture on the CPU) */
+    g_cpu_ops_ready = 1;
+}
+
+qd_status qd_cpu_backend_create(const qd_backend_options *opt, qd_backend **out) {
+    *out = NULL;
+    int threads = opt ? opt->threads : 0;
+    if (threads < 0) return qd_errorf(QD_ERR_CONFIG, "cpu backend: threads must be >= 0 (0 = all cores), got %d", threads);
+    if (threads == 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = nc > 0 ? (int)nc : 1;
+    }
+    if (threads > 256) threads = 256;
+    init_ops();
+    qd_backend *b = calloc(1, sizeof *b);
+    qd_cpu_impl *c = calloc(1, sizeof *c);
+    if (!b || !c) { free(b); free(c); return qd_errorf(QD_ERR_INTERNAL, "cpu backend: out of host memory"); }
+    b->ops = &g_cpu_ops;
+    b->impl = c;
+    c->pool = qd_cpu_pool_create(threads);
+    if (!c->pool) { free(c); free(b); return qd_errorf(QD_ERR_INTERNAL, "cpu backend: cannot start %d threads", threads); }
+    c->nthreads = qd_cpu_pool_threads(c->pool);
+    c->scratch = calloc((size_t)c->nthreads, sizeof(float *));
+    c->scratch_cap = calloc((size_t)c->nthreads, sizeof(size_t));
+    if (!c->scratch || !c->scratch_cap) { cpu_destroy(b); return qd_errorf(QD_ERR_INTERNAL, "cpu backend: out of host memory"); }
+    /* OpenBLAS single-threaded: it is called from inside the pool's chunks. */
+    openblas_set_num_threads(1);
+    b->threads = c->nthreads;
+    b->deterministic = 1;
+    b->tf32 = 0;
+    b->memory_budget = opt ? opt->memory_budget : 0;
+    snprintf(b->device_name, sizeof b->device_name, "cpu (%d thread%s)", c->nthreads, c->nthreads == 1 ? "" : "s");
+    *out = b;
+    return QD_OK;
+}

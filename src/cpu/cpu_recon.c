@@ -1,0 +1,292 @@
+/* src/cpu/cpu_recon.c: the reconstruction kernels of the CPU backend. Each is a plain loop over
+ * the functions of src/core/qmath.h (the CUDA kernels call the same ones), so element codes,
+ * masks and updates agree bit for bit with the CUDA twin; only reductions (loss, ds, reg) may
+ * differ in the last bits there. Reductions here: double partial per fixed chunk of
+ * QD_CPU_RED_GRAIN elements, summed in chunk order (thread-count independent). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/qmath.h"
+#include "cpu/cpu_internal.h"
+
+/* ---- chunked, ordered reductions ---- */
+typedef double (*chunk_fn)(void *ctx, int64_t b0, int64_t b1);
+typedef struct { chunk_fn fn; void *ctx; double *part; } red_task;
+
+static void red_run(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    red_task *t = vctx;
+    t->part[b0 / QD_CPU_RED_GRAIN] = t->fn(t->ctx, b0, b1);
+}
+
+static qd_status ordered_sum(qd_backend *b, int64_t n, chunk_fn fn, void *ctx, double *total) {
+    int64_t nch = (n + QD_CPU_RED_GRAIN - 1) / QD_CPU_RED_GRAIN;
+    double stack[64];
+    double *part = nch <= 64 ? stack : malloc(sizeof(double) * (size_t)nch);
+    if (!part) return qd_errorf(QD_ERR_DEVICE_OOM, "cpu backend: out of memory for %lld reduction partials", (long long)nch);
+    red_task t = {fn, ctx, part};
+    qd_cpu_parallel_for(qd_cpu(b)->pool, n, QD_CPU_RED_GRAIN, red_run, &t);
+    double s = 0.0;
+    for (int64_t k = 0; k < nch; k++) s += part[k];
+    if (part != stack) free(part);
+    *total = s;
+    return QD_OK;
+}
+
+/* ---- iteration counter and batch draw ---- */
+static qd_status cpu_iter_advance(qd_backend *b, int32_t *iter) {
+    (void)b;
+    *iter += 1;
+    return QD_OK;
+}
+
+static qd_status cpu_draw_batch(qd_backend *b, qd_rng_key key, const int32_t *iter, int32_t n_total, int32_t batch,
+                                int32_t *idx) {
+    (void)b;
+    if (n_total <= 0) return qd_errorf(QD_ERR_INTERNAL, "draw_batch: empty calibration set (n_total = %d)", n_total);
+    for (int32_t k = 0; k < batch; k++) idx[k] = (int32_t)qd_draw_index(key, (uint32_t)*iter, (uint32_t)k, (uint32_t)n_total);
+    return QD_OK;
+}
+
+/* ---- QDrop input mixing (§7.1) ---- */
+typedef struct {
+    const float *q, *f;
+    const int32_t *idx;
+    int64_t sn;
+    qd_rng_key key;
+    float keep;
+    uint32_t it;
+    int mix;
+    float *out;
+} gm_task;
+
+static void gm_run(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    gm_task *t = vctx;
+    for (int64_t i = b0; i < b1; i++) {
+        int64_t k = i / t->sn, e = i - k * t->sn;
+        int64_t src = (int64_t)t->idx[k] * t->sn + e;
+        int keep = !t->mix || qd_keep_quant(t->key, t->it, (uint64_t)i, t->keep);
+        t->out[i] = keep ? t->q[src] : t->f[src];
+    }
+}
+
+static qd_status cpu_gather_mix(qd_backend *b, const float *quant_src, const float *fp_src, const int32_t *idx,
+                                int32_t batch, int64_t sample_numel, qd_rng_key key, float keep_prob,
+                                const int32_t *iter, float *out) {
+    int mix = fp_src != NULL && keep_prob < 1.0f;
+    if (mix && !iter) return qd_errorf(QD_ERR_INTERNAL, "gather_mix: keep_prob %g needs the iteration counter", keep_prob);
+    gm_task t = {quant_src, fp_src, idx, sample_numel, key, keep_prob, mix ? (uint32_t)*iter : 0u, mix, out};
+    qd_cpu_parallel_for(qd_cpu(b)->pool, (int64_t)batch * sample_numel, QD_CPU_EW_GRAIN, gm_run, &t);
+    return QD_OK;
+}
+
+/* ---- activation fake-quant with drop (§2, §7.2) ---- */
+typedef struct {
+    const qd_fq_desc *d;
+    float s;
+    uint32_t it;
+    const float *x, *dy;
+    float *y, *dx;
+    uint8_t *region;
+    const uint8_t *cregion;
+} fq_task;
+
+/* Scale used by the forward and the backward: Q2's guard max(|s|, eps) in training (§6.3).
+ * The guard is treated as the identity in the gradient (Q2 applies it to .data). */
+static float fq_scale(const qd_fq_desc *d, const float *scale) { return d->guard_scale ? qd_lsq_guard(*scale) : *scale; }
+
+static void fq_fwd_run(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    fq_task *t = vctx;
+    const qd_fq_desc *d = t->d;
+    int drop = d->keep_prob < 1.0f;
+    for (int64_t i = b0; i < b1; i++) {
+        float x = t->x[i];
+        int reg = QD_FQ_DROPPED;
+        float y = x;
+        if (!drop || qd_keep_quant(d->key, t->it, (uint64_t)i, d->keep_prob))
+            y = qd_fake_quant_region(x, t->s, d->zero_point, d->qmin, d->qmax, &reg);
+        t->y[i] = y;
+        if (t->region) t->region[i] = (uint8_t)reg;
+    }
+}
+
+static qd_status cpu_fq_forward(qd_backend *b, const qd_fq_desc *d, const float *scale, const int32_t *iter, int64_t n,
+                                const float *x, float *y, uint8_t *region) {
+    if (d->keep_prob < 1.0f && !iter)
+        return qd_errorf(QD_ERR_INTERNAL, "fq_forward: keep_prob %g needs the iteration counter", d->keep_prob);
+    fq_task t = {d, fq_scale(d, scale), (d->keep_prob < 1.0f) ? (uint32_t)*iter : 0u, x, NULL, y, NULL, region, NULL};
+    qd_cpu_parallel_for(qd_cpu(b)->pool, n, QD_CPU_EW_GRAIN, fq_fwd_run, &t);
+    return QD_OK;
+}
+
+static double fq_bwd_chunk(void *vctx, int64_t b0, int64_t b1) {
+    fq_task *t = vctx;
+    const qd_fq_desc *d = t->d;
+    double acc = 0.0;
+    for (int64_t i = b0; i < b1; i++) {
+        int reg = t->cregion[i];
+        float g = t->dy[i];
+        if (t->dx) t->dx[i] += qd_fake_quant_dx(g, reg);
+        acc += (double)qd_fake_quant_ds(g, t->x[i], t->s, d->zero_point, d->qmin, d->qmax, reg);
+    }
+    return acc;
+}
+
+static qd_status cpu_fq_backward(qd_backend *b, const qd_fq_desc *d, const float *scale, int64_t n, const float *x,
+                                 const uint8_t *region, const float *dy, float *dx, float *dscale) {
+    if (!region) return qd_errorf(QD_ERR_INTERNAL, "fq_backward: region codes missing (fq_forward ran without them)");
+    fq_task t = {d, fq_scale(d, scale), 0u, x, dy, NULL, dx, NULL, region};
+    double sum = 0.0;
+    QD_TRY(ordered_sum(b, n, fq_bwd_chunk, &t, &sum));
+    if (dscale) {
+        double f = d->grad_scale ? (double)qd_lsq_grad_factor((double)n, (int)d->qmax) : 1.0;
+        *dscale += (float)(sum * f);
+    }
+    return QD_OK;
+}
+
+/* ---- AdaRound (§4) ---- */
+typedef struct {
+    const qd_adaround_desc *d;
+    const qd_sched_desc *sc;
+    const float *w, *s, *z, *dW;
+    const float *Vc;
+    float *V, *m, *v, *out;
+    int hard, c, active;
+    float beta;
+} ar_task;
+
+static void ar_init_run(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    ar_task *t = vctx;
+    for (int64_t i = b0; i < b1; i++) t->V[i] = qd_adaround_init_v(t->w[i], t->s[i / t->d->per_channel]);
+}
+
+static qd_status cpu_adaround_init(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *s,
+                                   const float *z, float *V) {
+    (void)z; /* floor on w/s alone (§4); z only shifts the integer grid */
+    if (d->per_channel <= 0) return qd_errorf(QD_ERR_INTERNAL, "adaround_init: per_channel = %lld", (long long)d->per_channel);
+    ar_task t = {.d = d, .w = w, .s = s, .V = V};
+    qd_cpu_parallel_for(qd_cpu(b)->pool, d->numel, QD_CPU_EW_GRAIN, ar_init_run, &t);
+    return QD_OK;
+}
+
+static void ar_weight_run(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    ar_task *t = vctx;
+    const qd_adaround_desc *d = t->d;
+    for (int64_t i = b0; i < b1; i++) {
+        int64_t c = i / d->per_channel;
+        t->out[i] = qd_adaround_weight(t->w[i], t->Vc[i], t->s[c], t->z[c], d->qmin, d->qmax, t->hard, NULL);
+    }
+}
+
+static qd_status cpu_adaround_weight(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *V,
+                                     const float *s, const float *z, int hard, float *w_out) {
+    if (d->per_channel <= 0) return qd_errorf(QD_ERR_INTERNAL, "adaround_weight: per_channel = %lld", (long long)d->per_channel);
+    ar_task t = {.d = d, .w = w, .s = s, .z = z, .Vc = V, .out = w_out, .hard = hard};
+    qd_cpu_parallel_for(qd_cpu(b)->pool, d->numel, QD_CPU_EW_GRAIN, ar_weight_run, &t);
+    return QD_OK;
+}
+
+/* dV = dW * dw/dV + [c >= T_w] dR/dV; Adam on V (lr_v, step c). Returns the chunk's sum of
+ * (1 - |2h-1|^beta) at the pre-update V (the regulariser of this iteration's forward). */
+static double ar_step_chunk(void *vctx, int64_t b0, int64_t b1) {
+    ar_task *t = vctx;
+    const qd_adaround_desc *d = t->d;
+    double reg = 0.0;
+    for (int64_t i = b0; i < b1; i++) {
+        int64_t c = i / d->per_channel;
+        float V = t->V[i];
+        float g = t->dW[i] * qd_adaround_dw_dv(t->w[i], V, t->s[c], t->z[c], d->qmin, d->qmax);
+        if (t->active) {
+            g += qd_adaround_reg_dv(V, t->beta, t->sc->lambda);
+            reg += (double)qd_adaround_reg(V, t->beta);
+        }
+        t->V[i] = qd_adam_update(V, g, &t->m[i], &t->v[i], t->sc->lr_v, t->c);
+    }
+    return reg;
+}
+
+static qd_status cpu_adaround_step(qd_backend *b, const qd_adaround_desc *d, const qd_sched_desc *s, const int32_t *iter,
+                                   const float *w, const float *sc, const float *z, const float *dW, float *V, float *m,
+                                   float *v, float *reg_loss) {
+    if (d->per_channel <= 0) return qd_errorf(QD_ERR_INTERNAL, "adaround_step: per_channel = %lld", (long long)d->per_channel);
+    int c = *iter;
+    ar_task t = {.d = d, .sc = s, .w = w, .s = sc, .z = z, .dW = dW, .V = V, .m = m, .v = v, .c = c};
+    t.active = qd_reg_active(c, s->total_iters, s->warm_up);
+    t.beta = qd_beta_at(c, s->total_iters, s->warm_up, s->b_start, s->b_end);
+    double reg = 0.0;
+    QD_TRY(ordered_sum(b, d->numel, ar_step_chunk, &t, &reg));
+    if (reg_loss && t.active) *reg_loss += (float)((double)s->lambda * reg);
+    return QD_OK;
+}
+
+/* ---- scales' Adam with cosine lr (§6.3) ---- */
+static qd_status cpu_scale_step(qd_backend *b, const qd_sched_desc *s, const int32_t *iter, int n, float *scales,
+                                float *grads, float *m, float *v) {
+    (void)b;
+    int c = *iter;
+    float lr = qd_cosine_lr(s->lr_scale, c, s->total_iters);
+    for (int j = 0; j < n; j++) {
+        scales[j] = qd_adam_update(scales[j], grads[j], &m[j], &v[j], lr, c);
+        grads[j] = 0.0f;
+    }
+    return QD_OK;
+}
+
+/* ---- reconstruction loss (§5) ---- */
+typedef struct { const float *y, *t; float *dy; float inv2; } mse_task;
+
+static double mse_chunk(void *vctx, int64_t b0, int64_t b1) {
+    mse_task *t = vctx;
+    double acc = 0.0;
+    for (int64_t i = b0; i < b1; i++) {
+        float e = t->y[i] - t->t[i];
+        acc += (double)e * (double)e;
+        if (t->dy) t->dy[i] = t->inv2 * e;
+    }
+    return acc;
+}
+
+static qd_status cpu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
+                              float *dy, float *loss) {
+    double denom = (double)n * (double)hw;
+    if (denom <= 0) return qd_errorf(QD_ERR_INTERNAL, "mse_loss: empty tensor (N=%lld HW=%lld)", (long long)n, (long long)hw);
+    mse_task k = {y, t, dy, (float)(2.0 / denom)};
+    double sum = 0.0;
+    QD_TRY(ordered_sum(b, n * c * hw, mse_chunk, &k, &sum));
+    if (loss) *loss += (float)(sum / denom);
+    return QD_OK;
+}
+
+/* ---- divergence check: sticky flag (set to 1, never cleared here; callers zero it) ---- */
+static double finite_chunk(void *vctx, int64_t b0, int64_t b1) {
+    const float *x = vctx;
+    for (int64_t i = b0; i < b1; i++) if (!isfinite(x[i])) return 1.0;
+    return 0.0;
+}
+
+static qd_status cpu_check_finite(qd_backend *b, int64_t n, const float *x, int32_t *bad) {
+    double nbad = 0.0;
+    QD_TRY(ordered_sum(b, n, finite_chunk, (void *)x, &nbad));
+    if (nbad > 0.0) *bad = 1;
+    return QD_OK;
+}
+
+void qd_cpu_set_recon_ops(qd_backend_ops *ops) {
+    ops->iter_advance = cpu_iter_advance;
+    ops->draw_batch = cpu_draw_batch;
+    ops->gather_mix = cpu_gather_mix;
+    ops->fq_forward = cpu_fq_forward;
+    ops->fq_backward = cpu_fq_backward;
+    ops->adaround_init = cpu_adaround_init;
+    ops->adaround_weight = cpu_adaround_weight;
+    ops->adaround_step = cpu_adaround_step;
+    ops->scale_step = cpu_scale_step;
+    ops->mse_loss = cpu_mse_loss;
+    ops->check_finite = cpu_check_finite;
+}

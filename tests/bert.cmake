@@ -1,0 +1,19 @@
+# BERT (src/bert/): safetensors + HF directory loader, WordPiece tokenizer vs HuggingFace on
+# every STS-B test sentence, one encoder layer forward/backward vs PyTorch + finite differences,
+# GLUE/STS metrics and readers, and the all-MiniLM-L6-v2 STS-B end-to-end check (skips with 77
+# until tools/fetch_minilm.sh has fetched the model into models/).
+qd_add_test(test_bert_safetensors SOURCES unit/test_bert_safetensors.c LABELS unit TIMEOUT 60)
+qd_add_test(test_bert_tokenizer SOURCES unit/test_bert_tokenizer.c LABELS golden TIMEOUT 120)
+qd_add_test(test_bert_layer SOURCES unit/test_bert_layer.c LABELS golden grad TIMEOUT 120)
+qd_add_test(test_bert_metrics SOURCES unit/test_bert_metrics.c LABELS unit TIMEOUT 60)
+qd_add_test(test_bert_stsb SOURCES unit/test_bert_stsb.c LABELS e2e TIMEOUT 900)
+
+# Benchmark (not a test): BERT-base layer forward+backward on the CPU, prints JSON.
+if(QD_BUILD_BENCH)
+  add_executable(bench_bert ${CMAKE_SOURCE_DIR}/bench/bench_bert.c)
+  target_link_libraries(bench_bert PRIVATE qdrop_core)
+  target_compile_options(bench_bert PRIVATE -Wall -Wextra -ffp-contract=off -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE)
+  if(QD_HAVE_CUDA)
+    set_target_properties(bench_bert PROPERTIES LINKER_LANGUAGE CUDA)
+  endif()
+endif()

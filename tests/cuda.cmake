@@ -1,0 +1,21 @@
+# CUDA twin tests (label cuda; qd_add_test adds RESOURCE_LOCK gpu). They are built whenever the
+# CUDA backend is, and exit 77 (skipped) without a usable device, 1 when QD_REQUIRE_GPU=1.
+if(QD_HAVE_CUDA)
+  qd_add_test(test_cuda_ops SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/cuda/test_cuda_ops.c LABELS cuda TIMEOUT 300)
+  qd_add_test(test_cuda_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/cuda/test_cuda_unit.c LABELS cuda TIMEOUT 300)
+  # The harness itself, run against a second CPU backend: checks shapes/attributes/budgets of the
+  # twin tests on machines without a GPU (QD_TWIN_SELFTEST=1).
+  add_test(NAME test_cuda_ops_selftest COMMAND test_cuda_ops WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(test_cuda_ops_selftest PROPERTIES LABELS "unit" ENVIRONMENT "QD_TWIN_SELFTEST=1" TIMEOUT 300)
+  add_test(NAME test_cuda_unit_selftest COMMAND test_cuda_unit WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(test_cuda_unit_selftest PROPERTIES LABELS "unit" ENVIRONMENT "QD_TWIN_SELFTEST=1" TIMEOUT 300)
+  # GPU benchmark (bench/bench_gpu.c): built here so it needs no bench/CMakeLists.txt; smoke-run
+  # as a test (tiny iteration counts), exits 77 without a device.
+  add_executable(qd_bench_gpu ${CMAKE_SOURCE_DIR}/bench/bench_gpu.c)
+  target_include_directories(qd_bench_gpu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+  target_link_libraries(qd_bench_gpu PRIVATE qdrop_core)
+  target_compile_options(qd_bench_gpu PRIVATE -Wall -Wextra -ffp-contract=off)
+  set_target_properties(qd_bench_gpu PROPERTIES LINKER_LANGUAGE CUDA)
+  add_test(NAME bench_gpu_smoke COMMAND qd_bench_gpu --smoke WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(bench_gpu_smoke PROPERTIES LABELS "cuda" SKIP_RETURN_CODE 77 TIMEOUT 300 RESOURCE_LOCK gpu)
+endif()

@@ -1,0 +1,18 @@
+# ONNX reader, graph passes, units, quantizer placement (issue 3).
+qd_add_test(test_onnx SOURCES unit/test_onnx.c LABELS unit)
+
+# FP32 parity with ONNX Runtime on weight-filled skeletons of the ImageNet nets + ResNet-20:
+# tests/onnx_parity.py fills tests/fixtures/onnx/*.skel.onnx, runs ORT and calls this binary.
+# Skips (77) without python numpy/onnx/onnxruntime.
+add_executable(test_onnx_parity_bin unit/test_onnx_parity.c)
+target_link_libraries(test_onnx_parity_bin PRIVATE qdrop_core)
+target_compile_options(test_onnx_parity_bin PRIVATE -UNDEBUG -Wall -Wextra -ffp-contract=off)
+if(QD_HAVE_CUDA)
+  set_target_properties(test_onnx_parity_bin PROPERTIES LINKER_LANGUAGE CUDA)
+endif()
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_Interpreter_FOUND)
+  qd_add_script_test(test_onnx_parity
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/onnx_parity.py $<TARGET_FILE:test_onnx_parity_bin>
+    LABELS unit TIMEOUT 900)
+endif()

@@ -1,0 +1,59 @@
+/* End to end: all-MiniLM-L6-v2 (tools/fetch_minilm.sh -> models/all-MiniLM-L6-v2, or
+ * $QD_BERT_MODEL_DIR) on the STS-B test set (assets/stsb/sts-test.tsv, 1379 pairs). The FP32
+ * Spearman must match sentence-transformers 6.2.0 on the same files (0.820325, measured with
+ * tools/make_bert_fixtures.py stsb) to 5e-4. Skips (77) when the model is not fetched. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "qdrop/bert.h"
+
+#define QD_ST_REFERENCE_SPEARMAN 0.820325
+
+int main(void) {
+    const char *dir = getenv("QD_BERT_MODEL_DIR");
+    if (!dir) dir = "models/all-MiniLM-L6-v2";
+    char path[1024];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        printf("SKIP: %s not found (run tools/fetch_minilm.sh)\n", path);
+        return 77;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double rho = 0;
+    int n = 0;
+    if (qd_bert_eval_stsb(dir, "assets/stsb/sts-test.tsv", 0, &rho, &n) != QD_OK) {
+        printf("FAIL: %s\n", qd_error_message());
+        return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    printf("{\"model\": \"all-MiniLM-L6-v2\", \"pairs\": %d, \"spearman_fp32\": %.6f, \"reference\": %.6f, \"seconds\": %.1f}\n",
+           n, rho, QD_ST_REFERENCE_SPEARMAN, sec);
+    int ok = n == 1379 && fabs(rho - QD_ST_REFERENCE_SPEARMAN) < 5e-4;
+    /* W8A8 min/max baseline (per-channel weights, 8-bit embeddings, dynamic per-tensor
+     * activations at the §8.8 sites): measured 0.816022; it must move, but stay close. */
+    qd_sts_set set;
+    qd_bert_model *m;
+    double rq = 0;
+    int bits = 8;
+    if (qd_sts_read("assets/stsb/sts-test.tsv", &set) != QD_OK || qd_bert_load(dir, &m) != QD_OK) {
+        printf("FAIL: %s\n", qd_error_message());
+        return 1;
+    }
+    if (qd_bert_quantize_weights_minmax(m, 8, 8) != QD_OK ||
+        qd_bert_eval_stsb_model(m, &set, qd_bert_dynamic_act_hook, &bits, &rq) != QD_OK) {
+        printf("FAIL: %s\n", qd_error_message());
+        return 1;
+    }
+    printf("{\"spearman_w8a8_minmax_dynamic\": %.6f}\n", rq);
+    ok = ok && rq != rho && fabs(rq - rho) < 0.01;
+    qd_bert_free(m);
+    qd_sts_free(&set);
+    printf("%s\n", ok ? "PASS" : "FAIL");
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,163 @@
+/* tests/unit/test_cpu_threads.c: the CPU backend must give bit-identical results for any thread
+ * count (fixed chunking, ordered reductions). Runs convs (GEMM, depthwise, pointwise, grouped)
+ * and the reduction kernels (LSQ ds, MSE loss, AdaRound step) with 1, 2 and 3 threads.
+ * Also prints the forward/backward GFLOP/s of a representative conv (32x16x32x32, 16->16 3x3). */
+#define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
+#include <time.h>
+
+#include "cpu_test_util.h"
+
+typedef struct {
+    float *y, *dx, *dw;
+    float ds, loss, reg;
+    float *V;
+} result;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void conv_case(qd_backend *b, int N, int C, int HW, int O, int k, int group, int stride, result *r, int seed) {
+    g_rng = 0x1234567ull + (uint64_t)seed;
+    qd_node n = make_node(QD_OP_CONV, 3);
+    n.a.kernel[0] = n.a.kernel[1] = k;
+    n.a.stride[0] = n.a.stride[1] = stride;
+    n.a.pads[0] = n.a.pads[1] = n.a.pads[2] = n.a.pads[3] = k / 2;
+    n.a.group = group;
+    int OH = (HW + 2 * (k / 2) - k) / stride + 1;
+    qd_shape is[3] = {shp(4, N, C, HW, HW), shp(4, O, C / group, k, k), shp(1, O, 0, 0, 0)};
+    qd_shape os = shp(4, N, O, OH, OH);
+    int64_t nx = qd_shape_numel(&is[0]), nw = qd_shape_numel(&is[1]), ny = qd_shape_numel(&os);
+    float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw), *bias = malloc(sizeof(float) * O);
+    float *dy = malloc(sizeof(float) * ny);
+    fill(x, nx, -1, 1); fill(w, nw, -1, 1); fill(bias, O, -1, 1); fill(dy, ny, -1, 1);
+    r->y = malloc(sizeof(float) * ny);
+    r->dx = calloc((size_t)nx, sizeof(float));
+    r->dw = calloc((size_t)nw, sizeof(float));
+    const float *in[3] = {x, w, bias};
+    float *din[3] = {r->dx, r->dw, NULL};
+    MUST(b->ops->node_forward(b, &n, is, in, &os, r->y));
+    MUST(b->ops->node_backward(b, &n, is, in, &os, r->y, dy, din));
+    free(x); free(w); free(bias); free(dy);
+}
+
+static int same(const float *a, const float *b, int64_t n) { return memcmp(a, b, sizeof(float) * (size_t)n) == 0; }
+
+static void check_conv(int N, int C, int HW, int O, int k, int group, int stride, const char *label) {
+    result r[3];
+    int th[3] = {1, 2, 3};
+    for (int t = 0; t < 3; t++) {
+        qd_backend *b = make_cpu(th[t]);
+        conv_case(b, N, C, HW, O, k, group, stride, &r[t], 1);
+        qd_backend_destroy(b);
+    }
+    int OH = (HW + 2 * (k / 2) - k) / stride + 1;
+    int64_t ny = (int64_t)N * O * OH * OH, nx = (int64_t)N * C * HW * HW, nw = (int64_t)O * (C / group) * k * k;
+    for (int t = 1; t < 3; t++) {
+        CHECK(same(r[0].y, r[t].y, ny), "%s: forward differs between 1 and %d threads", label, th[t]);
+        CHECK(same(r[0].dx, r[t].dx, nx), "%s: input gradient differs between 1 and %d threads", label, th[t]);
+        CHECK(same(r[0].dw, r[t].dw, nw), "%s: weight gradient differs between 1 and %d threads", label, th[t]);
+    }
+    for (int t = 0; t < 3; t++) { free(r[t].y); free(r[t].dx); free(r[t].dw); }
+    printf("  %s: bit-identical for 1/2/3 threads\n", label);
+}
+
+static void recon_case(qd_backend *b, result *r) {
+    g_rng = 0xabcdefull;
+    const int64_t n = 200000;
+    float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n);
+    float *dx = calloc((size_t)n, sizeof(float)), *t = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * n);
+    uint8_t *reg = malloc((size_t)n);
+    fill(x, n, -1, 2); fill(t, n, -1, 2);
+    qd_fq_desc d;
+    memset(&d, 0, sizeof d);
+    d.zero_point = 2; d.qmin = 0; d.qmax = 15; d.keep_prob = 0.5f; d.grad_scale = 1; d.guard_scale = 1;
+    d.key.seed_lo = 3; d.key.tensor = 1;
+    float s = 0.12f;
+    int32_t iter = 4;
+    MUST(b->ops->fq_forward(b, &d, &s, &iter, n, x, y, reg));
+    r->loss = 0.0f;
+    MUST(b->ops->mse_loss(b, 8, 25, 1000, y, t, g, &r->loss));
+    r->ds = 0.0f;
+    MUST(b->ops->fq_backward(b, &d, &s, n, x, reg, g, dx, &r->ds));
+    /* AdaRound step with the regulariser on */
+    enum { C = 16, PC = 9 * 16 * 4 };
+    int64_t ne = (int64_t)C * PC;
+    float *w = malloc(sizeof(float) * ne), *dW = malloc(sizeof(float) * ne), *m = calloc((size_t)ne, 4), *v = calloc((size_t)ne, 4);
+    float sc[C], z[C];
+    for (int c = 0; c < C; c++) { sc[c] = 0.05f + 0.01f * (float)c; z[c] = 1; }
+    fill(w, ne, -0.3f, 0.3f); fill(dW, ne, -1, 1);
+    r->V = malloc(sizeof(float) * ne);
+    qd_adaround_desc ad = {ne, PC, C, 0, 15};
+    qd_sched_desc sd = {100, 0.2f, 20, 2, 0.01f, 1e-3f, 4e-5f};
+    MUST(b->ops->adaround_init(b, &ad, w, sc, z, r->V));
+    int32_t c30 = 30;
+    r->reg = 0.0f;
+    MUST(b->ops->adaround_step(b, &ad, &sd, &c30, w, sc, z, dW, r->V, m, v, &r->reg));
+    r->y = y; r->dx = dx;
+    free(x); free(dy); free(t); free(g); free(reg); free(w); free(dW); free(m); free(v);
+}
+
+static void check_recon(void) {
+    result r[3];
+    int th[3] = {1, 2, 3};
+    for (int t = 0; t < 3; t++) {
+        qd_backend *b = make_cpu(th[t]);
+        recon_case(b, &r[t]);
+        qd_backend_destroy(b);
+    }
+    for (int t = 1; t < 3; t++) {
+        CHECK(same(r[0].y, r[t].y, 200000) && same(r[0].dx, r[t].dx, 200000), "fq forward/backward differ (%d threads)", th[t]);
+        CHECK(r[0].ds == r[t].ds, "LSQ ds differs: %.9g vs %.9g (%d threads)", r[0].ds, r[t].ds, th[t]);
+        CHECK(r[0].loss == r[t].loss, "MSE loss differs: %.9g vs %.9g (%d threads)", r[0].loss, r[t].loss, th[t]);
+        CHECK(r[0].reg == r[t].reg, "reg loss differs (%d threads)", th[t]);
+        CHECK(same(r[0].V, r[t].V, 16 * 9 * 16 * 4), "AdaRound V differs (%d threads)", th[t]);
+    }
+    CHECK(r[0].ds != 0.0f && r[0].loss > 0.0f && r[0].reg > 0.0f, "reductions must be non-trivial");
+    for (int t = 0; t < 3; t++) { free(r[t].y); free(r[t].dx); free(r[t].V); }
+    printf("  reconstruction kernels: bit-identical for 1/2/3 threads\n");
+}
+
+static void bench_conv(int threads) {
+    qd_backend *b = make_cpu(threads);
+    const int N = 32, C = 16, HW = 32, O = 16;
+    qd_node n = make_node(QD_OP_CONV, 2);
+    n.a.kernel[0] = n.a.kernel[1] = 3;
+    n.a.pads[0] = n.a.pads[1] = n.a.pads[2] = n.a.pads[3] = 1;
+    qd_shape is[2] = {shp(4, N, C, HW, HW), shp(4, O, C, 3, 3)};
+    qd_shape os = shp(4, N, O, HW, HW);
+    int64_t nx = qd_shape_numel(&is[0]), ny = qd_shape_numel(&os);
+    float *x = malloc(4 * nx), *w = malloc(4 * 16 * 16 * 9), *y = malloc(4 * ny), *dy = malloc(4 * ny);
+    float *dx = calloc((size_t)nx, 4), *dw = calloc(16 * 16 * 9, 4);
+    fill(x, nx, -1, 1); fill(w, 16 * 16 * 9, -1, 1); fill(dy, ny, -1, 1);
+    const float *in[2] = {x, w};
+    float *din[2] = {dx, dw};
+    double flops = 2.0 * N * O * HW * HW * C * 9;
+    MUST(b->ops->node_forward(b, &n, is, in, &os, y)); /* warm-up */
+    int reps = 10;
+    double t0 = now();
+    for (int i = 0; i < reps; i++) MUST(b->ops->node_forward(b, &n, is, in, &os, y));
+    double tf = (now() - t0) / reps;
+    MUST(b->ops->node_backward(b, &n, is, in, &os, y, dy, din));
+    t0 = now();
+    for (int i = 0; i < reps; i++) MUST(b->ops->node_backward(b, &n, is, in, &os, y, dy, din));
+    double tb = (now() - t0) / reps;
+    printf("  conv 32x16x32x32, 16->16 3x3 on %d thread(s): forward %.2f ms (%.1f GFLOP/s), backward data+filter %.2f ms "
+           "(%.1f GFLOP/s)\n", threads, tf * 1e3, flops / tf * 1e-9, tb * 1e3, 2 * flops / tb * 1e-9);
+    free(x); free(w); free(y); free(dy); free(dx); free(dw);
+    qd_backend_destroy(b);
+}
+
+int main(void) {
+    check_conv(5, 8, 12, 6, 3, 1, 1, "conv 3x3 (GEMM path)");
+    check_conv(4, 6, 11, 6, 3, 6, 2, "conv depthwise 3x3 s2");
+    check_conv(9, 8, 7, 4, 1, 1, 1, "conv 1x1 pointwise");
+    check_conv(3, 8, 9, 8, 3, 2, 1, "conv grouped g=2");
+    check_recon();
+    if (!getenv("QD_TEST_NO_BENCH")) { bench_conv(1); bench_conv(2); }
+    if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
+    printf("thread determinism: all checks passed\n");
+    return 0;
+}
