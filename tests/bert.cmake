@@ -17,3 +17,7 @@ if(QD_BUILD_BENCH)
     set_target_properties(bench_bert PROPERTIES LINKER_LANGUAGE CUDA)
   endif()
 endif()
+
+# QDrop reconstruction of one encoder layer on a tiny random BERT (src/bert/bert_recon.c):
+# loss below nearest rounding, quantizer backward vs finite differences, determinism.
+qd_add_test(test_bert_recon SOURCES unit/test_bert_recon.c LABELS unit TIMEOUT 300)

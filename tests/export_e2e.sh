@@ -30,4 +30,9 @@ for f in model_qdq.onnx encodings.json predictions.csv; do
         exit 1
     fi
 done
-exec python3 "$QD_SRC_DIR/tests/export_ort_check.py" --run-dir "$OUT" --val "$QD_SRC_DIR/assets/cifar10/test"
+# ORT graph optimizations off: ORT then executes the QDQ graph with ONNX semantics (float conv,
+# exact Q/DQ), which is the model the engine evaluated. With optimizations on, ORT rewrites
+# DQ->Conv->Q into its int8 kernels, which quantize the bias to int32 and requantize with their
+# own arithmetic: measured 92.8% (W4A4) / 81.0% (W2A4) identical predictions, top-1 within 0.5 pt
+# (docs/export.md).
+exec python3 "$QD_SRC_DIR/tests/export_ort_check.py" --run-dir "$OUT" --val "$QD_SRC_DIR/assets/cifar10/test" --ort-opt disable

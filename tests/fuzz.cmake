@@ -7,8 +7,14 @@
 
 # Smoke run of every target (tests/fuzz/run_fuzz.sh configures its own clang build dir; exit 77
 # when clang is missing). Label slow: not part of the default test run.
+# In a QD_FUZZ build it reuses this build dir; elsewhere it configures <build>/fuzz with clang.
+if(QD_FUZZ)
+  set(_qd_fuzz_dir ${CMAKE_BINARY_DIR})
+else()
+  set(_qd_fuzz_dir ${CMAKE_BINARY_DIR}/fuzz)
+endif()
 qd_add_script_test(fuzz_smoke
-  COMMAND env FUZZ_SECONDS=10 bash ${CMAKE_SOURCE_DIR}/tests/fuzz/run_fuzz.sh
+  COMMAND env FUZZ_SECONDS=10 FUZZ_BUILD_DIR=${_qd_fuzz_dir} bash ${CMAKE_SOURCE_DIR}/tests/fuzz/run_fuzz.sh
   LABELS fuzz slow
   TIMEOUT 1800)
 

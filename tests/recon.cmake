@@ -1,2 +1,4 @@
 # Reconstruction engine tests (src/recon).
 qd_add_test(test_golden_iter SOURCES unit/test_golden_iter.c LABELS "unit;golden")
+# Kill -9 mid-unit, resume, byte-identical outputs; mismatching config refused (issue 6 item 4).
+qd_add_script_test(resume COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_test.sh LABELS e2e TIMEOUT 1800)

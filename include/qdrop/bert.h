@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "qdrop/status.h"
+#include "qdrop/rng_key.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -140,6 +141,7 @@ typedef struct qd_bert_layer_cache {
     float *x;              /* layer input [T,H] */
     float *q, *k, *v;      /* [B,NH,S,d] (after hooks) */
     float *probs;          /* [B,NH,S,S] (after hooks) */
+    float *probs_pre;      /* [B,NH,S,S] softmax output before the PROBS hook (softmax backward) */
     float *ctx;            /* [T,H] (after hooks) */
     float *ln1_xhat, *ln1_rstd; /* [T,H], [T] */
     float *h1;             /* [T,H] attention LN output (after hooks) */
@@ -168,6 +170,18 @@ QD_MUST_USE qd_status qd_bert_layer_backward(const qd_bert_config *cfg, const qd
                                              const qd_bert_layer_cache *cache, const int *mask,
                                              const float *dy, float *dx, qd_bert_layer_grads *g);
 
+/* Backward hook (quantizer backward, §2/§7): g holds the gradient w.r.t. the hooked tensor's
+ * elements [offset, offset + n) (flat index in the forward hook's layout) after the hook; the
+ * hook replaces it in place by the gradient w.r.t. the hook's input. Called for OUT_LN, GELU,
+ * ATTN_LN, CTX, PROBS (once per batch*head block), Q, K, V, in this order. */
+typedef void (*qd_bert_act_bhook)(void *ctx, int layer, qd_bert_site site, float *g, size_t offset, size_t n);
+/* qd_bert_layer_backward with quantizer backward hooks (bhook NULL = identity); li = layer index
+ * passed to the hook. */
+QD_MUST_USE qd_status qd_bert_layer_backward_ex(const qd_bert_config *cfg, const qd_bert_layer *L, int li,
+                                                const qd_bert_layer_cache *cache, const int *mask, const float *dy,
+                                                float *dx, qd_bert_layer_grads *g, qd_bert_act_bhook bhook,
+                                                void *bctx);
+
 /* Full encoder: out [B*S, H] last hidden state. */
 QD_MUST_USE qd_status qd_bert_encode(const qd_bert_model *m, const int *ids, const int *type_ids,
                                      const int *mask, int B, int S, float *out, qd_bert_act_hook hook,
@@ -189,6 +203,136 @@ QD_MUST_USE qd_status qd_bert_quantize_weights_minmax(qd_bert_model *m, int w_bi
 /* Hook fake-quantizing each §8.8 activation per tensor with its own min/max (dynamic ranges);
  * ctx points to an int holding the activation bits. */
 void qd_bert_dynamic_act_hook(void *ctx, int layer, qd_bert_site site, float *x, size_t n);
+
+/* ---------------------------------------------------------------------------------------- */
+/* QDrop reconstruction of the encoder layers (src/bert/bert_recon.c, §8.8)                   */
+/* ---------------------------------------------------------------------------------------- */
+#define QD_BERT_LAYER_SITES 8   /* Q K V PROBS CTX ATTN_LN GELU OUT_LN: site s -> slot s - 1 */
+#define QD_BERT_NLINEAR 6       /* Q, K, V, attention output, FFN in, FFN out */
+
+/* One per-tensor activation quantizer (§6): unsigned grid [0, qmax], fixed zero point. */
+typedef struct qd_bert_aq {
+    float scale, zp;
+    int bits;
+} qd_bert_aq;
+
+/* Quantization state of a model: per-output-channel weight qparams of every Linear (§3.1) and
+ * the activation quantizers (emb_ln + layers * QD_BERT_LAYER_SITES). */
+typedef struct qd_bert_quant {
+    int layers, w_bits, a_bits, emb_bits;
+    int last_out_8bit;          /* last layer's OUT_LN quantizer at 8 bits (§6.1, §8.7) */
+    qd_bert_aq emb_ln;
+    qd_bert_aq *act;            /* [layers * QD_BERT_LAYER_SITES] */
+    float *ws, *wz;             /* [layers * QD_BERT_NLINEAR][rows] via w_off */
+    int64_t *w_off;             /* [layers * QD_BERT_NLINEAR] offset into ws/wz */
+} qd_bert_quant;
+
+/* Weight i (0..5) of a layer and its shape [rows = out, cols = in]. */
+float *qd_bert_linear_weight(const qd_bert_layer *L, int i);
+void qd_bert_linear_shape(const qd_bert_config *cfg, int i, int *rows, int *cols);
+
+/* Weight ranges by the §3.1 MSE search on the FP weights of m (threads for the search). */
+QD_MUST_USE qd_status qd_bert_quant_create(const qd_bert_model *m, int w_bits, int a_bits, int last_out_8bit,
+                                           int threads, qd_bert_quant **out);
+void qd_bert_quant_free(qd_bert_quant *q);
+/* Nearest-rounded copy of fp's weights into qm (same shape): Linear weights per output channel
+ * with q's ranges, embedding tables 8-bit per row (min/max range, §8.8). */
+void qd_bert_quant_weights_nearest(const qd_bert_quant *q, const qd_bert_model *fp, qd_bert_model *qm);
+/* Inference hook (ctx = const qd_bert_quant *): fake-quantizes every site, no drop. */
+void qd_bert_quant_hook(void *ctx, int layer, qd_bert_site site, float *x, size_t n);
+
+/* Calibration sentences as packed token ids (no padding). */
+typedef struct qd_bert_calib {
+    int n;
+    int *len;        /* [n] tokens incl. [CLS]/[SEP] */
+    int64_t *off;    /* [n] first token of sentence i */
+    int *ids;        /* [ntok] */
+    int64_t ntok;
+} qd_bert_calib;
+/* Tokenize sentences (max_len tokens each). */
+QD_MUST_USE qd_status qd_bert_calib_build(const qd_bert_model *m, const char *const *sent, int n, int max_len,
+                                          qd_bert_calib *out);
+void qd_bert_calib_free(qd_bert_calib *c);
+
+/* Activation ranges (§6.2): one FP forward of the first nsamples calibration sentences
+ * (model fp, no quantizer), values of each site over valid (non-padding) tokens (PROBS: valid
+ * query x valid key), evenly strided sample of at most max_elems per site, qd_act_range_search. */
+QD_MUST_USE qd_status qd_bert_quant_act_ranges(qd_bert_quant *q, const qd_bert_model *fp, const qd_bert_calib *cal,
+                                               int nsamples, int64_t max_elems, int threads);
+
+/* Training-time quantizers of one layer (§2, §6.3, §7.2): the forward hook saves each site's
+ * input, draws the keep mask qd_keep_quant(key{seed, unit = layer, tensor = slot}, iteration,
+ * flat element) and stores region codes; the backward hook applies the STE / LSQ gradient and
+ * accumulates ds (raw sum, without the LSQ factor). freeze != 0 (tests): reuse the stored
+ * regions and rounding offsets r - v instead of rounding (finite differences of ds). */
+typedef struct qd_bert_tsite {
+    float scale, zp, qmin, qmax;
+    int active;
+    float *pre, *delta;
+    uint8_t *region;
+    size_t cap, n;
+    double ds;
+} qd_bert_tsite;
+typedef struct qd_bert_train_ctx {
+    int layer;
+    qd_bert_tsite site[QD_BERT_LAYER_SITES];
+    float keep_prob;
+    qd_rng_key key;              /* seed/unit; tensor is set per site */
+    uint32_t iteration;
+    int guard;                   /* Q2 scale guard max(|s|, eps) (§6.3) */
+    int freeze;
+    int oom;                     /* set when a hook could not allocate */
+} qd_bert_train_ctx;
+void qd_bert_train_hook(void *ctx, int layer, qd_bert_site site, float *x, size_t n);
+void qd_bert_train_bhook(void *ctx, int layer, qd_bert_site site, float *g, size_t offset, size_t n);
+void qd_bert_train_ctx_free(qd_bert_train_ctx *t);
+
+typedef struct qd_bert_recon_opts {
+    int iters, batch_size, log_every;
+    float scale_lr, warm_up, lambda, b_start, b_end;
+    float keep_prob;             /* in-layer quantizers (1 = No Drop) */
+    float input_keep_prob;       /* layer-input mixing (§7.1) */
+    int learn_scales, lsq_grad_scale;
+    uint64_t seed;
+} qd_bert_recon_opts;
+
+typedef struct qd_bert_layer_report {
+    int layer, iters;
+    double loss_start, loss_end, reg_end;   /* loss_end: mean of the last log window */
+    double eval_before, eval_after;         /* full-quantization loss on the calibration set */
+    double seconds;
+} qd_bert_layer_report;
+
+/* Layer loss on the calibration set: quantized layer l of qm (current weights, q's scales, all
+ * sites quantized, no drop) on packed input qin vs packed target fpout; squared error summed
+ * over hidden, averaged over tokens. */
+QD_MUST_USE qd_status qd_bert_layer_calib_loss(const qd_bert_model *qm, const qd_bert_quant *q, int l,
+                                               const qd_bert_calib *cal, const float *qin, const float *fpout,
+                                               double *loss);
+/* Reconstruct layer l (§8.3): soft AdaRound weights from fp's FP weights, learned scales, drop;
+ * writes the hard-rounded weights into qm->layer[l] and the scales into q. qin/fpin/fpout are
+ * packed [cal->ntok, H] quantized-path input, FP input and FP output of the layer. */
+QD_MUST_USE qd_status qd_bert_recon_layer(const qd_bert_model *fp, qd_bert_model *qm, qd_bert_quant *q, int l,
+                                          const qd_bert_calib *cal, const float *qin, const float *fpin,
+                                          const float *fpout, const qd_bert_recon_opts *o, qd_bert_layer_report *rep);
+/* Run layer l (hook/hctx as for the forward) over all calibration sentences, packed in -> out. */
+QD_MUST_USE qd_status qd_bert_layer_run_calib(const qd_bert_model *m, int l, const qd_bert_calib *cal, const float *in,
+                                              float *out, qd_bert_act_hook hook, void *hctx);
+/* Embedding output of every calibration sentence, packed [ntok, H]. */
+QD_MUST_USE qd_status qd_bert_embed_calib(const qd_bert_model *m, const qd_bert_calib *cal, float *out,
+                                          qd_bert_act_hook hook, void *hctx);
+
+/* Whole post-training pipeline on a model pair: weight + activation ranges, nearest weights into
+ * qm, then (reconstruct != 0) layer by layer caches + qd_bert_recon_layer. reps [layers]. */
+QD_MUST_USE qd_status qd_bert_ptq(const qd_bert_model *fp, qd_bert_model *qm, qd_bert_quant *q,
+                                  const qd_bert_calib *cal, int act_samples, int reconstruct,
+                                  const qd_bert_recon_opts *o, qd_bert_layer_report *reps);
+
+struct qd_config;
+struct qd_run_options;
+/* model.type "bert" job (src/bert/bert_run.c): STS-B calibration on cfg->calib_path (dev),
+ * evaluation on cfg->val_path (test), results.json + resolved_config.json in cfg->out_dir. */
+QD_MUST_USE qd_status qd_bert_run(struct qd_config *cfg, const struct qd_run_options *opt);
 
 /* ---------------------------------------------------------------------------------------- */
 /* STS-B and GLUE                                                                             */

@@ -89,11 +89,12 @@ qd_status qd_bert_cache_alloc(const qd_bert_config *cfg, int B, int S, qd_bert_l
     float **p[] = {&c->x, &c->q, &c->k, &c->v, &c->ctx, &c->ln1_xhat, &c->h1, &c->ln2_xhat};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) *p[i] = malloc(T * H * sizeof(float));
     c->probs = malloc((size_t)B * NH * S * S * sizeof(float));
+    c->probs_pre = malloc((size_t)B * NH * S * S * sizeof(float));
     c->pre = malloc(T * FF * sizeof(float));
     c->inter = malloc(T * FF * sizeof(float));
     c->ln1_rstd = malloc(T * sizeof(float));
     c->ln2_rstd = malloc(T * sizeof(float));
-    int ok = c->probs && c->pre && c->inter && c->ln1_rstd && c->ln2_rstd;
+    int ok = c->probs && c->probs_pre && c->pre && c->inter && c->ln1_rstd && c->ln2_rstd;
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) ok = ok && *p[i];
     if (!ok) {
         qd_bert_cache_free(c);
@@ -103,7 +104,7 @@ qd_status qd_bert_cache_alloc(const qd_bert_config *cfg, int B, int S, qd_bert_l
 }
 
 void qd_bert_cache_free(qd_bert_layer_cache *c) {
-    float *p[] = {c->x, c->q, c->k, c->v, c->probs, c->ctx, c->ln1_xhat, c->ln1_rstd, c->h1, c->pre, c->inter,
+    float *p[] = {c->x, c->q, c->k, c->v, c->probs, c->probs_pre, c->ctx, c->ln1_xhat, c->ln1_rstd, c->h1, c->pre, c->inter,
                   c->ln2_xhat, c->ln2_rstd};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
     memset(c, 0, sizeof *c);
@@ -172,6 +173,8 @@ qd_status qd_bert_layer_forward(const qd_bert_config *cfg, const qd_bert_layer *
                 for (int j = 0; j < S; j++) r[j] *= inv;
             }
         }
+    /* the softmax backward needs the probabilities before their quantizer */
+    memcpy(c->probs_pre, c->probs, (size_t)B * NH * S * S * sizeof(float));
     HOOK(li, QD_BERT_SITE_PROBS, c->probs, (size_t)B * NH * S * S);
     for (size_t bh = 0; bh < (size_t)B * NH; bh++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, d, S, 1.0f, c->probs + bh * S * S, S,
@@ -208,6 +211,14 @@ static void wgrad_acc(const float *g, const float *x, int T, int in, int out, fl
 
 qd_status qd_bert_layer_backward(const qd_bert_config *cfg, const qd_bert_layer *L, const qd_bert_layer_cache *c,
                                  const int *mask, const float *dy, float *dx, qd_bert_layer_grads *g) {
+    return qd_bert_layer_backward_ex(cfg, L, 0, c, mask, dy, dx, g, NULL, NULL);
+}
+
+#define BHOOK(site, p, off, n) do { if (bhook) bhook(bctx, li, (site), (p), (off), (n)); } while (0)
+
+qd_status qd_bert_layer_backward_ex(const qd_bert_config *cfg, const qd_bert_layer *L, int li,
+                                    const qd_bert_layer_cache *c, const int *mask, const float *dy, float *dx,
+                                    qd_bert_layer_grads *g, qd_bert_act_bhook bhook, void *bctx) {
     (void)mask; /* padded keys have probability 0, so their score gradient P*(...) is 0 */
     const int B = c->B, S = c->S, H = cfg->hidden, NH = cfg->heads, d = H / NH, FF = cfg->intermediate, T = B * S;
     const size_t TH = (size_t)T * H, TF = (size_t)T * FF;
@@ -220,37 +231,55 @@ qd_status qd_bert_layer_backward(const qd_bert_config *cfg, const qd_bert_layer 
         free(dz2); free(dint); free(dh1); free(dz1); free(dctx); free(dq); free(dk); free(dv); free(dP); free(tmp);
         return qd_errorf(QD_ERR_INTERNAL, "BERT layer backward: out of memory");
     }
-    /* output LayerNorm and FFN */
+    /* output LayerNorm and FFN; the OUT_LN quantizer's backward runs on a copy of dy */
+    float *dyq = NULL;
+    if (bhook) {
+        dyq = malloc(TH * 4);
+        if (!dyq) {
+            free(dz2); free(dint); free(dh1); free(dz1); free(dctx); free(dq); free(dk); free(dv); free(dP); free(tmp);
+            return qd_errorf(QD_ERR_INTERNAL, "BERT layer backward: out of memory");
+        }
+        memcpy(dyq, dy, TH * 4);
+        BHOOK(QD_BERT_SITE_OUT_LN, dyq, 0, TH);
+        dy = dyq;
+    }
     layernorm_backward(dy, c->ln2_xhat, c->ln2_rstd, L->ln2_g, T, H, dz2, g->ln2_g, g->ln2_b);
     wgrad_acc(dz2, c->inter, T, FF, H, g->w2);
     colsum_acc(dz2, T, H, g->b2);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, FF, H, 1.0f, dz2, H, L->w2, FF, 0.0f, dint, FF);
+    BHOOK(QD_BERT_SITE_GELU, dint, 0, TF);
     for (size_t i = 0; i < TF; i++) dint[i] *= gelu_grad(c->pre[i]);
     wgrad_acc(dint, c->h1, T, H, FF, g->w1);
     colsum_acc(dint, T, FF, g->b1);
     memcpy(dh1, dz2, TH * 4); /* residual */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, H, FF, 1.0f, dint, FF, L->w1, H, 1.0f, dh1, H);
+    BHOOK(QD_BERT_SITE_ATTN_LN, dh1, 0, TH);
     /* attention output LayerNorm and dense */
     layernorm_backward(dh1, c->ln1_xhat, c->ln1_rstd, L->ln1_g, T, H, dz1, g->ln1_g, g->ln1_b);
     wgrad_acc(dz1, c->ctx, T, H, H, g->wo);
     colsum_acc(dz1, T, H, g->bo);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, H, H, 1.0f, dz1, H, L->wo, H, 0.0f, tmp, H);
+    BHOOK(QD_BERT_SITE_CTX, tmp, 0, TH);
     split_heads(tmp, B, S, NH, d, dctx);
     /* attention core, per (batch, head); dq/dk/dv in head layout */
     const float alpha = 1.0f / sqrtf((float)d);
     for (size_t bh = 0; bh < (size_t)B * NH; bh++) {
-        const float *P = c->probs + bh * S * S, *Q = c->q + bh * S * d, *K = c->k + bh * S * d, *V = c->v + bh * S * d;
+        const float *P = c->probs + bh * S * S, *Pp = c->probs_pre + bh * S * S, *Q = c->q + bh * S * d, *K = c->k + bh * S * d, *V = c->v + bh * S * d;
         const float *dC = dctx + bh * S * d;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, d, 1.0f, dC, d, V, d, 0.0f, dP, S);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, d, S, 1.0f, P, S, dC, d, 0.0f, dv + bh * S * d, d);
-        for (int i = 0; i < S; i++) { /* softmax backward: dS = P * (dP - sum(dP * P)) */
+        BHOOK(QD_BERT_SITE_PROBS, dP, bh * S * S, (size_t)S * S);
+        for (int i = 0; i < S; i++) { /* softmax backward on the pre-quantizer P: dS = P * (dP - sum(dP * P)) */
             double s = 0;
-            for (int j = 0; j < S; j++) s += (double)dP[i * S + j] * P[i * S + j];
-            for (int j = 0; j < S; j++) dP[i * S + j] = P[i * S + j] * (float)(dP[i * S + j] - s);
+            for (int j = 0; j < S; j++) s += (double)dP[i * S + j] * Pp[i * S + j];
+            for (int j = 0; j < S; j++) dP[i * S + j] = Pp[i * S + j] * (float)(dP[i * S + j] - s);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, d, S, alpha, dP, S, K, d, 0.0f, dq + bh * S * d, d);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, d, S, alpha, dP, S, Q, d, 0.0f, dk + bh * S * d, d);
     }
+    BHOOK(QD_BERT_SITE_Q, dq, 0, TH);
+    BHOOK(QD_BERT_SITE_K, dk, 0, TH);
+    BHOOK(QD_BERT_SITE_V, dv, 0, TH);
     /* back to [T,H] (reuse dctx/dz2/dh1 as merged buffers) */
     float *mq = dctx, *mk = dz2, *mv = dh1;
     merge_heads(dq, B, S, NH, d, mq);
@@ -267,6 +296,7 @@ qd_status qd_bert_layer_backward(const qd_bert_config *cfg, const qd_bert_layer 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, H, H, 1.0f, mk, H, L->wk, H, 1.0f, dx, H);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, H, H, 1.0f, mv, H, L->wv, H, 1.0f, dx, H);
     free(dz2); free(dint); free(dh1); free(dz1); free(dctx); free(dq); free(dk); free(dv); free(dP); free(tmp);
+    free(dyq);
     return QD_OK;
 }
 
@@ -315,7 +345,7 @@ void qd_bert_mean_pool(const float *hid, const int *mask, int B, int S, int H, i
 qd_status qd_bert_classify(const qd_bert_model *m, const float *hid, int B, int S, float *logits) {
     if (!m->pool_w || !m->cls_w) return qd_errorf(QD_ERR_DATA, "BERT: checkpoint has no pooler/classifier head");
     int H = m->cfg.hidden, NL = m->cfg.num_labels;
-    float *cls = malloc((size_t)B * H * 2 * sizeof(float));
+    float *cls = calloc((size_t)B * H * 2, sizeof(float));
     if (!cls) return qd_errorf(QD_ERR_INTERNAL, "BERT: out of memory");
     for (int b = 0; b < B; b++) memcpy(cls + (size_t)b * H, hid + (size_t)b * S * H, (size_t)H * sizeof(float));
     float *pooled = cls + (size_t)B * H;

@@ -5,6 +5,7 @@
  * Precedence: defaults < config file < --set (in order) < --device/--out < qd_config_finalize.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,9 @@ int main(int argc, char **argv) {
         {"progress", required_argument, NULL, OPT_PROGRESS}, {"quiet", no_argument, NULL, OPT_QUIET},
         {"version", no_argument, NULL, OPT_VERSION},       {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0}};
+    /* A file-size limit (ulimit -f) must surface as a failed write (EFBIG -> exit 74 naming the
+     * file, temp file removed), not as death by SIGXFSZ with a partial file left behind. */
+    signal(SIGXFSZ, SIG_IGN);
     const char *config_path = NULL, *device = NULL, *out = NULL, *inspect = NULL;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int nsets = 0, want_help = 0, want_version = 0;

@@ -249,20 +249,29 @@ QD_HD void qd_philox4x32_10(uint32_t ctr[4], uint32_t k0, uint32_t k1) {
     }
 }
 
+/* The Philox block of elements 4*blk .. 4*blk+3 of (key, iteration): out[j] is the value
+ * qd_rng_u32 returns for element 4*blk + j. CPU loops use it to pay one block per 4 elements. */
+QD_HD void qd_rng_block(qd_rng_key key, uint32_t iteration, uint64_t blk, uint32_t out[4]) {
+    out[0] = (uint32_t)blk;
+    out[1] = (uint32_t)(blk >> 32) ^ (key.unit << 16);
+    out[2] = key.tensor;
+    out[3] = iteration;
+    qd_philox4x32_10(out, key.seed_lo ^ (key.unit * 0x85EBCA6Bu), key.seed_hi);
+}
+
 /* 32 random bits for logical element `elem` of (key, iteration). */
 QD_HD uint32_t qd_rng_u32(qd_rng_key key, uint32_t iteration, uint64_t elem) {
     uint32_t ctr[4];
-    ctr[0] = (uint32_t)(elem >> 2);
-    ctr[1] = (uint32_t)(elem >> 34) ^ (key.unit << 16);
-    ctr[2] = key.tensor;
-    ctr[3] = iteration;
-    qd_philox4x32_10(ctr, key.seed_lo ^ (key.unit * 0x85EBCA6Bu), key.seed_hi);
+    qd_rng_block(key, iteration, elem >> 2, ctr);
     return ctr[elem & 3u];
 }
 
+/* Uniform in [0,1) from 32 random bits (24 bits kept: exactly representable in float). */
+QD_HD float qd_u32_to_uniform(uint32_t r) { return (float)(r >> 8) * (1.0f / 16777216.0f); }
+
 /* Uniform in [0,1) with 24 bits: exactly representable in float. */
 QD_HD float qd_rng_uniform(qd_rng_key key, uint32_t iteration, uint64_t elem) {
-    return (float)(qd_rng_u32(key, iteration, elem) >> 8) * (1.0f / 16777216.0f);
+    return qd_u32_to_uniform(qd_rng_u32(key, iteration, elem));
 }
 
 /* QDrop keep decision: keep quantization where u < p (§7: p = probability of KEEPING). */

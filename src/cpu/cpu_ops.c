@@ -798,8 +798,10 @@ static qd_status pad_setup(const qd_node *n, const qd_shape *is, const qd_shape 
 static void concat_view(const qd_shape *is, const qd_shape *os, int axis, int64_t offset, gview *v) {
     int64_t st[QD_MAX_DIMS] = {0};
     strides_of(os, st);
-    v->nd = os->ndim;
-    for (int d = 0; d < os->ndim; d++) { v->dims[d] = is->dims[d]; v->st[d] = st[d]; }
+    int nd = os->ndim < QD_MAX_DIMS ? os->ndim : QD_MAX_DIMS; /* shapes are validated; bound for the compiler */
+    if (axis < 0 || axis >= QD_MAX_DIMS) axis = 0;
+    v->nd = nd;
+    for (int d = 0; d < nd; d++) { v->dims[d] = is->dims[d]; v->st[d] = st[d]; }
     v->base = offset * st[axis];
 }
 

@@ -3,6 +3,7 @@
  * masks and updates agree bit for bit with the CUDA twin; only reductions (loss, ds, reg) may
  * differ in the last bits there. Reductions here: double partial per fixed chunk of
  * QD_CPU_RED_GRAIN elements, summed in chunk order (thread-count independent). */
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,10 +65,17 @@ typedef struct {
 static void gm_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     gm_task *t = vctx;
+    uint64_t blk = UINT64_MAX;
+    uint32_t r4[4] = {0, 0, 0, 0};
     for (int64_t i = b0; i < b1; i++) {
         int64_t k = i / t->sn, e = i - k * t->sn;
         int64_t src = (int64_t)t->idx[k] * t->sn + e;
-        int keep = !t->mix || qd_keep_quant(t->key, t->it, (uint64_t)i, t->keep);
+        int keep = 1;
+        if (t->mix) {
+            /* one Philox block serves 4 consecutive elements (same bits as qd_keep_quant) */
+            if (((uint64_t)i >> 2) != blk) { blk = (uint64_t)i >> 2; qd_rng_block(t->key, t->it, blk, r4); }
+            keep = qd_u32_to_uniform(r4[i & 3]) < t->keep;
+        }
         t->out[i] = keep ? t->q[src] : t->f[src];
     }
 }
@@ -102,11 +110,19 @@ static void fq_fwd_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     fq_task *t = vctx;
     const qd_fq_desc *d = t->d;
     int drop = d->keep_prob < 1.0f;
+    uint64_t blk = UINT64_MAX;
+    uint32_t r4[4] = {0, 0, 0, 0};
     for (int64_t i = b0; i < b1; i++) {
         float x = t->x[i];
         int reg = QD_FQ_DROPPED;
         float y = x;
-        if (!drop || qd_keep_quant(d->key, t->it, (uint64_t)i, d->keep_prob))
+        int keep = 1;
+        if (drop) {
+            /* one Philox block serves 4 consecutive elements (same bits as qd_keep_quant) */
+            if (((uint64_t)i >> 2) != blk) { blk = (uint64_t)i >> 2; qd_rng_block(d->key, t->it, blk, r4); }
+            keep = qd_u32_to_uniform(r4[i & 3]) < d->keep_prob;
+        }
+        if (keep)
             y = qd_fake_quant_region(x, t->s, d->zero_point, d->qmin, d->qmax, &reg);
         t->y[i] = y;
         if (t->region) t->region[i] = (uint8_t)reg;

@@ -65,7 +65,7 @@ static qd_status xb_alloc(xb *b, size_t n, void **out) {
 }
 #define XB_ALLOC(b, ptr, n)                     \
     do {                                        \
-        void *xb_p_;                            \
+        void *xb_p_ = NULL;                     \
         QD_TRY(xb_alloc((b), (n), &xb_p_));     \
         (ptr) = xb_p_;                          \
     } while (0)

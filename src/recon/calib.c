@@ -30,6 +30,22 @@ qd_status qd_cache_value(qd_recon_ctx *ctx, qd_exec_mode mode, int node_end, int
     return st;
 }
 
+qd_status qd_cache_from(qd_recon_ctx *ctx, qd_exec_mode mode, const float *src, int src_value, int node_begin,
+                        int node_end, int v, int nimages, float *dst) {
+    qd_graph *g = ctx->g;
+    int64_t in_numel = qd_value_sample_numel(&g->values[src_value]);
+    int64_t numel = qd_value_sample_numel(&g->values[v]);
+    qd_status st = QD_OK;
+    if (v == src_value)
+        return ctx->b->ops->copy(ctx->b, dst, src, sizeof(float) * (size_t)nimages * (size_t)numel);
+    for (int s0 = 0; s0 < nimages && st == QD_OK; s0 += QD_CALIB_BATCH) {
+        int nb = nimages - s0 < QD_CALIB_BATCH ? nimages - s0 : QD_CALIB_BATCH;
+        st = qd_exec_run(ctx->exec, mode, node_begin, node_end, src_value, src + (size_t)s0 * (size_t)in_numel, nb, v,
+                         dst + (size_t)s0 * (size_t)numel);
+    }
+    return st;
+}
+
 /* Initialise the selected activation quantizers (§6.2). */
 qd_status qd_init_act_ranges(qd_recon_ctx *ctx, qd_exec_mode mode, const int *select, int nsamples, int progressive) {
     qd_graph *g = ctx->g;

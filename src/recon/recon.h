@@ -57,6 +57,12 @@ typedef struct qd_recon_ctx {
     float input_keep_prob;           /* unit-input mixing keep probability */
     qd_exec_mode upstream_mode;      /* how the quantized input cache is produced */
     int progress_unit, progress_nunits;
+    /* Running activations of the whole calibration set at the current cut (§15 item 9): the
+     * quantized-path and FP-path values of `cut_value`, so each unit's caches cost one pass
+     * over the unit instead of a pass over the whole prefix. Backend memory, owned by the
+     * caller; cut_value < 0 when not maintained (then caches are recomputed from the images). */
+    float *cut_q, *cut_fp;
+    int cut_value;
 } qd_recon_ctx;
 
 QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report *rep);
@@ -75,6 +81,11 @@ QD_MUST_USE qd_status qd_init_act_ranges(qd_recon_ctx *ctx, qd_exec_mode mode, c
                                          int nsamples, int progressive);
 /* Weight range init + nearest rounding of every weight quantizer (§3.1). */
 QD_MUST_USE qd_status qd_init_weight_ranges(qd_graph *g, int threads);
+
+/* Run nodes [node_begin, node_end) on the calibration activations `src` of value src_value
+ * (backend memory, all images) and write value v for every image into dst. */
+QD_MUST_USE qd_status qd_cache_from(qd_recon_ctx *ctx, qd_exec_mode mode, const float *src, int src_value,
+                                    int node_begin, int node_end, int v, int nimages, float *dst);
 
 /* Run the network prefix on calibration images in batches and write value `v` for all of them
  * into `dst` (backend memory, ncal * sample_numel floats). */

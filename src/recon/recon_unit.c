@@ -68,6 +68,7 @@ typedef struct unit_rt {
     float *loss, *reg;
     float **consts;     /* per value id: backend copy of a constant (or NULL) */
     int in_cache_dev, out_cache_dev;
+    int caches_borrowed;  /* qin/fpin point at the context's running cut activations */
     qd_sched_desc sched;
 } unit_rt;
 
@@ -99,8 +100,8 @@ static void rt_free(unit_rt *r) {
         free(r->consts);
     }
     b->ops->free(b, r->scales); b->ops->free(b, r->dscales); b->ops->free(b, r->sm); b->ops->free(b, r->sv);
-    if (r->qin) b->ops->free_cache(b, r->qin);
-    if (r->fpin) b->ops->free_cache(b, r->fpin);
+    if (r->qin && !r->caches_borrowed) b->ops->free_cache(b, r->qin);
+    if (r->fpin && !r->caches_borrowed) b->ops->free_cache(b, r->fpin);
     if (r->fpout) b->ops->free_cache(b, r->fpout);
     b->ops->free(b, r->xin); b->ops->free(b, r->target); b->ops->free(b, r->idx); b->ops->free(b, r->iter);
     b->ops->free(b, r->loss); b->ops->free(b, r->reg);
@@ -226,10 +227,17 @@ static qd_status rt_setup(unit_rt *r) {
     size_t in_bytes = sizeof(float) * (size_t)ctx->ncal * (size_t)in_numel;
     size_t out_bytes = sizeof(float) * (size_t)ctx->ncal * (size_t)out_numel;
     int dev = 0;
-    r->qin = b->ops->alloc_cache(b, in_bytes, &dev); OOM_CHECK(r->qin, "quantized-input cache");
-    r->in_cache_dev = dev;
-    if (ctx->input_keep_prob < 1.0f) {
-        r->fpin = b->ops->alloc_cache(b, in_bytes, &dev); OOM_CHECK(r->fpin, "FP-input cache");
+    if (ctx->cut_q && ctx->cut_value == u->input_value) {
+        r->caches_borrowed = 1;
+        r->qin = ctx->cut_q;
+        r->in_cache_dev = 1;
+        if (ctx->input_keep_prob < 1.0f) r->fpin = ctx->cut_fp;
+    } else {
+        r->qin = b->ops->alloc_cache(b, in_bytes, &dev); OOM_CHECK(r->qin, "quantized-input cache");
+        r->in_cache_dev = dev;
+        if (ctx->input_keep_prob < 1.0f) {
+            r->fpin = b->ops->alloc_cache(b, in_bytes, &dev); OOM_CHECK(r->fpin, "FP-input cache");
+        }
     }
     r->fpout = b->ops->alloc_cache(b, out_bytes, &dev); OOM_CHECK(r->fpout, "FP-output cache");
     r->out_cache_dev = dev;
@@ -244,9 +252,14 @@ static qd_status rt_setup(unit_rt *r) {
     QD_TRY(b->ops->zero(b, r->loss, sizeof(float)));
     QD_TRY(b->ops->zero(b, r->reg, sizeof(float)));
 
-    QD_TRY(qd_cache_value(ctx, ctx->upstream_mode, u->node_begin, u->input_value, ctx->ncal, r->qin));
-    if (r->fpin) QD_TRY(qd_cache_value(ctx, QD_EXEC_FP, u->node_begin, u->input_value, ctx->ncal, r->fpin));
-    QD_TRY(qd_cache_value(ctx, QD_EXEC_FP, u->node_end, u->output_value, ctx->ncal, r->fpout));
+    if (r->caches_borrowed) {
+        QD_TRY(qd_cache_from(ctx, QD_EXEC_FP, ctx->cut_fp, u->input_value, u->node_begin, u->node_end, u->output_value,
+                             ctx->ncal, r->fpout));
+    } else {
+        QD_TRY(qd_cache_value(ctx, ctx->upstream_mode, u->node_begin, u->input_value, ctx->ncal, r->qin));
+        if (r->fpin) QD_TRY(qd_cache_value(ctx, QD_EXEC_FP, u->node_begin, u->input_value, ctx->ncal, r->fpin));
+        QD_TRY(qd_cache_value(ctx, QD_EXEC_FP, u->node_end, u->output_value, ctx->ncal, r->fpout));
+    }
 
     r->sched.total_iters = cfg->recon.iters;
     r->sched.warm_up = cfg->recon.warm_up;
@@ -466,6 +479,19 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
         st = graph ? b->ops->graph_launch(b, graph) : one_iteration(&rt);
         if (st != QD_OK) break;
         it++;
+        if (it == 1) {
+            /* the loss before any update: the reconstruction error the unit starts from */
+            float l0 = 0.0f;
+            st = read_scalar(b, rt.loss, &l0);
+            if (st != QD_OK) break;
+            rep->loss_start = l0;
+            if (it < cfg->recon.iters) {
+                QD_TRY(b->ops->zero(b, rt.loss, sizeof(float)));
+                QD_TRY(b->ops->zero(b, rt.reg, sizeof(float)));
+                window_start = 1;
+                continue;
+            }
+        }
         int window_end = (it % every == 0) || it == cfg->recon.iters;
         int es_window = cfg->recon.early_stop && cfg->recon.early_stop_window > 0 && it % cfg->recon.early_stop_window == 0;
         if (!window_end && !es_window) continue;
@@ -475,7 +501,7 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
         if (st != QD_OK) break;
         QD_TRY(b->ops->zero(b, rt.loss, sizeof(float)));
         QD_TRY(b->ops->zero(b, rt.reg, sizeof(float)));
-        int nwin = it - window_start;
+        int nwin = it - window_start > 0 ? it - window_start : 1;
         window_start = it;
         double loss = (double)loss_sum / nwin, reg = (double)reg_sum / nwin;
         if (!isfinite(loss) || !isfinite(reg)) {
@@ -485,7 +511,6 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
                            u->name, isnan(loss) || isnan(reg) ? "NaN" : "Inf", it);
             break;
         }
-        if (rep->ncurve == 0) rep->loss_start = loss;
         if (rep->ncurve < ncurve_cap) { rep->curve[rep->ncurve] = loss; rep->curve_iter[rep->ncurve] = it; rep->ncurve++; }
         rep->loss_end = loss;
         rep->reg_end = reg;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "qdrop/backend.h"
+#include "qdrop/bert.h"
 #include "qdrop/data.h"
 #include "qdrop/exec.h"
 #include "qdrop/export.h"
@@ -265,6 +266,8 @@ static void print_dry_run(const qd_config *cfg, const run_state *s, const mode_p
 }
 
 qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
+    /* BERT dispatch: enabled when src/bert/bert_run.c lands */
+    if (strcmp(cfg->model_type, "bert") == 0) return qd_errorf(QD_ERR_UNSUPPORTED, "model.type bert: reconstruction not built yet");
     run_state S;
     memset(&S, 0, sizeof S);
     qd_status st = QD_OK;
@@ -388,8 +391,29 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
 
     /* reconstruction */
     t_phase = now_s();
+    ctx.cut_value = -1;
     if (mp.reconstruct) {
+        /* Block units form a chain: keep the calibration set's activations at the current cut
+         * and advance them unit by unit instead of recomputing the prefix (layer-wise units
+         * read values inside blocks, so they recompute). */
+        int use_cut = !mp.layerwise && getenv("QD_NO_INCREMENTAL_CACHE") == NULL;
         for (int i = units_done; i < S.nunits; i++) {
+            if (use_cut && !ctx.cut_q) {
+                int v = S.units[i].input_value;
+                size_t bytes = sizeof(float) * (size_t)S.calib.n * (size_t)qd_value_sample_numel(&S.g->values[v]);
+                int dev = 0;
+                ctx.cut_q = S.b->ops->alloc_cache(S.b, bytes, &dev);
+                ctx.cut_fp = S.b->ops->alloc_cache(S.b, bytes, &dev);
+                if (!ctx.cut_q || !ctx.cut_fp) {
+                    st = qd_errorf(QD_ERR_DEVICE_OOM, "unit %d (%s): cannot allocate the %zu-byte calibration caches",
+                                   i, S.units[i].name, bytes);
+                    goto cut_fail;
+                }
+                if ((st = qd_cache_value(&ctx, ctx.upstream_mode, S.units[i].node_begin, v, S.calib.n, ctx.cut_q)) != QD_OK ||
+                    (st = qd_cache_value(&ctx, QD_EXEC_FP, S.units[i].node_begin, v, S.calib.n, ctx.cut_fp)) != QD_OK)
+                    goto cut_fail;
+                ctx.cut_value = v;
+            }
             ctx.progress_unit = i;
             ctx.progress_nunits = S.nunits;
             qd_log_info("unit_start", "unit %d/%d: %s", i + 1, S.nunits, S.units[i].name);
@@ -405,24 +429,56 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
                 st = qd_recon_unit(&ctx, &S.units[i], rep);
                 ctx.cfg = cfg;
             }
-            if (st != QD_OK) goto done;
+            if (st != QD_OK) goto cut_fail;
             S.nreps = i + 1;
             if (mp.ranges_per_unit_after) {
                 int *sel = calloc((size_t)S.g->nact + 1, sizeof(int));
-                if (!sel) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+                if (!sel) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto cut_fail; }
                 for (int a = 0; a < S.g->nact; a++)
                     sel[a] = !S.g->act[a].initialized && S.g->act[a].unit >= 0 &&
                              S.g->nodes[S.g->values[S.g->act[a].value].producer].unit >= 0 &&
                              S.g->values[S.g->act[a].value].producer < S.units[i].node_end;
                 st = qd_init_act_ranges(&ctx, QD_EXEC_QUANT, sel, cfg->act_calib_samples, 1);
                 free(sel);
-                if (st != QD_OK) goto done;
+                if (st != QD_OK) goto cut_fail;
             }
             qd_log_info("unit_done", "unit %d/%d %s: %d iterations, loss %.5g -> %.5g, SQNR %.2f -> %.2f dB, %.1f s",
                         i + 1, S.nunits, rep->name, rep->iters_run, rep->loss_start, rep->loss_end, rep->sqnr_before_db,
                         rep->sqnr_after_db, rep->seconds);
-            if ((st = qd_ckpt_save(path, S.g, cfg_hash, model_hash, i + 1, S.reps, S.nreps)) != QD_OK) goto done;
+            if ((st = qd_ckpt_save(path, S.g, cfg_hash, model_hash, i + 1, S.reps, S.nreps)) != QD_OK) goto cut_fail;
+            if (use_cut && ctx.cut_q && i + 1 < S.nunits) {
+                const qd_unit_spec *nx = &S.units[i + 1];
+                size_t bytes = sizeof(float) * (size_t)S.calib.n * (size_t)qd_value_sample_numel(&S.g->values[nx->input_value]);
+                int dev = 0;
+                float *nq = S.b->ops->alloc_cache(S.b, bytes, &dev), *nf = S.b->ops->alloc_cache(S.b, bytes, &dev);
+                if (nq && nf &&
+                    (st = qd_cache_from(&ctx, ctx.upstream_mode, ctx.cut_q, ctx.cut_value, S.units[i].node_begin,
+                                        nx->node_begin, nx->input_value, S.calib.n, nq)) == QD_OK &&
+                    (st = qd_cache_from(&ctx, QD_EXEC_FP, ctx.cut_fp, ctx.cut_value, S.units[i].node_begin,
+                                        nx->node_begin, nx->input_value, S.calib.n, nf)) == QD_OK) {
+                    S.b->ops->free_cache(S.b, ctx.cut_q);
+                    S.b->ops->free_cache(S.b, ctx.cut_fp);
+                    ctx.cut_q = nq; ctx.cut_fp = nf; ctx.cut_value = nx->input_value;
+                } else {
+                    /* not a simple chain here (or no memory): recompute from the images */
+                    qd_error_clear();
+                    st = QD_OK;
+                    if (nq) S.b->ops->free_cache(S.b, nq);
+                    if (nf) S.b->ops->free_cache(S.b, nf);
+                    S.b->ops->free_cache(S.b, ctx.cut_q);
+                    S.b->ops->free_cache(S.b, ctx.cut_fp);
+                    ctx.cut_q = ctx.cut_fp = NULL;
+                    ctx.cut_value = -1;
+                    use_cut = 0;
+                }
+            }
         }
+    cut_fail:
+        if (ctx.cut_q) S.b->ops->free_cache(S.b, ctx.cut_q);
+        if (ctx.cut_fp) S.b->ops->free_cache(S.b, ctx.cut_fp);
+        ctx.cut_q = ctx.cut_fp = NULL;
+        ctx.cut_value = -1;
+        if (st != QD_OK) goto done;
     }
     if (mp.ranges_after_all && (st = qd_init_act_ranges(&ctx, QD_EXEC_QUANT, NULL, cfg->act_calib_samples, 1)) != QD_OK) goto done;
     if (mp.ranges_per_unit_after && (st = qd_init_act_ranges(&ctx, QD_EXEC_QUANT, NULL, cfg->act_calib_samples, 1)) != QD_OK) goto done;

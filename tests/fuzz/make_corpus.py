@@ -184,6 +184,16 @@ def onnx_corpus():
         e.key, e.value = k, v
     model([helper.make_node("Conv", ["x", "W"], ["y"])], [ext], [x], [helper.make_tensor_value_info("y", f, None)],
           "external_data")
+    # many initializers and constant-foldable nodes (Identity, Shape->Gather->Reshape on constants):
+    # the reader's value table grows past its initial capacity while folding
+    cinits = [numpy_helper.from_array(np.full((2,), i, np.float32), "k%d" % i) for i in range(48)]
+    cinits.append(numpy_helper.from_array(np.array(0, np.int64), "zero"))
+    fold = [helper.make_node("Identity", ["k0"], ["k0b"], name="fold_identity"),
+            helper.make_node("Shape", ["k1"], ["k1s"], name="fold_shape"),
+            helper.make_node("Gather", ["k1s", "zero"], ["k1g"], name="fold_gather", axis=0),
+            helper.make_node("Add", ["x2", "k0b"], ["y"], name="add")]
+    model(fold, cinits, [helper.make_tensor_value_info("x2", f, ["N", 2])],
+          [helper.make_tensor_value_info("y", f, ["N", 2])], "constant_folding")
     raw = open(os.path.join(OUT, "onnx", "conv_bn_gemm.onnx"), "rb").read()
     put("onnx", "truncated.onnx", raw[: len(raw) // 2])
     put("onnx", "random.onnx", bytes(rng.integers(0, 256, 256, dtype=np.uint8)))
