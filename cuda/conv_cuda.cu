@@ -315,11 +315,11 @@ static qd_status gemm_dims(const qd_node *n, const qd_shape *is, const qd_shape 
 
 qd_status qd_cu_gemm_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                              const qd_shape *os, float *out) {
-    int64_t M, N, K;
+    int64_t M = 0, N = 0, K = 0;
     QD_TRY(gemm_dims(n, is, os, &M, &N, &K));
     float beta = 0.0f;
     if (n->ninputs > 2 && in[2] && n->a.beta != 0.0f) {
-        int64_t cm, cn;
+        int64_t cm = 0, cn = 0;
         bias_dims(&is[2], &cm, &cn);
         if ((cm != 1 && cm != M) || (cn != 1 && cn != N))
             return qd_errorf(QD_ERR_DATA, "cuda: Gemm %s: C does not broadcast to [%lld,%lld]", n->name ? n->name : "?",
@@ -335,7 +335,7 @@ qd_status qd_cu_gemm_forward(qd_backend *b, const qd_node *n, const qd_shape *is
 
 qd_status qd_cu_gemm_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                               const qd_shape *os, const float *dout, float *const *din) {
-    int64_t M, N, K;
+    int64_t M = 0, N = 0, K = 0;
     QD_TRY(gemm_dims(n, is, os, &M, &N, &K));
     int ta = n->a.trans_a, tb = n->a.trans_b;
     float al = n->a.alpha;
@@ -352,7 +352,7 @@ qd_status qd_cu_gemm_backward(qd_backend *b, const qd_node *n, const qd_shape *i
             QD_TRY(rm_gemm(b, 1, ta, N, K, M, al, dout, in[0], 1.0f, din[1], 1, 0, 0, 0));
     }
     if (n->ninputs > 2 && din[2] && in[2]) {
-        int64_t cm, cn;
+        int64_t cm = 0, cn = 0;
         bias_dims(&is[2], &cm, &cn);
         qd_k_gemm_bias_grad<<<qd_cu_blocks(cm * cn), QD_CU_THREADS, 0, qd_cu_of(b)->stream>>>(M, N, dout, cm, cn,
                                                                                               n->a.beta, din[2]);
@@ -365,7 +365,7 @@ qd_status qd_cu_gemm_backward(qd_backend *b, const qd_node *n, const qd_shape *i
  * batch (folded into M), equal batches (strided batched), A without batch (stride 0). */
 /* ------------------------------------------------------------------------------------------ */
 typedef struct mm_geom {
-    int64_t M, N, K, ba, bb, bo;
+    int64_t M = 0, N = 0, K = 0, ba = 0, bb = 0, bo = 0;
 } mm_geom;
 
 static qd_status mm_dims(const qd_node *n, const qd_shape *is, const qd_shape *os, mm_geom *g) {
@@ -391,7 +391,7 @@ static qd_status mm_dims(const qd_node *n, const qd_shape *is, const qd_shape *o
 
 qd_status qd_cu_matmul_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                                const qd_shape *os, float *out) {
-    mm_geom g;
+    mm_geom g = {0};
     QD_TRY(mm_dims(n, is, os, &g));
     if (g.bb == 1)
         QD_TRY(rm_gemm(b, 0, 0, g.ba * g.M, g.N, g.K, 1.0f, in[0], in[1], 0.0f, out, 1, 0, 0, 0));
@@ -403,7 +403,7 @@ qd_status qd_cu_matmul_forward(qd_backend *b, const qd_node *n, const qd_shape *
 
 qd_status qd_cu_matmul_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                                 const qd_shape *os, const float *dout, float *const *din) {
-    mm_geom g;
+    mm_geom g = {0};
     QD_TRY(mm_dims(n, is, os, &g));
     if (g.bb == 1) {
         int64_t Mf = g.ba * g.M;
