@@ -469,7 +469,10 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
     int it = 0;
     int window_start = 0;
     while (it < cfg->recon.iters) {
-        if (use_graph && !graph) {
+        /* The first iteration runs eagerly (cuDNN algorithm choice and lazy module loading
+         * must happen outside stream capture); iteration 2 onwards replays one captured
+         * iteration, which reads the schedule from the device-side counter. */
+        if (use_graph && !graph && it >= 1) {
             st = b->ops->capture_begin(b);
             if (st == QD_OK) st = one_iteration(&rt);
             if (st == QD_OK) st = b->ops->capture_end(b, &graph);

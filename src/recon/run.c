@@ -266,8 +266,8 @@ static void print_dry_run(const qd_config *cfg, const run_state *s, const mode_p
 }
 
 qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
-    /* BERT dispatch: enabled when src/bert/bert_run.c lands */
-    if (strcmp(cfg->model_type, "bert") == 0) return qd_errorf(QD_ERR_UNSUPPORTED, "model.type bert: reconstruction not built yet");
+    /* HuggingFace BERT directories run the per-encoder-layer pipeline (src/bert/bert_run.c). */
+    if (strcmp(cfg->model_type, "bert") == 0) return qd_bert_run(cfg, opt);
     run_state S;
     memset(&S, 0, sizeof S);
     qd_status st = QD_OK;
