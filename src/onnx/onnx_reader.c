@@ -111,6 +111,11 @@ static int is_float_dt(int dt) { return dt == 1 || dt == 11; }
 static int new_const(rd *r, const char *name, int dtype, int ndim, const int64_t *dims) {
     qd_graph *g = r->g;
     int64_t n = 1;
+    if (ndim < 0 || ndim > QD_MAX_DIMS) return -2;
+    /* dims may point into g->values, which qd_graph_add_value can reallocate: copy it first */
+    int64_t dd[QD_MAX_DIMS];
+    for (int d = 0; d < ndim; d++) dd[d] = dims[d];
+    dims = dd;
     for (int d = 0; d < ndim; d++) n *= dims[d];
     if (n < 0 || n > MAX_CONST_NUMEL) return -2;
     int v = qd_graph_add_value(g, name);

@@ -279,11 +279,11 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
 
     /* outputs: directory, log, resolved config */
     if (!opt->dry_run) {
-        QD_TRY(qd_mkdir_p(cfg->out_dir));
+        if ((st = qd_mkdir_p(cfg->out_dir)) != QD_OK) goto done;
         snprintf(path, sizeof path, "%s/run.log", cfg->out_dir);
-        QD_TRY(qd_log_open(path));
+        if ((st = qd_log_open(path)) != QD_OK) goto done;
         char *js = qd_config_to_json(cfg);
-        if (!js) return qd_errorf(QD_ERR_INTERNAL, "cannot serialise the resolved config");
+        if (!js) { st = qd_errorf(QD_ERR_INTERNAL, "cannot serialise the resolved config"); goto done; }
         snprintf(path, sizeof path, "%s/resolved_config.json", cfg->out_dir);
         st = qd_write_file_atomic(path, js, strlen(js));
         free(js);

@@ -13,13 +13,20 @@
 
 #include "qdrop/status.h"
 
+static char qd_fuzz_tmp[256];
+/* results stored here are observable, so reads that only feed them are not optimised away */
+volatile float qd_fuzz_sink;
+static void qd_fuzz_tmp_remove(void) {
+    if (qd_fuzz_tmp[0]) unlink(qd_fuzz_tmp);
+}
+
 static inline const char *qd_fuzz_tmp_path(const char *suffix) {
-    static char path[256];
-    if (!path[0]) {
+    if (!qd_fuzz_tmp[0]) {
         const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-        snprintf(path, sizeof path, "%s/qd_fuzz_%ld%s", dir, (long)getpid(), suffix);
+        snprintf(qd_fuzz_tmp, sizeof qd_fuzz_tmp, "%s/qd_fuzz_%ld%s", dir, (long)getpid(), suffix);
+        atexit(qd_fuzz_tmp_remove); /* libFuzzer exits normally at -max_total_time */
     }
-    return path;
+    return qd_fuzz_tmp;
 }
 
 /* Write the input to the temp file; returns its path, or NULL when the write failed. */
