@@ -63,6 +63,7 @@ typedef struct qd_recon_ctx {
      * caller; cut_value < 0 when not maintained (then caches are recomputed from the images). */
     float *cut_q, *cut_fp;
     int cut_value;
+    int attempt;                     /* 0 first try, k after k NaN retries (lower learning rates) */
 } qd_recon_ctx;
 
 QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report *rep);

@@ -266,7 +266,9 @@ static qd_status rt_setup(unit_rt *r) {
     r->sched.b_start = cfg->recon.b_start;
     r->sched.b_end = cfg->recon.b_end;
     r->sched.lambda = cfg->recon.weight;
-    r->sched.lr_v = QD_ADAM_LR_V;
+    /* a NaN retry (quant.recon.nan_retries) divides both learning rates by 8 per attempt; the
+     * scale lr arrives already divided through cfg */
+    r->sched.lr_v = QD_ADAM_LR_V / (float)(1 << (3 * ctx->attempt));
     r->sched.lr_scale = cfg->recon.scale_lr;
     return QD_OK;
 }
@@ -499,6 +501,15 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
         int es_window = cfg->recon.early_stop && cfg->recon.early_stop_window > 0 && it % cfg->recon.early_stop_window == 0;
         if (!window_end && !es_window) continue;
         float loss_sum = 0.0f, reg_sum = 0.0f;
+        {
+            /* Fault injection for tests/nan_test.sh: QD_DEBUG_POISON_ITER=N turns the loss of the
+             * window containing iteration N into NaN on the first attempt of every unit. */
+            const char *poison = getenv("QD_DEBUG_POISON_ITER");
+            if (poison && ctx->attempt == 0 && it >= atoi(poison) && window_start < atoi(poison)) {
+                float nanv = NAN;
+                QD_TRY(b->ops->upload(b, rt.loss, &nanv, sizeof nanv));
+            }
+        }
         st = read_scalar(b, rt.loss, &loss_sum);
         if (st == QD_OK) st = read_scalar(b, rt.reg, &reg_sum);
         if (st != QD_OK) break;

@@ -420,14 +420,16 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
             qd_unit_report *rep = &S.reps[i];
             st = qd_recon_unit(&ctx, &S.units[i], rep);
             for (int attempt = 1; st == QD_ERR_NUMERIC && attempt <= cfg->recon.nan_retries; attempt++) {
-                qd_log_warn("nan_retry", "unit %d: %s; retrying with learning rates / %d", i, qd_error_message(), 1 << (3 * attempt));
+                qd_log_warn("nan_retry", "unit %d: %s; retrying with both learning rates / %d", i, qd_error_message(), 1 << (3 * attempt));
                 qd_error_clear();
                 free(rep->curve); free(rep->curve_iter);
                 qd_config c2 = *cfg;
                 c2.recon.scale_lr = cfg->recon.scale_lr / (float)(1 << (3 * attempt));
                 ctx.cfg = &c2;
+                ctx.attempt = attempt;
                 st = qd_recon_unit(&ctx, &S.units[i], rep);
                 ctx.cfg = cfg;
+                ctx.attempt = 0;
             }
             if (st != QD_OK) goto cut_fail;
             S.nreps = i + 1;
