@@ -61,5 +61,9 @@ for row in torch_rows:
     e = engine.get(row["unit"])
     if e:
         summary["ratios"][row["unit"]] = round(e / row["it_per_s"], 2)
+        # engine iteration vs the unit's convolutions alone in oneDNN: the speed-up over PyTorch
+        # that convolutions this fast would allow is bound_ratio (see torch_qdrop_iter.py)
+        summary.setdefault("engine_iter_over_conv_only", {})[row["unit"]] = round((1000.0 / e) / row["conv_only_ms"], 2)
+        summary.setdefault("bound_ratio_conv_only", {})[row["unit"]] = round(row["bound_ratio"], 2)
 summary["peak_rss_mb"] = {"qdrop-gpu": round(engine_rss, 1), "pytorch_eager": round(max(r["peak_rss_mb"] for r in torch_rows), 1)}
 print(json.dumps({"summary": summary}))

@@ -2,9 +2,11 @@
 # bench/gpu_check.sh: the one script to run on a lent GPU machine (H100/H200), < 8 minutes.
 #   1. configure + build (Release, -DQD_CUDA=ON)
 #   2. ctest, all tests, QD_REQUIRE_GPU=1 (a CUDA test that skips fails)
-#   3. compute-sanitizer --tool memcheck on the op twin test
+#   3. compute-sanitizer --tool memcheck on the op twin test and the BERT layer twin test
 #   4. the GPU benchmark (TF32 on, then deterministic FP32 with the determinism check)
 #   5. cross-process determinism: two benchmark determinism dumps must be byte-identical
+#   6. BERT-base encoder layer forward+backward timing on the GPU (bench/bench_bert.c: batch 32,
+#      seq 128; FP32, TF32, 8-bit activation fake-quant), JSON lines in bench_bert_gpu.json
 # Every step runs even when an earlier one failed; each step's rc lands in $OUT/summary.json.
 # Output: $OUT (or ./gpu_out): summary.json, *.log, bench_*.json.
 set -u
@@ -38,7 +40,7 @@ step configure 120 cmake -S "$SRC" -B "$BUILD" -DQD_CUDA=ON -DCMAKE_BUILD_TYPE=R
 step build 300 cmake --build "$BUILD" -j "$JOBS"
 # build what we can even if some unrelated target failed
 if [ "${RCS[-1]}" != 0 ]; then
-    step build_cuda_targets 200 cmake --build "$BUILD" -j "$JOBS" --target test_cuda_ops test_cuda_unit qd_bench_gpu
+    step build_cuda_targets 200 cmake --build "$BUILD" -j "$JOBS" --target test_cuda_ops test_cuda_unit test_cuda_bert qd_bench_gpu bench_bert
 fi
 
 export QD_REQUIRE_GPU=1
@@ -52,6 +54,7 @@ done
 SAN=${SAN:-compute-sanitizer}
 if [ -x "$SAN" ]; then
     step memcheck_ops 300 "$SAN" --tool memcheck --error-exitcode 99 --leak-check no "$BUILD/tests/test_cuda_ops"
+    step memcheck_bert 180 "$SAN" --tool memcheck --error-exitcode 99 --leak-check no "$BUILD/tests/test_cuda_bert"
 else
     echo "compute-sanitizer not found" > "$OUT/memcheck_ops.log"; NAMES+=(memcheck_ops); RCS+=(127); SECS+=(0)
 fi
@@ -63,6 +66,8 @@ step bench_fp32_det 240 "$BUILD/tests/qd_bench_gpu" --tf32 0 --deterministic 1 -
 step det_process_1 120 "$BUILD/tests/qd_bench_gpu" --smoke --tf32 0 --deterministic 1 --determinism-dump "$OUT/det_smoke_1.bin"
 step det_process_2 120 "$BUILD/tests/qd_bench_gpu" --smoke --tf32 0 --deterministic 1 --determinism-dump "$OUT/det_smoke_2.bin"
 step determinism_cmp 10 cmp "$OUT/det_smoke_1.bin" "$OUT/det_smoke_2.bin"
+# BERT-base layer on the GPU (cuda/bert_cuda.cu): stdout is JSON lines
+step bench_bert_gpu 120 bash -o pipefail -c '"$0" 32 128 20 gpu | tee "$1"' "$BUILD/tests/bench_bert" "$OUT/bench_bert_gpu.json"
 
 # summary.json
 {

@@ -792,7 +792,7 @@ qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is
         break;
     }
     case QD_OP_CONCAT: {
-        int64_t outer, post, off = 0;
+        int64_t outer = 0, post = 0, off = 0;
         QD_TRY(concat_geom(n, os, &outer, &post));
         int ax = n->a.axis < 0 ? n->a.axis + os->ndim : n->a.axis;
         int64_t inner_tot = os->dims[ax] * post;
@@ -894,7 +894,7 @@ qd_status qd_cu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *i
         break;
     }
     case QD_OP_CONCAT: {
-        int64_t outer, post, off = 0;
+        int64_t outer = 0, post = 0, off = 0;
         QD_TRY(concat_geom(n, os, &outer, &post));
         int ax = n->a.axis < 0 ? n->a.axis + os->ndim : n->a.axis;
         int64_t inner_tot = os->dims[ax] * post;

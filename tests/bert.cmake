@@ -1,7 +1,8 @@
 # BERT (src/bert/): safetensors + HF directory loader, WordPiece tokenizer vs HuggingFace on
 # every STS-B test sentence, one encoder layer forward/backward vs PyTorch + finite differences,
 # GLUE/STS metrics and readers, and the all-MiniLM-L6-v2 STS-B end-to-end check (skips with 77
-# until tools/fetch_minilm.sh has fetched the model into models/).
+# until scripts/install_deps.sh or tools/fetch_minilm.sh has fetched the model into models/;
+# FP32 and W8A8 min/max on all 1379 test pairs, about 40 s of one core, so it runs in CI).
 qd_add_test(test_bert_safetensors SOURCES unit/test_bert_safetensors.c LABELS unit TIMEOUT 60)
 qd_add_test(test_bert_tokenizer SOURCES unit/test_bert_tokenizer.c LABELS golden TIMEOUT 120)
 qd_add_test(test_bert_layer SOURCES unit/test_bert_layer.c LABELS golden grad TIMEOUT 120)
@@ -21,3 +22,10 @@ endif()
 # QDrop reconstruction of one encoder layer on a tiny random BERT (src/bert/bert_recon.c):
 # loss below nearest rounding, quantizer backward vs finite differences, determinism.
 qd_add_test(test_bert_recon SOURCES unit/test_bert_recon.c LABELS unit TIMEOUT 300)
+
+# SST-2 classifier path (data.task sst2): tiny random BertForSequenceClassification fixture
+# (tests/fixtures/bert/sst2_tiny, tools/make_bert_sst2_fixture.py) vs a numpy float64 forward:
+# HF token ids, logits, all 872 dev predictions; then the CLI with mode qdrop writes the
+# accuracy block of results.json.
+qd_add_test(test_bert_sst2 SOURCES unit/test_bert_sst2.c LABELS golden TIMEOUT 120)
+qd_add_script_test(bert_sst2_cli COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_sst2_cli.sh LABELS e2e TIMEOUT 300)

@@ -2,5 +2,7 @@
 qd_add_test(test_golden_iter SOURCES unit/test_golden_iter.c LABELS "unit;golden")
 # Kill -9 mid-unit, resume, byte-identical outputs; mismatching config refused (issue 6 item 4).
 qd_add_script_test(resume COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_test.sh LABELS e2e TIMEOUT 1800)
+# The same for quant.mode=brecq, killed during and after its stage-2 range init (§6.3, §9).
+qd_add_script_test(resume_brecq COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_test.sh brecq LABELS e2e TIMEOUT 1800)
 # NaN/Inf in the loss: clear error (exit 76), model untouched; retry with lower lr (issue 9 item 3).
 qd_add_script_test(nan_fault COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nan_test.sh LABELS e2e TIMEOUT 900)

@@ -3,6 +3,10 @@
 # then continued with --resume, must end with outputs byte-identical to an uninterrupted run's
 # (model_qdq.onnx, encodings.json, predictions.csv); resuming with a different config must be
 # refused with exit 78 and leave the checkpoint untouched.
+# With the argument "brecq" the same is checked for quant.mode=brecq, whose checkpoints also
+# cover its activation stage (QDROP_SPEC §6.3/§9): the run is killed twice, once during the
+# stage-2 activation-range initialisation (checkpoint: all weights done, no stage-2 unit) and once
+# in the middle of the 4th stage-2 unit, and resumed after each kill.
 # Env: QD_BIN, QD_SRC_DIR. Exit 0 pass, 1 fail, 77 no binary.
 set -uo pipefail
 SRC=${QD_SRC_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -14,20 +18,47 @@ trap 'rm -rf "$WORK"' EXIT
 ARGS=(--config configs/default.json --device cpu --quiet --progress never
       --set quant.recon.iters=150 --set quant.calibrate=256 --set quant.act_calib_samples=64
       --set eval.max_images=500 --set output.plots=false --set quant.recon.log_every=10)
+MODE=${1:-qdrop}
+if [ "$MODE" = brecq ]; then
+    # stage 1: 11 units x 3 progress lines; stage 2: 15 progress lines per unit
+    ARGS+=(--set quant.mode=brecq --set quant.recon.iters=30 --set quant.brecq.act_iters=150)
+    KILL_UNITS=$((11 + 3)); KILL_PROGRESS=$((11 * 3 + 3 * 15 + 5))
+else
+    KILL_UNITS=3; KILL_PROGRESS=$((3 * 15 + 5))
+fi
 fail=0
 
 "$BIN" "${ARGS[@]}" --out "$WORK/full" || { echo "FAIL: uninterrupted run exited $?"; exit 1; }
 echo "uninterrupted run done"
 
-# Interrupted run: kill -9 once the checkpoint records 3 finished units and the 4th is underway.
-"$BIN" "${ARGS[@]}" --out "$WORK/cut" &
+if [ "$MODE" = brecq ]; then
+    # first kill: during BRECQ's stage-2 activation-range initialisation
+    "$BIN" "${ARGS[@]}" --out "$WORK/cut" &
+    pid=$!
+    killed=0
+    for _ in $(seq 1 3000); do
+        if ! kill -0 $pid 2>/dev/null; then break; fi
+        if grep -q '"event":"brecq_act_ranges"' "$WORK/cut/run.log" 2>/dev/null; then kill -9 $pid; killed=1; break; fi
+        sleep 0.05
+    done
+    wait $pid 2>/dev/null
+    if [ $killed -ne 1 ]; then echo "FAIL: could not interrupt the run during the stage-2 range init"; exit 1; fi
+    grep -q '"event":"unit_start","msg":"BRECQ stage 2' "$WORK/cut/run.log" && echo "note: the first kill landed after stage 2 had started"
+    echo "killed during the BRECQ activation-range initialisation"
+    RESUME=(--resume)
+else
+    RESUME=()
+fi
+
+# Interrupted run: kill -9 once the checkpoint records KILL_UNITS finished units and the next is underway.
+"$BIN" "${ARGS[@]}" --out "$WORK/cut" "${RESUME[@]}" &
 pid=$!
 killed=0
 for _ in $(seq 1 1200); do
     if ! kill -0 $pid 2>/dev/null; then break; fi
     n=$(grep -c '"event":"unit_done"' "$WORK/cut/run.log" 2>/dev/null || true)
     p=$(grep -c '"event":"recon_progress"' "$WORK/cut/run.log" 2>/dev/null || true)
-    if [ "${n:-0}" -ge 3 ] && [ "${p:-0}" -ge $((3 * 15 + 5)) ]; then
+    if [ "${n:-0}" -ge $KILL_UNITS ] && [ "${p:-0}" -ge $KILL_PROGRESS ]; then
         kill -9 $pid; killed=1; break
     fi
     sleep 0.2
@@ -54,5 +85,5 @@ for f in model_qdq.onnx encodings.json predictions.csv; do
     if cmp -s "$WORK/full/$f" "$WORK/cut/$f"; then echo "ok   $f byte-identical after kill + resume"
     else echo "FAIL: $f differs between the uninterrupted and the resumed run"; fail=1; fi
 done
-[ $fail -eq 0 ] && echo "resume: PASS" || echo "resume: FAIL"
+[ $fail -eq 0 ] && echo "resume ($MODE): PASS" || echo "resume ($MODE): FAIL"
 exit $fail

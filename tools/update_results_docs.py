@@ -1,13 +1,25 @@
 #!/usr/bin/env python3
 """Regenerates docs/results.md and the README's results table from runs/table_* (the output of
-tools/results_table.sh). Usage: python3 tools/update_results_docs.py runs/table_200"""
+tools/results_table.sh). Usage: python3 tools/update_results_docs.py runs/table_200 [--cases ROOT]
+--cases ROOT appends the separate Case 1/2/3 / BRECQ table (tools/cases_table.sh, issue 4) to
+docs/results.md only (the README table is unchanged)."""
 import os
 import subprocess
 import sys
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-tables = subprocess.run([sys.executable, os.path.join(root, "tools", "results_table.py")] + sys.argv[1:],
+args = sys.argv[1:]
+cases_root = None
+if "--cases" in args:
+    i = args.index("--cases")
+    cases_root = args[i + 1]
+    del args[i:i + 2]
+tables = subprocess.run([sys.executable, os.path.join(root, "tools", "results_table.py")] + args,
                         capture_output=True, text=True, check=True).stdout
+CASES_HEAD = open(os.path.join(root, "tools", "cases_notes_head.md")).read() if os.path.exists(
+    os.path.join(root, "tools", "cases_notes_head.md")) else ""
+CASES_NOTES = open(os.path.join(root, "tools", "cases_notes_tail.md")).read() if os.path.exists(
+    os.path.join(root, "tools", "cases_notes_tail.md")) else ""
 head = """# Results
 
 Machine: 2 cores of a shared AMD EPYC (other jobs running), no GPU; CPU backend; seed 1005.
@@ -26,7 +38,11 @@ rounding variables, so AdaRound-style methods are far from converged; the rankin
 at 200 iterations is not the paper's claim and should not be read as one.
 
 """
-open(os.path.join(root, "docs", "results.md"), "w").write(head + tables)
+cases = ""
+if cases_root:
+    cases = CASES_HEAD + subprocess.run([sys.executable, os.path.join(root, "tools", "cases_table.py"), cases_root],
+                                        capture_output=True, text=True, check=True).stdout + CASES_NOTES
+open(os.path.join(root, "docs", "results.md"), "w").write(head + tables + cases)
 readme = open(os.path.join(root, "README.md")).read()
 a = readme.index("<!-- results-table -->") + len("<!-- results-table -->")
 b = readme.index("<!-- /results-table -->")

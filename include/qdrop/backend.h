@@ -131,6 +131,11 @@ typedef struct qd_backend_ops {
     /* loss += sum_c (y - t)^2 / (N*HW); dy = 2 (y - t) / (N*HW) (§5). Shape [N, C, HW...]. */
     qd_status (*mse_loss)(qd_backend *b, int64_t n, int64_t c, int64_t hw, const float *y,
                           const float *t, float *dy, float *loss);
+    /* L_p loss (§5 reduction; BRECQ's activation stage uses p = 2.4, §6.3):
+     * loss += sum_c |y - t|^p / (N*HW); dy = p |y - t|^(p-1) sign(y - t) / (N*HW) (dy may be
+     * NULL). Element formulas: qd_lp_loss_term / qd_lp_loss_grad in src/core/qmath.h. */
+    qd_status (*lp_loss)(qd_backend *b, float p, int64_t n, int64_t c, int64_t hw, const float *y,
+                         const float *t, float *dy, float *loss);
     /* Returns 1 in *bad (backend scalar int32) when any element of x is NaN/Inf. */
     qd_status (*check_finite)(qd_backend *b, int64_t n, const float *x, int32_t *bad);
 

@@ -197,6 +197,13 @@ QD_MUST_USE qd_status qd_bert_embed_sentences(const qd_bert_model *m, const char
                                               int max_len, int batch, float *out,
                                               qd_bert_act_hook hook, void *hctx);
 
+/* Classifier logits of n single sentences ([CLS] s [SEP], max_len tokens, batches of `batch`
+ * sorted by length): encoder -> [CLS] -> pooler tanh -> classifier (qd_bert_classify); the hook
+ * applies to the encoder only. out [n, num_labels]. QD_ERR_DATA when the model has no head. */
+QD_MUST_USE qd_status qd_bert_classify_sentences(const qd_bert_model *m, const char *const *sent, int n,
+                                                 int max_len, int batch, float *logits,
+                                                 qd_bert_act_hook hook, void *hctx);
+
 /* Min/max baseline (no reconstruction, src/bert/quant.c): fake-quantize every Linear weight per
  * output channel to w_bits and the embedding tables per row to emb_bits, in place. */
 QD_MUST_USE qd_status qd_bert_quantize_weights_minmax(qd_bert_model *m, int w_bits, int emb_bits);
@@ -330,8 +337,10 @@ QD_MUST_USE qd_status qd_bert_ptq(const qd_bert_model *fp, qd_bert_model *qm, qd
 
 struct qd_config;
 struct qd_run_options;
-/* model.type "bert" job (src/bert/bert_run.c): STS-B calibration on cfg->calib_path (dev),
- * evaluation on cfg->val_path (test), results.json + resolved_config.json in cfg->out_dir. */
+/* model.type "bert" job (src/bert/bert_run.c): data.task stsb (calibration on the STS-B dev
+ * sentences of cfg->calib_path, Spearman of cosine similarity on cfg->val_path) or sst2 (needs a
+ * classifier head; calibration on the sentences of the SST-2 TSV cfg->calib_path, accuracy on
+ * cfg->val_path); results.json + resolved_config.json in cfg->out_dir. */
 QD_MUST_USE qd_status qd_bert_run(struct qd_config *cfg, const struct qd_run_options *opt);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -362,6 +371,10 @@ typedef struct qd_glue_set {
 } qd_glue_set;
 QD_MUST_USE qd_status qd_glue_read_sst2(const char *path, qd_glue_set *out);
 void qd_glue_free(qd_glue_set *s);
+/* SST-2 accuracy of argmax(logits) (qd_bert_classify_sentences, max_len tokens) vs the labels of
+ * set; pred [n] receives the predictions when not NULL. */
+QD_MUST_USE qd_status qd_bert_eval_sst2_model(const qd_bert_model *m, const qd_glue_set *set, int max_len,
+                                              qd_bert_act_hook hook, void *hctx, double *accuracy, int *pred);
 
 /* Metrics (n >= 1; QD_ERR_DATA on n < 2 for correlations or constant input). */
 double qd_metric_accuracy(const int *pred, const int *gold, int n);

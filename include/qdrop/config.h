@@ -25,7 +25,8 @@ typedef enum {
     QD_MODE_CASE2,       /* §9 Case 2 */
     QD_MODE_CASE3,       /* §9 Case 3 */
     QD_MODE_ADAROUND,    /* layer-wise AdaRound, FP activations during tuning (§9 baselines) */
-    QD_MODE_BRECQ,       /* block-wise AdaRound with FP activations, then act ranges (§9) */
+    QD_MODE_BRECQ,       /* block-wise AdaRound with FP activations, then act ranges and per-unit
+                          * LSQ of the scales with FP inputs and L_2.4 (§9, quant.brecq.*) */
     QD_MODE_NEAREST      /* round-to-nearest, no reconstruction */
 } qd_mode;
 
@@ -55,6 +56,14 @@ typedef struct qd_recon_config {
     int nan_retries;     /* on NaN/Inf: retry the unit with lr/10 this many times (default 0) */
 } qd_recon_config;
 
+/* quant.brecq.*: BRECQ's second stage (quant.mode "brecq" only; QDROP_SPEC §6.3, §9): after all
+ * weights are reconstructed, per unit, LSQ on the activation scales alone with FP-model inputs,
+ * L_2.4 loss, Adam + cosine to 0. Explicit: NOT scaled with quant.recon.iters. */
+typedef struct qd_brecq_config {
+    int act_iters;       /* iterations per unit, default 5000 */
+    float act_lr;        /* Adam lr of the scales, default 4e-4, cosine-annealed to 0 over act_iters */
+} qd_brecq_config;
+
 typedef struct qd_config {
     /* model.* */
     char model_path[QD_PATH_MAX];   /* .onnx file, or a HuggingFace BERT directory */
@@ -78,6 +87,7 @@ typedef struct qd_config {
     int brecq_setting;              /* default false (§8.7) */
     qd_mode mode;
     qd_recon_config recon;
+    qd_brecq_config brecq;          /* quant.brecq.*, used by mode "brecq" only */
     /* process.* */
     uint64_t seed;                  /* default 1005 */
     int threads;                    /* 0 = all cores */

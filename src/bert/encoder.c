@@ -362,16 +362,22 @@ static int cmp_len(const void *a, const void *b) {
     return x->len != y->len ? y->len - x->len : x->idx - y->idx;
 }
 
-qd_status qd_bert_embed_sentences(const qd_bert_model *m, const char *const *sent, int n, int max_len, int batch,
-                                  float *out, qd_bert_act_hook hook, void *hctx) {
+/* Encode n single sentences in length-sorted batches; per sentence either the mean-pooled,
+ * L2-normalised embedding (classify == 0, out [n, H]) or the classifier logits ([CLS] -> pooler
+ * -> classifier, classify != 0, out [n, num_labels]). */
+static qd_status encode_sentences(const qd_bert_model *m, const char *const *sent, int n, int max_len, int batch,
+                                  int classify, float *out, qd_bert_act_hook hook, void *hctx) {
     if (!m->tok) return qd_errorf(QD_ERR_DATA, "BERT: model has no vocab.txt (tokenizer)");
+    if (classify && (!m->pool_w || !m->cls_w || m->cfg.num_labels < 1))
+        return qd_errorf(QD_ERR_DATA, "BERT: checkpoint has no pooler/classifier head (bert.pooler.dense.*, classifier.*)");
     if (max_len > m->cfg.max_pos) max_len = m->cfg.max_pos;
-    const int H = m->cfg.hidden;
+    if (batch < 1) batch = 1;
+    const int H = m->cfg.hidden, NO = classify ? m->cfg.num_labels : H;
     int *ids = malloc((size_t)n * max_len * sizeof(int)), *tt = malloc((size_t)max_len * sizeof(int)),
         *mk = malloc((size_t)max_len * sizeof(int));
     len_idx *ord = malloc((size_t)n * sizeof *ord);
     int *bid = malloc((size_t)batch * max_len * sizeof(int)), *bmask = malloc((size_t)batch * max_len * sizeof(int));
-    float *hid = malloc((size_t)batch * max_len * H * sizeof(float)), *emb = malloc((size_t)batch * H * sizeof(float));
+    float *hid = malloc((size_t)batch * max_len * H * sizeof(float)), *emb = malloc((size_t)batch * (H > NO ? H : NO) * sizeof(float));
     qd_status rc = QD_OK;
     if (!ids || !tt || !mk || !ord || !bid || !bmask || !hid || !emb) rc = qd_errorf(QD_ERR_INTERNAL, "BERT: out of memory");
     for (int i = 0; rc == QD_OK && i < n; i++) {
@@ -394,10 +400,22 @@ qd_status qd_bert_embed_sentences(const qd_bert_model *m, const char *const *sen
         }
         rc = qd_bert_encode(m, bid, NULL, bmask, nb, S, hid, hook, hctx);
         if (rc != QD_OK) break;
-        qd_bert_mean_pool(hid, bmask, nb, S, H, 1, emb);
+        if (classify) rc = qd_bert_classify(m, hid, nb, S, emb);
+        else qd_bert_mean_pool(hid, bmask, nb, S, H, 1, emb);
+        if (rc != QD_OK) break;
         for (int b = 0; b < nb; b++)
-            memcpy(out + (size_t)ord[s0 + b].idx * H, emb + (size_t)b * H, (size_t)H * sizeof(float));
+            memcpy(out + (size_t)ord[s0 + b].idx * NO, emb + (size_t)b * NO, (size_t)NO * sizeof(float));
     }
     free(ids); free(tt); free(mk); free(ord); free(bid); free(bmask); free(hid); free(emb);
     return rc;
+}
+
+qd_status qd_bert_embed_sentences(const qd_bert_model *m, const char *const *sent, int n, int max_len, int batch,
+                                  float *out, qd_bert_act_hook hook, void *hctx) {
+    return encode_sentences(m, sent, n, max_len, batch, 0, out, hook, hctx);
+}
+
+qd_status qd_bert_classify_sentences(const qd_bert_model *m, const char *const *sent, int n, int max_len, int batch,
+                                     float *logits, qd_bert_act_hook hook, void *hctx) {
+    return encode_sentences(m, sent, n, max_len, batch, 1, logits, hook, hctx);
 }

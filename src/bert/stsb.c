@@ -55,3 +55,30 @@ qd_status qd_bert_eval_stsb(const char *model_dir, const char *stsb_path, int ma
     qd_sts_free(&set);
     return rc;
 }
+
+/* SST-2 (GLUE single-sentence classification): argmax of the classifier logits ([CLS] ->
+ * pooler tanh -> classifier, qd_bert_classify) vs the gold label; ties go to the lower class
+ * (numpy argmax). The head itself is never quantized; the hook quantizes the encoder. */
+#define QD_SST2_BATCH 32
+qd_status qd_bert_eval_sst2_model(const qd_bert_model *m, const qd_glue_set *set, int max_len, qd_bert_act_hook hook,
+                                  void *hctx, double *accuracy, int *pred) {
+    const int n = set->n, NL = m->cfg.num_labels;
+    if (NL < 2) return qd_errorf(QD_ERR_DATA, "SST-2: the model has %d classifier labels, need >= 2 (classifier.weight)", NL);
+    float *lg = malloc((size_t)n * NL * sizeof(float));
+    int *pr = pred ? pred : malloc((size_t)n * sizeof(int));
+    qd_status rc = QD_OK;
+    if (!lg || !pr) rc = qd_errorf(QD_ERR_INTERNAL, "SST-2: out of memory");
+    if (rc == QD_OK) rc = qd_bert_classify_sentences(m, (const char *const *)set->a, n, max_len, QD_SST2_BATCH, lg, hook, hctx);
+    if (rc == QD_OK) {
+        for (int i = 0; i < n; i++) {
+            int best = 0;
+            for (int k = 1; k < NL; k++)
+                if (lg[(size_t)i * NL + k] > lg[(size_t)i * NL + best]) best = k;
+            pr[i] = best;
+        }
+        *accuracy = qd_metric_accuracy(pr, set->label, n);
+    }
+    free(lg);
+    if (pr != pred) free(pr);
+    return rc;
+}

@@ -109,6 +109,8 @@ static const key_def SCHEMA[] = {
     {"quant.recon.early_stop_min_delta", K_FLOAT, OFF(recon.early_stop_min_delta), 0, 0, 0, 1, 0, NULL, NULL},
     {"quant.recon.log_every", K_INT, OFF(recon.log_every), 0, 0, 1, 100000000, 0, NULL, NULL},
     {"quant.recon.nan_retries", K_INT, OFF(recon.nan_retries), 0, 0, 0, 10, 0, NULL, NULL},
+    {"quant.brecq.act_iters", K_INT, OFF(brecq.act_iters), 0, 0, 1, 100000000, 0, NULL, NULL},
+    {"quant.brecq.act_lr", K_FLOAT, OFF(brecq.act_lr), 0, 0, 0, 1, 0, NULL, NULL},
 
     {"process.seed", K_U64, OFF(seed), 0, 0, 0, MAX_EXACT, 0, NULL, NULL},
     {"process.threads", K_INT, OFF(threads), 0, 0, 0, 1024, 0, NULL, "0 = all cores"},
@@ -178,6 +180,8 @@ void qd_config_defaults(qd_config *c) {
     c->recon.early_stop_min_delta = 1e-3f;
     c->recon.log_every = 500;     /* the reference logs every 500 iterations */
     c->recon.nan_retries = 0;
+    c->brecq.act_iters = 5000;    /* §6.3 / §9 BRECQ activation stage: 5k iterations, */
+    c->brecq.act_lr = 4e-4f;      /* Adam lr 4e-4 with cosine to 0 */
 
     c->seed = 1005;               /* §10.2 process.seed */
     c->threads = 0;
@@ -646,6 +650,10 @@ qd_status qd_config_finalize(qd_config *c) {
     if (c->recon.iters < 1) return qd_errorf(QD_ERR_CONFIG, "quant.recon.iters: must be >= 1, got %d", c->recon.iters);
     if (c->recon.batch_size < 1)
         return qd_errorf(QD_ERR_CONFIG, "quant.recon.batch_size: must be >= 1, got %d", c->recon.batch_size);
+    if (c->brecq.act_iters < 1)
+        return qd_errorf(QD_ERR_CONFIG, "quant.brecq.act_iters: must be >= 1, got %d", c->brecq.act_iters);
+    if (!(c->brecq.act_lr >= 0.0f && c->brecq.act_lr <= 1.0f))
+        return qd_errorf(QD_ERR_CONFIG, "quant.brecq.act_lr: expected a number in [0, 1], got %g", c->brecq.act_lr);
     if (c->w_qconfig.bit < 2 || c->w_qconfig.bit > 8)
         return qd_errorf(QD_ERR_CONFIG, "quant.w_qconfig.bit: expected an integer in 2..8, got %d", c->w_qconfig.bit);
     if (c->a_qconfig.bit < 2 || c->a_qconfig.bit > 8)

@@ -68,8 +68,9 @@ QD_HD void qd_range_to_qparams(float lo, float hi, int qmin, int qmax, float *sc
 enum { QD_FQ_INSIDE = 0, QD_FQ_LOW = 1, QD_FQ_HIGH = 2, QD_FQ_DROPPED = 3 };
 
 QD_HD float qd_fake_quant(float x, float s, float z, float qmin, float qmax) {
-    float r = rintf(QD_DIV_RN(x, s));
-    float q = fminf(fmaxf(r + z, qmin), qmax);
+    float q = rintf(QD_DIV_RN(x, s)) + z;
+    q = q < qmin ? qmin : q;  /* selects (not fminf/fmaxf calls): vectorisable, NaN propagates */
+    q = q > qmax ? qmax : q;
     return QD_MUL_RN(q - z, s);
 }
 
@@ -84,10 +85,12 @@ QD_HD float qd_fake_quant_region(float x, float s, float z, float qmin, float qm
     float v = QD_DIV_RN(x, s);
     float r = rintf(v);
     float t = QD_ADD_RN(QD_ADD_RN(r - v, v), z);
-    int reg = QD_FQ_INSIDE;
-    if (t < qmin) { t = qmin; reg = QD_FQ_LOW; }
-    else if (t > qmax) { t = qmax; reg = QD_FQ_HIGH; }
-    *region = reg;
+    /* Selects, not branches: the CPU loops vectorise (with -fno-trapping-math) and NaN keeps
+     * propagating as in torch.clamp (both tests false -> INSIDE, value NaN). */
+    int lo = t < qmin, hi = t > qmax;
+    *region = lo * QD_FQ_LOW + hi * QD_FQ_HIGH;
+    t = lo ? qmin : t;
+    t = hi ? qmax : t;
     return QD_MUL_RN(t - z, s);
 }
 
@@ -106,11 +109,10 @@ QD_HD float qd_fake_quant_dx(float g, int region) {
 /* LSQ gradient wrt s for one element (§2, §6.3): (r - v) inside, (qmin - z) / (qmax - z) when
  * clamped, 0 when dropped. Multiply the reduced sum by qd_lsq_grad_factor. */
 QD_HD float qd_fake_quant_ds(float g, float x, float s, float z, float qmin, float qmax, int region) {
-    if (region == QD_FQ_DROPPED) return 0.0f;
-    if (region == QD_FQ_LOW) return g * (qmin - z);
-    if (region == QD_FQ_HIGH) return g * (qmax - z);
     float v = QD_DIV_RN(x, s);
-    return g * (rintf(v) - v);
+    float inside = rintf(v) - v;  /* computed for every lane so the CPU loop is branch-free */
+    float f = region == QD_FQ_LOW ? (qmin - z) : (region == QD_FQ_HIGH ? (qmax - z) : inside);
+    return region == QD_FQ_DROPPED ? 0.0f : g * f;
 }
 
 /* Q2's LSQ gradient scale 1/sqrt(numel * qmax), numel = the whole batch tensor (§6.3). */
@@ -289,5 +291,55 @@ QD_HD uint32_t qd_draw_index(qd_rng_key key, uint32_t iteration, uint32_t slot, 
 /* Range-search error |Q(x) - x|^p (§3.1)                                                      */
 /* ------------------------------------------------------------------------------------------ */
 QD_HD float qd_lp_err(float q, float x, float p) { return powf(fabsf(q - x), p); }
+
+/* |e|^2.4 for the range search's score without libm (§3.1), so the CPU loop vectorises and every
+ * SIMD width gives the same bits: e^2.4 = 2^(2.4 log2 e), log2 from the mantissa m in
+ * [sqrt(1/2), sqrt(2)) by the odd series in u = (m-1)/(m+1), 2^f on [-1/2, 1/2] by a degree-7
+ * Taylor polynomial. Relative error below 2.1e-7 (2-3 ulp; tests/unit/test_qmath.c checks it
+ * against powf); the reference evaluates torch.pow in float32 on the GPU, which is not
+ * correctly rounded either, so only exact near-ties between candidates can be affected.
+ * Results below 2^-126 flush to 0, as do inputs below 2^-52 (their contribution is < 1e-37). */
+QD_HD float qd_pow_lp24(float e) {
+    union { float f; uint32_t u; } a, m, r;
+    a.f = fabsf(e);
+    int k = (int)((a.u >> 23) & 0xFFu) - 127;
+    m.u = (a.u & 0x007FFFFFu) | 0x3F800000u;           /* m in [1, 2) */
+    int big = m.f > 1.41421356f;
+    m.f = big ? 0.5f * m.f : m.f;                      /* m in [sqrt(1/2), sqrt(2)) */
+    k += big;
+    float u = (m.f - 1.0f) / (m.f + 1.0f), u2 = u * u;
+    /* log2(m) = 2/ln2 * (u + u^3/3 + u^5/5 + u^7/7 + u^9/9), |u| <= 0.1716 */
+    float lg = u * (2.88539008f + u2 * (0.961796694f + u2 * (0.577078016f + u2 * (0.412198583f + u2 * 0.320598898f))));
+    int finite = a.u < 0x7F800000u;
+    double y = (double)QD_MSE_P * ((double)k + (double)lg); /* double: k*p must not lose f's bits */
+    y = finite ? y : 0.0;                              /* keep the int conversion defined */
+    y = y < -300.0 ? -300.0 : y;
+    y = y > 300.0 ? 300.0 : y;
+    double nd = rint(y);
+    float n = (float)nd, f = (float)(y - nd);          /* f in [-1/2, 1/2] */
+    float p2 = 1.0f + f * (0.693147181f + f * (0.240226507f + f * (0.0555041087f + f * (0.00961812911f +
+               f * (0.00133335581f + f * (0.000154035304f + f * 0.0000152527339f))))));
+    int ni = (int)n;
+    int tiny = a.u < 0x25800000u || ni <= -126;       /* |e| < 2^-52 or a subnormal result */
+    int over = ni >= 128;
+    r.u = (uint32_t)((ni + 127) & 0xFF) << 23;
+    float out = p2 * r.f;
+    out = tiny ? 0.0f : out;
+    out = over ? INFINITY : out;
+    return finite ? out : a.f;                         /* inf -> inf, NaN -> NaN */
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* L_p reconstruction loss (§5; p = 2.4 in BRECQ's activation stage, §6.3 / §9). Reduction as    */
+/* §5: sum over channels, mean over batch and space, so per element (d = y - t):                */
+/*   term |d|^p (summed, then divided by N*HW) and gradient p |d|^(p-1) sign(d) * inv,           */
+/* inv = 1/(N*HW). For p = 2 this is 2 d inv, the MSE gradient.                                  */
+/* ------------------------------------------------------------------------------------------ */
+QD_HD float qd_lp_loss_term(float d, float p) { return powf(fabsf(d), p); }
+
+QD_HD float qd_lp_loss_grad(float d, float p, float inv) {
+    float g = p * powf(fabsf(d), p - 1.0f) * inv;
+    return d > 0.0f ? g : (d < 0.0f ? -g : 0.0f);
+}
 
 #endif /* QD_QMATH_H */

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/simd.h"
 #include "cpu/cpu_internal.h"
 
 static int64_t numel(const qd_shape *s) { return qd_shape_numel(s); }
@@ -74,6 +75,7 @@ typedef struct {
     float lo, hi;
 } ew_task;
 
+QD_SIMD_CLONES
 static void unary_fwd(void *vctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     ew_task *t = vctx;
@@ -81,7 +83,12 @@ static void unary_fwd(void *vctx, int64_t b0, int64_t b1, int tid) {
     float *y = t->out;
     switch (t->op) {
     case QD_OP_RELU: for (int64_t i = b0; i < b1; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f; break;
-    case QD_OP_CLIP: for (int64_t i = b0; i < b1; i++) y[i] = fminf(fmaxf(x[i], t->lo), t->hi); break;
+    case QD_OP_CLIP:
+        for (int64_t i = b0; i < b1; i++) {
+            float v = x[i] < t->lo ? t->lo : x[i];  /* selects: vectorised, NaN propagates as torch.clamp */
+            y[i] = v > t->hi ? t->hi : v;
+        }
+        break;
     case QD_OP_SIGMOID: for (int64_t i = b0; i < b1; i++) y[i] = 1.0f / (1.0f + expf(-x[i])); break;
     default: memcpy(y + b0, x + b0, sizeof(float) * (size_t)(b1 - b0)); break;
     }
@@ -89,14 +96,16 @@ static void unary_fwd(void *vctx, int64_t b0, int64_t b1, int tid) {
 
 /* Relu: gradient where x > 0 (torch threshold_backward). Clip: where lo < x < hi, the
  * hardtanh/ReLU6 rule (ONNX Clip in CNNs comes from ReLU6); the boundaries get 0. */
+QD_SIMD_CLONES
 static void unary_bwd(void *vctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     ew_task *t = vctx;
     const float *x = t->x, *dy = t->dy, *y = t->y;
     float *dx = t->out;
     switch (t->op) {
-    case QD_OP_RELU: for (int64_t i = b0; i < b1; i++) if (x[i] > 0.0f) dx[i] += dy[i]; break;
-    case QD_OP_CLIP: for (int64_t i = b0; i < b1; i++) if (x[i] > t->lo && x[i] < t->hi) dx[i] += dy[i]; break;
+    /* selects rather than conditional stores so the loops vectorise */
+    case QD_OP_RELU: for (int64_t i = b0; i < b1; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f; break;
+    case QD_OP_CLIP: for (int64_t i = b0; i < b1; i++) dx[i] += (x[i] > t->lo && x[i] < t->hi) ? dy[i] : 0.0f; break;
     case QD_OP_SIGMOID: for (int64_t i = b0; i < b1; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]); break;
     default: for (int64_t i = b0; i < b1; i++) dx[i] += dy[i]; break;
     }
@@ -122,6 +131,7 @@ static inline float bin_apply(int op, float a, float b) {
     }
 }
 
+QD_SIMD_CLONES
 static void bin_fwd(void *vctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     bin_task *t = vctx;
@@ -768,17 +778,30 @@ typedef struct {
 static void pad_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     pad_p *p = vctx;
-    for (int64_t o = b0; o < b1; o++) {
-        int64_t rem = o, off = 0;
+    int last = p->nd - 1;
+    if (last < 0) {  /* rank 0: a plain copy */
+        for (int64_t o = b0; o < b1; o++) { if (p->bwd) p->dx[o] += p->dy[o]; else p->y[o] = p->x[o]; }
+        return;
+    }
+    /* one row of the innermost dimension at a time: index arithmetic per row, not per element */
+    int64_t L = p->odims[last], lb = p->beg[last], li = p->idims[last], ls = p->ist[last];
+    for (int64_t o = b0; o < b1;) {
+        int64_t row = o / L, j0 = o - row * L, n = L - j0 < b1 - o ? L - j0 : b1 - o;
+        int64_t rem = row, off = 0;
         int inside = 1;
-        for (int d = p->nd - 1; d >= 0; d--) {
+        for (int d = last - 1; d >= 0; d--) {
             int64_t i = rem % p->odims[d] - p->beg[d];
             rem /= p->odims[d];
             if (i < 0 || i >= p->idims[d]) inside = 0;
             off += i * p->ist[d];
         }
-        if (p->bwd) { if (inside) p->dx[off] += p->dy[o]; }
-        else p->y[o] = inside ? p->x[off] : p->value;
+        for (int64_t j = 0; j < n; j++) {
+            int64_t i = j0 + j - lb;
+            int in = inside && i >= 0 && i < li;
+            if (p->bwd) { if (in) p->dx[off + i * ls] += p->dy[o + j]; }
+            else p->y[o + j] = in ? p->x[off + i * ls] : p->value;
+        }
+        o += n;
     }
 }
 

@@ -10,6 +10,95 @@
 
 #include "core/qmath.h"
 #include "cpu/cpu_internal.h"
+#include "core/simd.h"
+
+/* ---- vectorised tiles (src/core/simd.h): branch-free loops over qmath.h ---- */
+
+/* out[k] = qd_rng_u32(key, it, a0 + k) for k in [0, n), a0 a multiple of 4 (one Philox block
+ * per 4 elements, the same words qd_rng_u32 returns); out holds n rounded up to 4. */
+QD_SIMD_CLONES
+static void rng_tile(qd_rng_key key, uint32_t it, int64_t a0, int n, uint32_t *out) {
+    int nb = (n + 3) >> 2;
+    uint64_t blk0 = (uint64_t)a0 >> 2;
+    for (int j = 0; j < nb; j++) {
+        uint32_t r[4];
+        qd_rng_block(key, it, blk0 + (uint64_t)j, r);
+        out[4 * j] = r[0];
+        out[4 * j + 1] = r[1];
+        out[4 * j + 2] = r[2];
+        out[4 * j + 3] = r[3];
+    }
+}
+
+/* Random words of elements [i0, i0 + n) of (key, it); returns a pointer into buf (n + 4 words). */
+static const uint32_t *rng_words(qd_rng_key key, uint32_t it, int64_t i0, int n, uint32_t *buf) {
+    int64_t a0 = i0 & ~(int64_t)3;
+    int off = (int)(i0 - a0);
+    rng_tile(key, it, a0, n + off, buf);
+    return buf + off;
+}
+
+/* Keep flags as 0/1 words from random words: qd_u32_to_uniform(r) < keep (§7). */
+QD_SIMD_CLONES
+static void keep_tile(int n, const uint32_t *rnd, float keep, uint32_t *flag) {
+    for (int i = 0; i < n; i++) flag[i] = qd_u32_to_uniform(rnd[i]) < keep;
+}
+
+/* Training fake-quant with optional drop: flag NULL = quantize every element. */
+QD_SIMD_CLONES
+static void fq_fwd_tile(int n, const float *x, const uint32_t *flag, float s, float z, float qmin, float qmax,
+                        float *y, uint8_t *region) {
+    if (flag) {
+        for (int i = 0; i < n; i++) {
+            int reg;
+            float xv = x[i];
+            float q = qd_fake_quant_region(xv, s, z, qmin, qmax, &reg);
+            y[i] = flag[i] ? q : xv;
+            region[i] = (uint8_t)(flag[i] ? reg : QD_FQ_DROPPED);
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            int reg;
+            y[i] = qd_fake_quant_region(x[i], s, z, qmin, qmax, &reg);
+            region[i] = (uint8_t)reg;
+        }
+    }
+}
+
+/* Sum of v[0..n) into 8 double lanes, element i into lane i % 8: the order is fixed by the
+ * source, so every SIMD width gives the same bits. */
+QD_SIMD_CLONES
+static void sum8_tile(int n, const float *v, double acc[8]) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)v[i + l];
+    for (; i < n; i++) acc[i & 7] += (double)v[i];
+}
+
+static double sum8_lanes(const double acc[8]) {
+    double s = 0.0;
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s;
+}
+
+/* LSQ backward of one tile: ds terms into tmp, STE gradient added into dx (when given). */
+QD_SIMD_CLONES
+static void fq_bwd_tile(int n, const float *x, const uint8_t *region, const float *dy, float *dx, float s, float z,
+                        float qmin, float qmax, float *tmp) {
+    for (int i = 0; i < n; i++) tmp[i] = qd_fake_quant_ds(dy[i], x[i], s, z, qmin, qmax, region[i]);
+    if (dx)
+        for (int i = 0; i < n; i++) dx[i] += qd_fake_quant_dx(dy[i], region[i]);
+}
+
+/* MSE tile: squared errors into tmp, gradient 2e/denom into dy (when given). */
+QD_SIMD_CLONES
+static void mse_tile(int n, const float *y, const float *t, float *dy, float inv2, float *tmp) {
+    for (int i = 0; i < n; i++) {
+        float e = y[i] - t[i];
+        tmp[i] = e * e;
+        if (dy) dy[i] = inv2 * e;
+    }
+}
 
 /* ---- chunked, ordered reductions ---- */
 typedef double (*chunk_fn)(void *ctx, int64_t b0, int64_t b1);
@@ -65,18 +154,24 @@ typedef struct {
 static void gm_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     gm_task *t = vctx;
-    uint64_t blk = UINT64_MAX;
-    uint32_t r4[4] = {0, 0, 0, 0};
-    for (int64_t i = b0; i < b1; i++) {
-        int64_t k = i / t->sn, e = i - k * t->sn;
-        int64_t src = (int64_t)t->idx[k] * t->sn + e;
-        int keep = 1;
-        if (t->mix) {
-            /* one Philox block serves 4 consecutive elements (same bits as qd_keep_quant) */
-            if (((uint64_t)i >> 2) != blk) { blk = (uint64_t)i >> 2; qd_rng_block(t->key, t->it, blk, r4); }
-            keep = qd_u32_to_uniform(r4[i & 3]) < t->keep;
+    uint32_t rbuf[QD_CPU_TILE + 4], flag[QD_CPU_TILE];
+    for (int64_t i0 = b0; i0 < b1; i0 += QD_CPU_TILE) {
+        int n = (int)(b1 - i0 < QD_CPU_TILE ? b1 - i0 : QD_CPU_TILE);
+        if (t->mix) keep_tile(n, rng_words(t->key, t->it, i0, n, rbuf), t->keep, flag);
+        /* runs of one sample: contiguous source rows */
+        for (int64_t i = i0; i < i0 + n;) {
+            int64_t k = i / t->sn, e = i - k * t->sn;
+            int64_t end = (k + 1) * t->sn < i0 + n ? (k + 1) * t->sn : i0 + n;
+            const float *q = t->q + (int64_t)t->idx[k] * t->sn + e - i;
+            const float *f = t->f ? t->f + (int64_t)t->idx[k] * t->sn + e - i : NULL;
+            if (t->mix) {
+                const uint32_t *fl = flag - i0;
+                for (int64_t j = i; j < end; j++) t->out[j] = fl[j] ? q[j] : f[j];
+            } else {
+                memcpy(t->out + i, q + i, sizeof(float) * (size_t)(end - i));
+            }
+            i = end;
         }
-        t->out[i] = keep ? t->q[src] : t->f[src];
     }
 }
 
@@ -110,22 +205,13 @@ static void fq_fwd_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     fq_task *t = vctx;
     const qd_fq_desc *d = t->d;
     int drop = d->keep_prob < 1.0f;
-    uint64_t blk = UINT64_MAX;
-    uint32_t r4[4] = {0, 0, 0, 0};
-    for (int64_t i = b0; i < b1; i++) {
-        float x = t->x[i];
-        int reg = QD_FQ_DROPPED;
-        float y = x;
-        int keep = 1;
-        if (drop) {
-            /* one Philox block serves 4 consecutive elements (same bits as qd_keep_quant) */
-            if (((uint64_t)i >> 2) != blk) { blk = (uint64_t)i >> 2; qd_rng_block(d->key, t->it, blk, r4); }
-            keep = qd_u32_to_uniform(r4[i & 3]) < d->keep_prob;
-        }
-        if (keep)
-            y = qd_fake_quant_region(x, t->s, d->zero_point, d->qmin, d->qmax, &reg);
-        t->y[i] = y;
-        if (t->region) t->region[i] = (uint8_t)reg;
+    uint32_t rbuf[QD_CPU_TILE + 4], flag[QD_CPU_TILE];
+    uint8_t regbuf[QD_CPU_TILE];
+    for (int64_t i0 = b0; i0 < b1; i0 += QD_CPU_TILE) {
+        int n = (int)(b1 - i0 < QD_CPU_TILE ? b1 - i0 : QD_CPU_TILE);
+        if (drop) keep_tile(n, rng_words(d->key, t->it, i0, n, rbuf), d->keep_prob, flag);
+        fq_fwd_tile(n, t->x + i0, drop ? flag : NULL, t->s, d->zero_point, d->qmin, d->qmax, t->y + i0,
+                    t->region ? t->region + i0 : regbuf);
     }
 }
 
@@ -141,14 +227,15 @@ static qd_status cpu_fq_forward(qd_backend *b, const qd_fq_desc *d, const float 
 static double fq_bwd_chunk(void *vctx, int64_t b0, int64_t b1) {
     fq_task *t = vctx;
     const qd_fq_desc *d = t->d;
-    double acc = 0.0;
-    for (int64_t i = b0; i < b1; i++) {
-        int reg = t->cregion[i];
-        float g = t->dy[i];
-        if (t->dx) t->dx[i] += qd_fake_quant_dx(g, reg);
-        acc += (double)qd_fake_quant_ds(g, t->x[i], t->s, d->zero_point, d->qmin, d->qmax, reg);
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float tmp[QD_CPU_TILE];
+    for (int64_t i0 = b0; i0 < b1; i0 += QD_CPU_TILE) {
+        int n = (int)(b1 - i0 < QD_CPU_TILE ? b1 - i0 : QD_CPU_TILE);
+        fq_bwd_tile(n, t->x + i0, t->cregion + i0, t->dy + i0, t->dx ? t->dx + i0 : NULL, t->s, d->zero_point, d->qmin,
+                    d->qmax, tmp);
+        sum8_tile(n, tmp, acc);
     }
-    return acc;
+    return sum8_lanes(acc);
 }
 
 static qd_status cpu_fq_backward(qd_backend *b, const qd_fq_desc *d, const float *scale, int64_t n, const float *x,
@@ -178,7 +265,11 @@ typedef struct {
 static void ar_init_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     ar_task *t = vctx;
-    for (int64_t i = b0; i < b1; i++) t->V[i] = qd_adaround_init_v(t->w[i], t->s[i / t->d->per_channel]);
+    int64_t pc = t->d->per_channel;
+    for (int64_t i = b0; i < b1;) {
+        int64_t c = i / pc, end = (c + 1) * pc < b1 ? (c + 1) * pc : b1;
+        for (; i < end; i++) t->V[i] = qd_adaround_init_v(t->w[i], t->s[c]);
+    }
 }
 
 static qd_status cpu_adaround_init(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *s,
@@ -194,9 +285,10 @@ static void ar_weight_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     ar_task *t = vctx;
     const qd_adaround_desc *d = t->d;
-    for (int64_t i = b0; i < b1; i++) {
-        int64_t c = i / d->per_channel;
-        t->out[i] = qd_adaround_weight(t->w[i], t->Vc[i], t->s[c], t->z[c], d->qmin, d->qmax, t->hard, NULL);
+    int64_t pc = d->per_channel;
+    for (int64_t i = b0; i < b1;) {
+        int64_t c = i / pc, end = (c + 1) * pc < b1 ? (c + 1) * pc : b1;
+        for (; i < end; i++) t->out[i] = qd_adaround_weight(t->w[i], t->Vc[i], t->s[c], t->z[c], d->qmin, d->qmax, t->hard, NULL);
     }
 }
 
@@ -214,8 +306,9 @@ static double ar_step_chunk(void *vctx, int64_t b0, int64_t b1) {
     ar_task *t = vctx;
     const qd_adaround_desc *d = t->d;
     double reg = 0.0;
+    int64_t pc = d->per_channel, c = b0 / pc, cend = (c + 1) * pc;
     for (int64_t i = b0; i < b1; i++) {
-        int64_t c = i / d->per_channel;
+        if (i == cend) { c++; cend += pc; }
         float V = t->V[i];
         float g = t->dW[i] * qd_adaround_dw_dv(t->w[i], V, t->s[c], t->z[c], d->qmin, d->qmax);
         if (t->active) {
@@ -259,13 +352,14 @@ typedef struct { const float *y, *t; float *dy; float inv2; } mse_task;
 
 static double mse_chunk(void *vctx, int64_t b0, int64_t b1) {
     mse_task *t = vctx;
-    double acc = 0.0;
-    for (int64_t i = b0; i < b1; i++) {
-        float e = t->y[i] - t->t[i];
-        acc += (double)e * (double)e;
-        if (t->dy) t->dy[i] = t->inv2 * e;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float tmp[QD_CPU_TILE];
+    for (int64_t i0 = b0; i0 < b1; i0 += QD_CPU_TILE) {
+        int n = (int)(b1 - i0 < QD_CPU_TILE ? b1 - i0 : QD_CPU_TILE);
+        mse_tile(n, t->y + i0, t->t + i0, t->dy ? t->dy + i0 : NULL, t->inv2, tmp);
+        sum8_tile(n, tmp, acc);
     }
-    return acc;
+    return sum8_lanes(acc);
 }
 
 static qd_status cpu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
@@ -275,6 +369,32 @@ static qd_status cpu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw, c
     mse_task k = {y, t, dy, (float)(2.0 / denom)};
     double sum = 0.0;
     QD_TRY(ordered_sum(b, n * c * hw, mse_chunk, &k, &sum));
+    if (loss) *loss += (float)(sum / denom);
+    return QD_OK;
+}
+
+/* ---- L_p reconstruction loss (§5 reduction, p = 2.4 in BRECQ's activation stage) ---- */
+typedef struct { const float *y, *t; float *dy; float p, inv; } lp_task;
+
+static double lp_chunk(void *vctx, int64_t b0, int64_t b1) {
+    lp_task *t = vctx;
+    double acc = 0.0;
+    for (int64_t i = b0; i < b1; i++) {
+        float e = t->y[i] - t->t[i];
+        acc += (double)qd_lp_loss_term(e, t->p);
+        if (t->dy) t->dy[i] = qd_lp_loss_grad(e, t->p, t->inv);
+    }
+    return acc;
+}
+
+static qd_status cpu_lp_loss(qd_backend *b, float p, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
+                             float *dy, float *loss) {
+    double denom = (double)n * (double)hw;
+    if (denom <= 0) return qd_errorf(QD_ERR_INTERNAL, "lp_loss: empty tensor (N=%lld HW=%lld)", (long long)n, (long long)hw);
+    if (!(p >= 1.0f)) return qd_errorf(QD_ERR_INTERNAL, "lp_loss: p must be >= 1, got %g", (double)p);
+    lp_task k = {y, t, dy, p, (float)(1.0 / denom)};
+    double sum = 0.0;
+    QD_TRY(ordered_sum(b, n * c * hw, lp_chunk, &k, &sum));
     if (loss) *loss += (float)(sum / denom);
     return QD_OK;
 }
@@ -304,5 +424,6 @@ void qd_cpu_set_recon_ops(qd_backend_ops *ops) {
     ops->adaround_step = cpu_adaround_step;
     ops->scale_step = cpu_scale_step;
     ops->mse_loss = cpu_mse_loss;
+    ops->lp_loss = cpu_lp_loss;
     ops->check_finite = cpu_check_finite;
 }

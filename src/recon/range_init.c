@@ -16,20 +16,39 @@
 #include <string.h>
 
 #include "core/qmath.h"
+#include "core/simd.h"
 #include "recon/recon.h"
+
+/* Sum of |Q(x)-x|^2.4 over contiguous x[0..n): 8 double lanes (element i -> lane i % 8, a
+ * fixed order), qd_pow_lp24 instead of powf so every SIMD clone gives the same bits. */
+QD_SIMD_CLONES
+static double lp_sum_contig(const float *x, int64_t n, float s, float z, float qmin, float qmax) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) {
+            float v = x[i + l];
+            acc[l] += (double)qd_pow_lp24(qd_fake_quant(v, s, z, qmin, qmax) - v);
+        }
+    for (; i < n; i++) acc[i & 7] += (double)qd_pow_lp24(qd_fake_quant(x[i], s, z, qmin, qmax) - x[i]);
+    double t = 0.0;
+    for (int l = 0; l < 8; l++) t += acc[l];
+    return t;
+}
 
 /* mean |Q(x)-x|^p of x[0..n) with stride, under the quantizer of range [lo, hi]. */
 static double lp_score(const float *x, int64_t n, int64_t stride, float lo, float hi, int qmin, int qmax) {
     float s, z;
     qd_range_to_qparams(lo, hi, qmin, qmax, &s, &z);
-    double acc = 0.0;
+    if (stride == 1) return lp_sum_contig(x, n, s, z, (float)qmin, (float)qmax) / (double)n;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int64_t k = 0; k < n; k++) {
         float v = x[k * stride];
-        float q = qd_fake_quant(v, s, z, (float)qmin, (float)qmax);
-        float e = fabsf(q - v);
-        if (e != 0.0f) acc += (double)powf(e, QD_MSE_P);
+        acc[k & 7] += (double)qd_pow_lp24(qd_fake_quant(v, s, z, (float)qmin, (float)qmax) - v);
     }
-    return acc / (double)n;
+    double t = 0.0;
+    for (int l = 0; l < 8; l++) t += acc[l];
+    return t / (double)n;
 }
 
 /* Search one "tensor slice" (a channel, or a whole activation) sequentially. mode: 1 pos,

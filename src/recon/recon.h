@@ -64,6 +64,10 @@ typedef struct qd_recon_ctx {
     float *cut_q, *cut_fp;
     int cut_value;
     int attempt;                     /* 0 first try, k after k NaN retries (lower learning rates) */
+    /* BRECQ stage 2 (§6.3, §9): the unit's weights stay at their hard-rounded values
+     * (wq->qweight; no AdaRound state, no weight gradient), only the scales are trained. */
+    int weights_fixed;
+    float loss_p;                    /* reconstruction loss exponent (§5): 0 or 2 = MSE; 2.4 = BRECQ stage 2 */
 } qd_recon_ctx;
 
 QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report *rep);

@@ -1,5 +1,7 @@
 /* src/recon/recon_unit.c: reconstruction of one unit (§8.3), written once against
  * qd_backend_ops so the CPU reference and the CUDA backend run the same schedule.
+ * The same loop runs BRECQ's activation stage (§6.3, §9; ctx->weights_fixed): weights fixed at
+ * their hard-rounded values (no AdaRound step, no weight gradient), scales only, L_p loss.
  *
  * One iteration (all on the backend; the host only reads the loss every log_every iterations):
  *   c += 1; idx = draw(seed, unit, c); x_in = mix(quant_in[idx], fp_in[idx]) (§7.1);
@@ -197,6 +199,12 @@ static qd_status rt_setup(unit_rt *r) {
             L->d.channels = q->channels;
             L->d.qmin = 0.0f; L->d.qmax = (float)qd_qmax_for_bits(q->bits);
             size_t wb = sizeof(float) * (size_t)L->d.numel, cb = sizeof(float) * (size_t)q->channels;
+            if (ctx->weights_fixed) {
+                /* BRECQ stage 2: the finished hard-rounded weights, used as they are */
+                L->wsoft = balloc(b, wb); OOM_CHECK(L->wsoft, "weight buffer");
+                QD_TRY(b->ops->upload(b, L->wsoft, q->qweight, wb));
+                continue;
+            }
             L->W = balloc(b, wb); L->V = balloc(b, wb); L->m = balloc(b, wb); L->v = balloc(b, wb);
             L->wsoft = balloc(b, wb); L->dW = balloc(b, wb); L->s = balloc(b, cb); L->z = balloc(b, cb);
             OOM_CHECK(L->W && L->V && L->m && L->v && L->wsoft && L->dW && L->s && L->z, "AdaRound state");
@@ -303,7 +311,7 @@ static qd_status one_iteration(unit_rt *r) {
     key.tensor = QD_RNG_T_INPUT;
     QD_TRY(ops->gather_mix(b, r->qin, r->fpin, r->idx, B, in_numel, key, ctx->input_keep_prob, r->iter, r->xin));
     QD_TRY(ops->gather_mix(b, r->fpout, NULL, r->idx, B, out_numel, key, 1.0f, r->iter, r->target));
-    for (int l = 0; l < r->nlayers; l++) {
+    for (int l = 0; l < r->nlayers && !ctx->weights_fixed; l++) {
         layer_state *L = &r->layers[l];
         QD_TRY(ops->adaround_weight(b, &L->d, L->W, L->V, L->s, L->z, 0, L->wsoft));
     }
@@ -337,8 +345,11 @@ static qd_status one_iteration(unit_rt *r) {
         if (V->gpre != V->gval) QD_TRY(ops->zero(b, V->gpre, bytes));
     }
     val_state *OV = &r->vals[find_val(r, u->output_value)];
-    QD_TRY(ops->mse_loss(b, B, C, HW, OV->val, r->target, OV->gval, r->loss));
-    for (int l = 0; l < r->nlayers; l++)
+    if (ctx->loss_p > 0.0f && ctx->loss_p != 2.0f)
+        QD_TRY(ops->lp_loss(b, ctx->loss_p, B, C, HW, OV->val, r->target, OV->gval, r->loss));
+    else
+        QD_TRY(ops->mse_loss(b, B, C, HW, OV->val, r->target, OV->gval, r->loss));
+    for (int l = 0; l < r->nlayers && !ctx->weights_fixed; l++)
         QD_TRY(ops->zero(b, r->layers[l].dW, sizeof(float) * (size_t)r->layers[l].d.numel));
     /* backward */
     for (int ni = u->node_end - 1; ni >= u->node_begin; ni--) {
@@ -359,6 +370,7 @@ static qd_status one_iteration(unit_rt *r) {
             else memset(&ish[i], 0, sizeof ish[i]);
             if (v < 0 || v == r->u->input_value) continue;
             if (n->wq >= 0 && v == g->wq[n->wq].weight_value) {
+                /* dW is NULL with fixed weights: no weight gradient is computed */
                 for (int l = 0; l < r->nlayers; l++) if (r->layers[l].node == ni) din[i] = r->layers[l].dW;
             } else if (!g->values[v].is_const) {
                 int k = find_val(r, v);
@@ -370,7 +382,7 @@ static qd_status one_iteration(unit_rt *r) {
         qd_shape osh = value_shape(&g->values[V->value], B);
         QD_TRY(ops->node_backward(b, n, ish, ins, &osh, V->pre, V->gpre, din));
     }
-    for (int l = 0; l < r->nlayers; l++) {
+    for (int l = 0; l < r->nlayers && !ctx->weights_fixed; l++) {
         layer_state *L = &r->layers[l];
         QD_TRY(ops->adaround_step(b, &L->d, &r->sched, r->iter, L->W, L->s, L->z, L->dW, L->V, L->m, L->v, r->reg));
     }
@@ -424,7 +436,7 @@ static qd_status rt_finish(unit_rt *r) {
     qd_recon_ctx *ctx = r->ctx;
     qd_graph *g = ctx->g;
     qd_backend *b = ctx->b;
-    for (int l = 0; l < r->nlayers; l++) {
+    for (int l = 0; l < r->nlayers && !ctx->weights_fixed; l++) {
         layer_state *L = &r->layers[l];
         qd_weight_quant *q = &g->wq[L->wq];
         QD_TRY(b->ops->adaround_weight(b, &L->d, L->W, L->V, L->s, L->z, 1, L->wsoft));

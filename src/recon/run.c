@@ -2,7 +2,8 @@
  *   load ONNX -> fold BN -> units -> quantizer placement -> calibration data
  *   -> FP32 evaluation -> activation ranges (§6.2) -> weight ranges (§3.1)
  *   -> per unit: caches + reconstruction (§8) -> checkpoint -> next unit
- *   -> (mode-dependent late activation ranges, §9) -> quantized evaluation
+ *   -> (mode-dependent late activation ranges, §9; BRECQ: its activation stage, §6.3)
+ *   -> quantized evaluation
  *   -> results.json, encodings + QDQ ONNX export, loss plots.
  * Every output file is written atomically. */
 #include <cjson/cJSON.h>
@@ -46,6 +47,7 @@ typedef struct mode_plan {
     qd_exec_mode upstream;    /* quant-input cache */
     int act_in_unit, learn_scales, drop;
     int layerwise, reconstruct;
+    int brecq_act;            /* BRECQ stage 2 after all weights (§6.2 B, §6.3, §9) */
 } mode_plan;
 
 static mode_plan plan_for(qd_mode m) {
@@ -60,7 +62,7 @@ static mode_plan plan_for(qd_mode m) {
     case QD_MODE_CASE2: p.ranges_before = 1; p.range_mode = QD_EXEC_AQ_ONLY; p.range_progressive = 1; p.act_in_unit = 1; break;
     case QD_MODE_CASE3: p.ranges_per_unit_after = 1; break;
     case QD_MODE_ADAROUND: p.ranges_after_all = 1; p.upstream = QD_EXEC_WQ_ONLY; p.layerwise = 1; break;
-    case QD_MODE_BRECQ: p.ranges_after_all = 1; p.upstream = QD_EXEC_WQ_ONLY; break;
+    case QD_MODE_BRECQ: p.brecq_act = 1; p.upstream = QD_EXEC_WQ_ONLY; break;
     case QD_MODE_NEAREST: p.ranges_before = 1; p.range_mode = QD_EXEC_FP; p.reconstruct = 0; break;
     }
     return p;
@@ -154,6 +156,7 @@ static uint64_t config_hash_for_resume(const qd_config *cfg) {
     memset(c.val_labels_path, 0, sizeof c.val_labels_path);
     c.export_onnx = 0; c.onnx_opset = 0; c.int4_weights = 0; c.plots = 0;
     c.recon.log_every = 0; c.threads = 0; c.device = QD_DEVICE_AUTO;
+    if (c.mode != QD_MODE_BRECQ) memset(&c.brecq, 0, sizeof c.brecq);   /* unused by the other modes */
     return qd_config_hash(&c);
 }
 
@@ -259,10 +262,129 @@ static void print_dry_run(const qd_config *cfg, const run_state *s, const mode_p
            qd_mode_name(cfg->mode), cfg->w_qconfig.bit, cfg->a_qconfig.bit, s->nunits, mp->layerwise ? "layer-wise" : "block-wise",
            mp->reconstruct ? cfg->recon.iters : 0, cfg->recon.batch_size,
            (long long)(mp->reconstruct ? (int64_t)cfg->recon.iters * s->nunits : 0));
+    if (mp->brecq_act)
+        printf("BRECQ activation stage: up to %d iterations per unit with activation quantizers (LSQ, lr %g cosine, L_2.4, FP "
+               "inputs)\n", cfg->brecq.act_iters, (double)cfg->brecq.act_lr);
     printf("calibration: %d images (%s), activation ranges on %d; validation: %d images\n", s->calib.n, cfg->calib_path,
            cfg->act_calib_samples, s->val.n);
     printf("memory estimate: largest unit cache %.1f MiB (unit %d: %s), weights %.1f MiB x ~6 (FP, V, Adam m/v, soft, grad)\n",
            worst / 1048576.0, worst_u, worst_u >= 0 ? s->units[worst_u].name : "-", wbytes / 1048576.0);
+}
+
+/* BRECQ stage 2 (QDROP_SPEC §6.2 "B", §6.3 last item, §9 "Original baselines"), after every unit's
+ * weights are hard-rounded:
+ *   1. activation ranges of all quantizers: one progressive forward of quant.act_calib_samples
+ *      images with hard weights and all activations quantized (each quantizer initialised on its
+ *      first call, in data-flow order — B's single 64-image forward);
+ *   2. per unit, in order: LSQ of the unit's activation scales only (weights fixed, no AdaRound,
+ *      no drop), inputs and targets from the FP model, loss L_2.4 (§5 reduction), separate Adam
+ *      lr quant.brecq.act_lr with cosine annealing to 0 over quant.brecq.act_iters, no scale
+ *      gradient factor (B has none, §6.3), through the same training loop (qd_recon_unit).
+ * Progress is checkpointed after every unit as units_done = nunits + i + 1, so --resume continues
+ * exactly: ranges are recomputed (deterministically) only when no stage-2 unit had finished. */
+static qd_status brecq_act_stage(run_state *S, qd_recon_ctx *ctx, const char *ckpt_path, uint64_t cfg_hash,
+                                 uint64_t model_hash, int units_done) {
+    const qd_config *cfg = ctx->cfg;
+    qd_graph *g = S->g;
+    qd_backend *b = S->b;
+    int N = S->nunits;
+    int start = units_done > N ? units_done - N : 0;
+    qd_status st = QD_OK;
+    if (start == 0) {
+        qd_log_info("brecq_act_ranges", "BRECQ stage 2: activation ranges on %d images (hard weights, activations quantized)",
+                    cfg->act_calib_samples);
+        QD_TRY(qd_init_act_ranges(ctx, QD_EXEC_QUANT, NULL, cfg->act_calib_samples, 1));
+    }
+    qd_config c2 = *cfg;
+    c2.recon.iters = cfg->brecq.act_iters;
+    c2.recon.scale_lr = cfg->brecq.act_lr;
+    c2.recon.lsq_grad_scale = 0;
+    c2.recon.drop_prob = 1.0f;
+    qd_recon_ctx saved = *ctx;
+    ctx->cfg = &c2;
+    ctx->weights_fixed = 1;
+    ctx->loss_p = 2.4f;
+    ctx->act_in_unit_quant = 1;
+    ctx->learn_scales = 1;
+    ctx->keep_prob = 1.0f;
+    ctx->input_keep_prob = 1.0f;
+    ctx->upstream_mode = QD_EXEC_FP;   /* "inputs taken from the FP model" */
+    ctx->cut_q = ctx->cut_fp = NULL;
+    ctx->cut_value = -1;
+    float *cut = NULL;                 /* FP activations of the calibration set at the current unit input */
+    int use_cut = getenv("QD_NO_INCREMENTAL_CACHE") == NULL;
+    for (int i = start; i < N && st == QD_OK; i++) {
+        const qd_unit_spec *u = &S->units[i];
+        qd_unit_report *rep = &S->reps[N + i];
+        int nq = 0;
+        for (int a = 0; a < g->nact; a++) nq += g->act[a].unit == u->index;
+        if (nq == 0) {
+            /* nothing to learn in this unit (e.g. a classifier without an output quantizer) */
+            memset(rep, 0, sizeof *rep);
+            snprintf(rep->name, sizeof rep->name, "act %.120s", u->name);
+            rep->nlayers = 0;
+        } else {
+            if (use_cut && !cut) {
+                size_t bytes = sizeof(float) * (size_t)S->calib.n * (size_t)qd_value_sample_numel(&g->values[u->input_value]);
+                int dev = 0;
+                cut = b->ops->alloc_cache(b, bytes, &dev);
+                if (!cut) { qd_error_clear(); use_cut = 0; }
+                else if ((st = qd_cache_value(ctx, QD_EXEC_FP, u->node_begin, u->input_value, S->calib.n, cut)) != QD_OK) break;
+            }
+            ctx->cut_q = ctx->cut_fp = cut;
+            ctx->cut_value = cut ? u->input_value : -1;
+            ctx->progress_unit = i;
+            ctx->progress_nunits = N;
+            qd_log_info("unit_start", "BRECQ stage 2, unit %d/%d: %s", i + 1, N, u->name);
+            st = qd_recon_unit(ctx, u, rep);
+            for (int attempt = 1; st == QD_ERR_NUMERIC && attempt <= cfg->recon.nan_retries; attempt++) {
+                qd_log_warn("nan_retry", "BRECQ stage 2, unit %d: %s; retrying with the scale lr / %d", i, qd_error_message(),
+                            1 << (3 * attempt));
+                qd_error_clear();
+                free(rep->curve); free(rep->curve_iter);
+                qd_config c3 = c2;
+                c3.recon.scale_lr = c2.recon.scale_lr / (float)(1 << (3 * attempt));
+                ctx->cfg = &c3;
+                ctx->attempt = attempt;
+                st = qd_recon_unit(ctx, u, rep);
+                ctx->cfg = &c2;
+                ctx->attempt = 0;
+            }
+            if (st != QD_OK) break;
+            char nm[sizeof rep->name];
+            snprintf(nm, sizeof nm, "act %.120s", rep->name);
+            memcpy(rep->name, nm, sizeof nm);
+            qd_log_info("unit_done", "BRECQ stage 2, unit %d/%d %s: %d iterations, L_2.4 %.5g -> %.5g, SQNR %.2f -> %.2f dB, %.1f s",
+                        i + 1, N, u->name, rep->iters_run, rep->loss_start, rep->loss_end, rep->sqnr_before_db,
+                        rep->sqnr_after_db, rep->seconds);
+        }
+        S->nreps = N + i + 1;
+        if ((st = qd_ckpt_save(ckpt_path, g, cfg_hash, model_hash, N + i + 1, S->reps, S->nreps)) != QD_OK) break;
+        if (cut && i + 1 < N) {
+            /* advance the FP cut to the next unit's input; recompute from the images when the units
+             * do not form a simple chain */
+            const qd_unit_spec *nx = &S->units[i + 1];
+            size_t bytes = sizeof(float) * (size_t)S->calib.n * (size_t)qd_value_sample_numel(&g->values[nx->input_value]);
+            int dev = 0;
+            float *nc = b->ops->alloc_cache(b, bytes, &dev);
+            if (nc && (st = qd_cache_from(ctx, QD_EXEC_FP, cut, u->input_value, u->node_begin, nx->node_begin,
+                                           nx->input_value, S->calib.n, nc)) == QD_OK) {
+                b->ops->free_cache(b, cut);
+                cut = nc;
+            } else {
+                qd_error_clear();
+                st = QD_OK;
+                if (nc) b->ops->free_cache(b, nc);
+                b->ops->free_cache(b, cut);
+                cut = NULL;
+                use_cut = 0;
+            }
+        }
+    }
+    if (cut) b->ops->free_cache(b, cut);
+    saved.progress_unit = ctx->progress_unit;
+    *ctx = saved;
+    return st;
 }
 
 qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
@@ -365,7 +487,10 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
 
     /* resume or calibrate */
     int units_done = 0;
-    S.reps = calloc((size_t)S.nunits + 1, sizeof(qd_unit_report));
+    /* BRECQ: one report per unit and stage; checkpoint progress counts stage-2 units after the
+     * stage-1 ones (units_done in [0, 2 * nunits]) */
+    int rep_cap = mp.brecq_act ? 2 * S.nunits : S.nunits;
+    S.reps = calloc((size_t)rep_cap + 1, sizeof(qd_unit_report));
     if (!S.reps) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
     snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
     if (opt->resume) {
@@ -373,9 +498,10 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
             st = qd_errorf(QD_ERR_NOINPUT, "%s: no checkpoint to resume from (run without --resume to start)", path);
             goto done;
         }
-        if ((st = qd_ckpt_load(path, S.g, cfg_hash, model_hash, &units_done, S.reps, S.nunits, &S.nreps)) != QD_OK) goto done;
+        if ((st = qd_ckpt_load(path, S.g, cfg_hash, model_hash, &units_done, S.reps, rep_cap, &S.nreps)) != QD_OK) goto done;
+        if (units_done > rep_cap) { st = qd_errorf(QD_ERR_DATA, "%s: checkpoint records %d finished units, this run has %d", path, units_done, rep_cap); goto done; }
         if ((st = qd_exec_sync_quant(S.ex)) != QD_OK) goto done;
-        qd_log_info("resume", "resuming from %s: %d of %d units finished", path, units_done, S.nunits);
+        qd_log_info("resume", "resuming from %s: %d of %d units finished", path, units_done, rep_cap);
     } else {
         t_phase = now_s();
         if (mp.ranges_before &&
@@ -482,6 +608,7 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
         ctx.cut_value = -1;
         if (st != QD_OK) goto done;
     }
+    if (mp.brecq_act && (st = brecq_act_stage(&S, &ctx, path, cfg_hash, model_hash, units_done)) != QD_OK) goto done;
     if (mp.ranges_after_all && (st = qd_init_act_ranges(&ctx, QD_EXEC_QUANT, NULL, cfg->act_calib_samples, 1)) != QD_OK) goto done;
     if (mp.ranges_per_unit_after && (st = qd_init_act_ranges(&ctx, QD_EXEC_QUANT, NULL, cfg->act_calib_samples, 1)) != QD_OK) goto done;
     cJSON_AddNumberToObject(times, "reconstruction_s", now_s() - t_phase);
@@ -543,6 +670,10 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
         cJSON_AddNumberToObject(r, "w_bits", cfg->w_qconfig.bit);
         cJSON_AddNumberToObject(r, "a_bits", cfg->a_qconfig.bit);
         cJSON_AddNumberToObject(r, "iters_per_unit", cfg->recon.iters);
+        if (mp.brecq_act) {
+            cJSON_AddNumberToObject(r, "brecq_act_iters_per_unit", cfg->brecq.act_iters);
+            cJSON_AddNumberToObject(r, "brecq_act_lr", cfg->brecq.act_lr);
+        }
         cJSON_AddNumberToObject(r, "calibration_images", S.calib.n);
         cJSON_AddNumberToObject(r, "seed", (double)cfg->seed);
         cJSON *acc = cJSON_AddObjectToObject(r, "accuracy");

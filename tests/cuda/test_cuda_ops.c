@@ -549,6 +549,24 @@ static void test_scale_mse_finite(void) {
     tb_get(lb, 4, &a, &b);
     tw_check_rel("mse_loss loss (+=)", *(float *)a, *(float *)b, 1e-6);
     free(a); free(b);
+    /* lp_loss, p = 2.4 (BRECQ's activation stage): powf is not correctly rounded on either side,
+     * so dy is compared by NMSE, the loss relatively */
+    {
+        float l1 = 0.25f;
+        twin_bufs lb2 = tb_up(&l1, 4);
+        for (int k = 0; k < 2; k++) {
+            qd_backend *bk = k ? g_dev : g_cpu;
+            TW_OK(bk->ops->lp_loss(bk, 2.4f, N, C, HW, (float *)yb.p[k], (float *)tbf.p[k], (float *)dyb.p[k],
+                                   (float *)lb2.p[k]));
+        }
+        tb_get(dyb, (size_t)(N * C * HW) * 4, &a, &b);
+        tw_check_nmse("lp_loss dy (p=2.4)", a, b, N * C * HW, TW_ELEM);
+        free(a); free(b);
+        tb_get(lb2, 4, &a, &b);
+        tw_check_rel("lp_loss loss (p=2.4, +=)", *(float *)a, *(float *)b, 1e-5);
+        free(a); free(b);
+        tb_free(lb2);
+    }
     tb_free(yb); tb_free(tbf); tb_free(lb); tb_free(dyb);
 
     /* check_finite: clean, NaN, +Inf; sticky flag */

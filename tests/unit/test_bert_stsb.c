@@ -1,7 +1,9 @@
 /* End to end: all-MiniLM-L6-v2 (tools/fetch_minilm.sh -> models/all-MiniLM-L6-v2, or
  * $QD_BERT_MODEL_DIR) on the STS-B test set (assets/stsb/sts-test.tsv, 1379 pairs). The FP32
  * Spearman must match sentence-transformers 6.2.0 on the same files (0.820325, measured with
- * tools/make_bert_fixtures.py stsb) to 5e-4. Skips (77) when the model is not fetched. */
+ * tools/make_bert_fixtures.py stsb) to 1e-4, and the W8A8 min/max baseline its measured value
+ * 0.816022 to 5e-4. Skips (77) when the model is not fetched (scripts/install_deps.sh fetches
+ * it when online). About 2 x 25 s of one core: fast enough for CI as is (label e2e). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include "qdrop/bert.h"
 
 #define QD_ST_REFERENCE_SPEARMAN 0.820325
+#define QD_W8A8_MINMAX_SPEARMAN 0.816022 /* this C code, 2026-11-29; sentence-transformers has no W8A8 */
 
 int main(void) {
     const char *dir = getenv("QD_BERT_MODEL_DIR");
@@ -34,9 +37,10 @@ int main(void) {
     double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     printf("{\"model\": \"all-MiniLM-L6-v2\", \"pairs\": %d, \"spearman_fp32\": %.6f, \"reference\": %.6f, \"seconds\": %.1f}\n",
            n, rho, QD_ST_REFERENCE_SPEARMAN, sec);
-    int ok = n == 1379 && fabs(rho - QD_ST_REFERENCE_SPEARMAN) < 5e-4;
+    int ok = n == 1379 && fabs(rho - QD_ST_REFERENCE_SPEARMAN) < 1e-4;
+    if (!ok) printf("FAIL: FP32 Spearman %.6f, sentence-transformers %.6f (tolerance 1e-4), %d pairs\n", rho, QD_ST_REFERENCE_SPEARMAN, n);
     /* W8A8 min/max baseline (per-channel weights, 8-bit embeddings, dynamic per-tensor
-     * activations at the §8.8 sites): measured 0.816022; it must move, but stay close. */
+     * activations at the §8.8 sites): measured 0.816022; it must differ from FP32 and reproduce. */
     qd_sts_set set;
     qd_bert_model *m;
     double rq = 0;
@@ -51,7 +55,10 @@ int main(void) {
         return 1;
     }
     printf("{\"spearman_w8a8_minmax_dynamic\": %.6f}\n", rq);
-    ok = ok && rq != rho && fabs(rq - rho) < 0.01;
+    if (rq == rho || fabs(rq - QD_W8A8_MINMAX_SPEARMAN) > 5e-4) {
+        printf("FAIL: W8A8 min/max Spearman %.6f, expected %.6f (tolerance 5e-4)\n", rq, QD_W8A8_MINMAX_SPEARMAN);
+        ok = 0;
+    }
     qd_bert_free(m);
     qd_sts_free(&set);
     printf("%s\n", ok ? "PASS" : "FAIL");

@@ -64,6 +64,7 @@ static void test_defaults(void) {
     CHECK(c.recon.keep_gpu == 1 && c.recon.lsq_grad_scale == 1 && c.recon.early_stop == 0);
     CHECK(c.recon.early_stop_window == 500 && c.recon.early_stop_min_delta == 1e-3f);
     CHECK(c.recon.log_every == 500 && c.recon.nan_retries == 0);
+    CHECK(c.brecq.act_iters == 5000 && c.brecq.act_lr == 4e-4f);   /* §6.3 / §9 BRECQ stage 2 */
     CHECK(c.w_qconfig.bit == 4 && c.a_qconfig.bit == 4);
     CHECK(c.w_qconfig.ch_axis == 0 && c.a_qconfig.ch_axis == -1);
     CHECK(c.w_qconfig.symmetric == 0 && c.a_qconfig.symmetric == 0);
@@ -137,6 +138,9 @@ static void test_reject(void) {
     REJECT("{\"quant\":{\"recon\":{\"batch_size\":-1}}}", "quant.recon.batch_size: expected an integer in 1..65536, got -1", NULL);
     REJECT("{\"quant\":{\"recon\":{\"drop_prob\":1.5}}}", "quant.recon.drop_prob: expected a number in [0, 1], got 1.5", "KEEPING");
     REJECT("{\"quant\":{\"recon\":{\"warm_up\":-0.1}}}", "quant.recon.warm_up: expected a number in [0, 1], got -0.1", NULL);
+    REJECT("{\"quant\":{\"brecq\":{\"act_iters\":0}}}", "quant.brecq.act_iters: expected an integer in 1..100000000, got 0", NULL);
+    REJECT("{\"quant\":{\"brecq\":{\"act_lr\":2}}}", "quant.brecq.act_lr: expected a number in [0, 1], got 2", NULL);
+    REJECT("{\"quant\":{\"brecq\":{\"act_itres\":5}}}", "quant.brecq.act_itres: unknown key", "did you mean 'act_iters'");
     REJECT("{\"output\":{\"onnx_opset\":12}}", "output.onnx_opset: expected an integer in 13..21, got 12", NULL);
     REJECT("{\"eval\":{\"max_images\":-5}}", "eval.max_images: expected an integer >= 0, got -5", NULL);
     REJECT("{\"output\":{\"onnx_opset\":22}}", "output.onnx_opset: expected an integer in 13..21, got 22", NULL);
@@ -198,6 +202,8 @@ static void test_set(void) {
     qd_config_defaults(&c);
     qd_error_clear();
     CHECK(qd_config_set(&c, "quant.w_qconfig.bit=2") == QD_OK && c.w_qconfig.bit == 2);
+    CHECK(qd_config_set(&c, "quant.brecq.act_iters=300") == QD_OK && c.brecq.act_iters == 300);
+    CHECK(qd_config_set(&c, "quant.brecq.act_lr=1e-3") == QD_OK && c.brecq.act_lr == 1e-3f);
     CHECK(qd_config_set(&c, "quant.recon.b_range=[15,3]") == QD_OK && c.recon.b_start == 15.0f && c.recon.b_end == 3.0f);
     CHECK(qd_config_set(&c, "quant.recon.b_range=12,4") == QD_OK && c.recon.b_start == 12.0f && c.recon.b_end == 4.0f);
     CHECK(qd_config_set(&c, "data.std=[0.5,0.5,0.5]") == QD_OK && c.std[1] == 0.5f);

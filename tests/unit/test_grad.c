@@ -505,6 +505,45 @@ static void test_mse(qd_backend *b) {
     }
 }
 
+/* L_p loss with p = 2.4 (BRECQ's activation stage, QDROP_SPEC §5 reduction / §6.3): value
+ * against a double reference, dy against central differences of the op itself, and p = 2
+ * against mse_loss. */
+static void test_lp_loss(qd_backend *b) {
+    int64_t N = 3, C = 4, HW = 5, n = N * C * HW;
+    float y[60], t[60], dy[60], dy2[60], dym[60];
+    fill(y, n, -1, 1); fill(t, n, -1, 1);
+    y[0] = t[0];                       /* d = 0: gradient exactly 0 */
+    const float p = 2.4f;
+    float loss = 0.25f;
+    MUST(b->ops->lp_loss(b, p, N, C, HW, y, t, dy, &loss));
+    double ref = 0;
+    for (int64_t i = 0; i < n; i++) ref += pow(fabs((double)y[i] - t[i]), 2.4);
+    ref /= (double)(N * HW);
+    CHECK(fabs((loss - 0.25) - ref) < 1e-5 * (1 + ref), "lp loss %g vs %g", loss - 0.25, ref);
+    CHECK(dy[0] == 0.0f, "lp dy at d = 0: %g", dy[0]);
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)y[i] - t[i];
+        double want = 2.4 * pow(fabs(d), 1.4) * (d > 0 ? 1 : d < 0 ? -1 : 0) / (double)(N * HW);
+        CHECK(fabs(dy[i] - want) < 1e-6 + 1e-5 * fabs(want), "lp dy[%lld] %g vs analytic %g", (long long)i, dy[i], want);
+    }
+    for (int64_t i = 1; i < n; i += 3) {
+        float save = y[i];
+        float lp = 0, lm = 0;
+        y[i] = save + H; MUST(b->ops->lp_loss(b, p, N, C, HW, y, t, NULL, &lp));
+        y[i] = save - H; MUST(b->ops->lp_loss(b, p, N, C, HW, y, t, NULL, &lm));
+        y[i] = save;
+        double num = ((double)lp - lm) / (2 * H);
+        CHECK(fabs(num - dy[i]) < 2e-4 + 1e-2 * fabs(dy[i]), "lp dy[%lld]: %g vs fd %g", (long long)i, dy[i], num);
+    }
+    /* p = 2 is the MSE of §5 */
+    float l2 = 0, lm2 = 0;
+    MUST(b->ops->lp_loss(b, 2.0f, N, C, HW, y, t, dy2, &l2));
+    MUST(b->ops->mse_loss(b, N, C, HW, y, t, dym, &lm2));
+    CHECK(fabs(l2 - lm2) <= 1e-6 * fabs(lm2), "lp(p=2) loss %g vs mse %g", l2, lm2);
+    for (int64_t i = 0; i < n; i++)
+        CHECK(fabs(dy2[i] - dym[i]) <= 1e-6 * fabs(dym[i]) + 1e-9, "lp(p=2) dy[%lld] %g vs mse %g", (long long)i, dy2[i], dym[i]);
+}
+
 int main(void) {
     qd_backend *b = make_cpu(2);
     printf("backend: %s\n", b->device_name);
@@ -518,6 +557,7 @@ int main(void) {
     test_adaround_grads();
     test_adaround_step(b);
     test_mse(b);
+    test_lp_loss(b);
     qd_backend_destroy(b);
     if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
     printf("all gradient checks passed\n");

@@ -138,7 +138,28 @@ static void test_adaround_math(void) {
     CHECK(qd_adaround_reg(10.0f, 2.0f) == 0.0f && fabsf(qd_adaround_reg(0.0f, 2.0f) - 1.0f) < 1e-4f, "regulariser values");
 }
 
+/* |e|^2.4 of the range search (qd_pow_lp24) against pow in double over the whole range where the
+ * result is a normal float, plus the special values. */
+static void test_pow_lp24(void) {
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    for (uint32_t u = 0x26000000u; u < 0x5A000000u; u += 977u) {
+        union { uint32_t u; float f; } c = {u};
+        double ref = pow((double)c.f, (double)QD_MSE_P);
+        if (ref < 1.2e-38 || ref > 3e38) continue;
+        double rel = fabs((double)qd_pow_lp24(c.f) - ref) / ref;
+        if (rel > worst) { worst = rel; worst_x = c.f; }
+        if (qd_pow_lp24(-c.f) != qd_pow_lp24(c.f)) { CHECK(0, "pow_lp24 is even"); break; }
+    }
+    printf("pow_lp24: worst relative error %.3g at %g\n", worst, (double)worst_x);
+    CHECK(worst < 2.5e-7, "pow_lp24 within 2.5e-7 of pow(x, 2.4) in double");
+    CHECK(qd_pow_lp24(0.0f) == 0.0f && qd_pow_lp24(1e-30f) == 0.0f, "pow_lp24 of 0 and tiny values is 0");
+    CHECK(qd_pow_lp24(1.0f) == 1.0f, "pow_lp24(1) = 1");
+    CHECK(isinf(qd_pow_lp24(INFINITY)) && isnan(qd_pow_lp24(NAN)) && isinf(qd_pow_lp24(1e30f)), "pow_lp24 inf/NaN/overflow");
+}
+
 int main(void) {
+    test_pow_lp24();
     test_rounding_and_fq();
     test_qparams();
     test_schedules();
