@@ -162,13 +162,16 @@ static void gm_run(void *vctx, int64_t b0, int64_t b1, int tid) {
         for (int64_t i = i0; i < i0 + n;) {
             int64_t k = i / t->sn, e = i - k * t->sn;
             int64_t end = (k + 1) * t->sn < i0 + n ? (k + 1) * t->sn : i0 + n;
-            const float *q = t->q + (int64_t)t->idx[k] * t->sn + e - i;
-            const float *f = t->f ? t->f + (int64_t)t->idx[k] * t->sn + e - i : NULL;
+            /* pointers at this run's first element (no out-of-range pointer arithmetic) */
+            const float *q = t->q + (int64_t)t->idx[k] * t->sn + e;
+            const float *f = t->f ? t->f + (int64_t)t->idx[k] * t->sn + e : NULL;
+            float *o = t->out + i;
+            int64_t m = end - i;
             if (t->mix) {
-                const uint32_t *fl = flag - i0;
-                for (int64_t j = i; j < end; j++) t->out[j] = fl[j] ? q[j] : f[j];
+                const uint32_t *fl = flag + (i - i0);
+                for (int64_t j = 0; j < m; j++) o[j] = fl[j] ? q[j] : f[j];
             } else {
-                memcpy(t->out + i, q + i, sizeof(float) * (size_t)(end - i));
+                memcpy(o, q, sizeof(float) * (size_t)m);
             }
             i = end;
         }
