@@ -39,20 +39,7 @@
 #define Q_MIN_EFFECT 1e-6 /* quantization error of y at 8 bits is ~1e-4..1e-3 */
 #define ACC_NMSE 1e-10
 
-enum { NP = 16 };
-static const char *k_names[NP] = {"wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo", "ln1_g", "ln1_b",
-                                  "w1", "b1", "w2", "b2", "ln2_g", "ln2_b"};
-
-static void layer_ptrs(qd_bert_layer *L, float ***p) {
-    float **q[NP] = {&L->wq, &L->bq, &L->wk, &L->bk, &L->wv, &L->bv, &L->wo, &L->bo, &L->ln1_g, &L->ln1_b,
-                     &L->w1, &L->b1, &L->w2, &L->b2, &L->ln2_g, &L->ln2_b};
-    memcpy(p, q, sizeof q);
-}
-static void grad_ptrs(qd_bert_layer_grads *g, float ***p) {
-    float **q[NP] = {&g->wq, &g->bq, &g->wk, &g->bk, &g->wv, &g->bv, &g->wo, &g->bo, &g->ln1_g, &g->ln1_b,
-                     &g->w1, &g->b1, &g->w2, &g->b2, &g->ln2_g, &g->ln2_b};
-    memcpy(p, q, sizeof q);
-}
+#include "unit/bert_layer_params.h"
 static void sizes(const qd_bert_config *cfg, size_t *sz) {
     size_t H = (size_t)cfg->hidden, FF = (size_t)cfg->intermediate;
     size_t s[NP] = {H * H, H, H * H, H, H * H, H, H * H, H, H, H, FF * H, FF, H * FF, H, H, H};

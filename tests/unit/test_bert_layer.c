@@ -11,20 +11,7 @@
 static int fails = 0;
 #define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
-enum { NP = 16 };
-static const char *k_names[NP] = {"wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo", "ln1_g", "ln1_b",
-                                  "w1", "b1", "w2", "b2", "ln2_g", "ln2_b"};
-
-static void layer_ptrs(qd_bert_layer *L, float ***p) {
-    float **q[NP] = {&L->wq, &L->bq, &L->wk, &L->bk, &L->wv, &L->bv, &L->wo, &L->bo, &L->ln1_g, &L->ln1_b,
-                     &L->w1, &L->b1, &L->w2, &L->b2, &L->ln2_g, &L->ln2_b};
-    memcpy(p, q, sizeof q);
-}
-static void grad_ptrs(qd_bert_layer_grads *g, float ***p) {
-    float **q[NP] = {&g->wq, &g->bq, &g->wk, &g->bk, &g->wv, &g->bv, &g->wo, &g->bo, &g->ln1_g, &g->ln1_b,
-                     &g->w1, &g->b1, &g->w2, &g->b2, &g->ln2_g, &g->ln2_b};
-    memcpy(p, q, sizeof q);
-}
+#include "unit/bert_layer_params.h"
 
 /* max |a-b| / max(max |b|, 1e-2): the floor covers d(bk), which is exactly 0 in theory
  * (softmax ignores a per-row constant) and float noise in both implementations. */
