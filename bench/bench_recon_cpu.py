@@ -23,29 +23,43 @@ ap.add_argument("--bin", default=os.path.join(root, "build", "qdrop-gpu"))
 ap.add_argument("--iters", type=int, default=200)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--skip-torch", action="store_true")
+ap.add_argument("--skip-im2col", action="store_true", help="do not also time the im2col convolution path")
 a = ap.parse_args()
 
-out = tempfile.mkdtemp(prefix="qd_bench_")
-cmd = [a.bin, "--config", os.path.join(root, "configs", "default.json"), "--device", "cpu", "--out", out,
+cmd = [a.bin, "--config", os.path.join(root, "configs", "default.json"), "--device", "cpu",
        "--set", f"quant.recon.iters={a.iters}", "--set", "eval.enabled=false", "--set", f"process.threads={a.threads}",
        "--set", "output.export_onnx=false", "--set", "output.plots=false", "--set", f"quant.recon.log_every={a.iters}",
        "--progress", "never", "--quiet"]
-r = subprocess.run(cmd, capture_output=True, text=True)
-if r.returncode != 0:
-    print(r.stderr, file=sys.stderr)
-    sys.exit(r.returncode)
-engine_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-res = json.load(open(os.path.join(out, "results.json")))
-units = res["units"]
+
+
+def run_engine(extra_env, label):
+    out = tempfile.mkdtemp(prefix="qd_bench_")  # a fresh folder per run (an old one would resume)
+    r = subprocess.run(cmd + ["--out", out], capture_output=True, text=True, env=dict(os.environ, **extra_env))
+    if r.returncode != 0:
+        print(r.stderr, file=sys.stderr)
+        sys.exit(r.returncode)
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    res = json.load(open(os.path.join(out, "results.json")))
+    units = res["units"]
+    per = {}
+    for name, idxs in shapes.items():
+        ips = [units[i]["it_per_s"] for i in idxs if i < len(units)]
+        per[name] = sum(ips) / len(ips) if ips else float("nan")
+        print(json.dumps({"impl": label, "unit": name, "batch": 32, "threads": a.threads, "iters": a.iters,
+                          "it_per_s": per[name]}))
+    print(json.dumps({"impl": label, "device": res["device"]["name"], "peak_rss_mb": rss, "units": len(units),
+                      "per_unit_it_per_s": [round(u["it_per_s"], 2) for u in units]}))
+    return per, rss
+
+
 shapes = {"basicblock_c16_hw32": [2, 3], "basicblock_c32_hw16": [5, 6], "basicblock_c64_hw8": [8, 9]}
-engine = {}
-for name, idxs in shapes.items():
-    ips = [units[i]["it_per_s"] for i in idxs if i < len(units)]
-    engine[name] = sum(ips) / len(ips) if ips else float("nan")
-    print(json.dumps({"impl": "qdrop-gpu-cpu", "unit": name, "batch": 32, "threads": a.threads, "iters": a.iters,
-                      "it_per_s": engine[name]}))
-print(json.dumps({"impl": "qdrop-gpu-cpu", "peak_rss_mb": engine_rss, "units": len(units),
-                  "per_unit_it_per_s": [round(u["it_per_s"], 2) for u in units]}))
+# the engine as built (oneDNN convolutions when the build has them) ...
+engine, engine_rss = run_engine({}, "qdrop-gpu-cpu")
+# ... and its im2col + OpenBLAS convolution path, measured in the same run as a baseline
+baseline = None
+if not a.skip_im2col:
+    baseline, _ = run_engine({"QD_CPU_CONV": "im2col"}, "qdrop-gpu-cpu-im2col")
+    print(json.dumps({"speedup_over_im2col": {k: round(engine[k] / baseline[k], 2) for k in engine}}))
 if a.skip_torch:
     sys.exit(0)
 env = dict(os.environ, QD_BENCH_THREADS=str(a.threads), QD_BENCH_ITERS=str(min(a.iters, 100)), OMP_NUM_THREADS=str(a.threads))
@@ -65,5 +79,7 @@ for row in torch_rows:
         # that convolutions this fast would allow is bound_ratio (see torch_qdrop_iter.py)
         summary.setdefault("engine_iter_over_conv_only", {})[row["unit"]] = round((1000.0 / e) / row["conv_only_ms"], 2)
         summary.setdefault("bound_ratio_conv_only", {})[row["unit"]] = round(row["bound_ratio"], 2)
+if baseline:
+    summary["speedup_over_im2col_path"] = {k: round(engine[k] / baseline[k], 2) for k in engine}
 summary["peak_rss_mb"] = {"qdrop-gpu": round(engine_rss, 1), "pytorch_eager": round(max(r["peak_rss_mb"] for r in torch_rows), 1)}
 print(json.dumps({"summary": summary}))

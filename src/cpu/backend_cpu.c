@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cpu/cpu_conv.h"
 #include "cpu/cpu_internal.h"
 
 #define QD_CPU_ALIGN 64
@@ -81,6 +82,7 @@ static void cpu_destroy(qd_backend *b) {
     qd_cpu_impl *c = qd_cpu(b);
     if (c) {
         qd_cpu_pool_destroy(c->pool);
+        qd_cpu_conv_dnnl_release(c);
         for (int t = 0; t < c->nthreads; t++) free(c->scratch[t]);
         free(c->scratch);
         free(c->scratch_cap);
@@ -142,7 +144,8 @@ qd_status qd_cpu_backend_create(const qd_backend_options *opt, qd_backend **out)
     b->deterministic = 1;
     b->tf32 = 0;
     b->memory_budget = opt ? opt->memory_budget : 0;
-    snprintf(b->device_name, sizeof b->device_name, "cpu (%d thread%s)", c->nthreads, c->nthreads == 1 ? "" : "s");
+    snprintf(b->device_name, sizeof b->device_name, "cpu (%d thread%s, conv %s)", c->nthreads, c->nthreads == 1 ? "" : "s",
+             qd_cpu_conv_path());
     *out = b;
     return QD_OK;
 }

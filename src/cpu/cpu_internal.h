@@ -33,6 +33,7 @@ typedef struct qd_cpu_impl {
     size_t *scratch_cap;     /* floats */
     float *shared;           /* one shared buffer (per-chunk partial sums) */
     size_t shared_cap;
+    void *dnnl;              /* oneDNN engine, streams and primitive cache (cpu_conv_dnnl.c) */
 } qd_cpu_impl;
 
 static inline qd_cpu_impl *qd_cpu(qd_backend *b) { return (qd_cpu_impl *)b->impl; }

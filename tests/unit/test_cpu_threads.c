@@ -151,7 +151,8 @@ static void bench_conv(int threads) {
 }
 
 int main(void) {
-    check_conv(5, 8, 12, 6, 3, 1, 1, "conv 3x3 (GEMM path)");
+    check_conv(5, 8, 12, 6, 3, 1, 1, "conv 3x3");
+    check_conv(19, 16, 16, 16, 3, 1, 1, "conv 3x3, 3 batch chunks (short last)");
     check_conv(4, 6, 11, 6, 3, 6, 2, "conv depthwise 3x3 s2");
     check_conv(9, 8, 7, 4, 1, 1, 1, "conv 1x1 pointwise");
     check_conv(3, 8, 9, 8, 3, 2, 1, "conv grouped g=2");
