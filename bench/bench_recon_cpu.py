@@ -23,6 +23,8 @@ ap.add_argument("--bin", default=os.path.join(root, "build", "qdrop-gpu"))
 ap.add_argument("--iters", type=int, default=200)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--skip-torch", action="store_true")
+ap.add_argument("--repeat", type=int, default=2,
+                help="runs of each side; the best it/s of each is kept (the shared machine's noise only slows runs down)")
 ap.add_argument("--skip-im2col", action="store_true", help="do not also time the im2col convolution path")
 a = ap.parse_args()
 
@@ -33,22 +35,28 @@ cmd = [a.bin, "--config", os.path.join(root, "configs", "default.json"), "--devi
 
 
 def run_engine(extra_env, label):
-    out = tempfile.mkdtemp(prefix="qd_bench_")  # a fresh folder per run (an old one would resume)
-    r = subprocess.run(cmd + ["--out", out], capture_output=True, text=True, env=dict(os.environ, **extra_env))
-    if r.returncode != 0:
-        print(r.stderr, file=sys.stderr)
-        sys.exit(r.returncode)
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    res = json.load(open(os.path.join(out, "results.json")))
-    units = res["units"]
+    best = None
+    for _ in range(max(1, a.repeat)):
+        out = tempfile.mkdtemp(prefix="qd_bench_")  # a fresh folder per run (an old one would resume)
+        r = subprocess.run(cmd + ["--out", out], capture_output=True, text=True, env=dict(os.environ, **extra_env))
+        if r.returncode != 0:
+            print(r.stderr, file=sys.stderr)
+            sys.exit(r.returncode)
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+        res = json.load(open(os.path.join(out, "results.json")))
+        units = res["units"]
+        if best is None:
+            best = [u["it_per_s"] for u in units]
+        else:
+            best = [max(x, u["it_per_s"]) for x, u in zip(best, units)]
     per = {}
     for name, idxs in shapes.items():
-        ips = [units[i]["it_per_s"] for i in idxs if i < len(units)]
+        ips = [best[i] for i in idxs if i < len(best)]
         per[name] = sum(ips) / len(ips) if ips else float("nan")
         print(json.dumps({"impl": label, "unit": name, "batch": 32, "threads": a.threads, "iters": a.iters,
                           "it_per_s": per[name]}))
     print(json.dumps({"impl": label, "device": res["device"]["name"], "peak_rss_mb": rss, "units": len(units),
-                      "per_unit_it_per_s": [round(u["it_per_s"], 2) for u in units]}))
+                      "repeat": a.repeat, "per_unit_it_per_s_best": [round(x, 2) for x in best]}))
     return per, rss
 
 
@@ -62,7 +70,7 @@ if not a.skip_im2col:
     print(json.dumps({"speedup_over_im2col": {k: round(engine[k] / baseline[k], 2) for k in engine}}))
 if a.skip_torch:
     sys.exit(0)
-env = dict(os.environ, QD_BENCH_THREADS=str(a.threads), QD_BENCH_ITERS=str(min(a.iters, 100)), OMP_NUM_THREADS=str(a.threads))
+env = dict(os.environ, QD_BENCH_THREADS=str(a.threads), QD_BENCH_ITERS=str(min(a.iters, 100)), QD_BENCH_REPEAT=str(a.repeat), OMP_NUM_THREADS=str(a.threads))
 t = subprocess.run([sys.executable, os.path.join(here, "torch_qdrop_iter.py")], capture_output=True, text=True, env=env)
 if t.returncode != 0:
     print(t.stderr, file=sys.stderr)

@@ -182,18 +182,17 @@ __global__ void qd_k_adaround_step(qd_adaround_desc d, qd_sched_desc sc, const i
     int c = *iter;
     int active = qd_reg_active(c, sc.total_iters, sc.warm_up);
     float beta = qd_beta_at(c, sc.total_iters, sc.warm_up, sc.b_start, sc.b_end);
+    qd_adam_bc bc = qd_adam_bias_correction(c);
     double acc = 0.0;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < d.numel;
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t ch = i / d.per_channel;
         float Vi = V[i];
-        float g = dW[i] * qd_adaround_dw_dv(w[i], Vi, s[ch], z[ch], d.qmin, d.qmax);
-        if (active) {
-            g = g + qd_adaround_reg_dv(Vi, beta, sc.lambda);
-            if (want_reg) acc += (double)qd_adaround_reg(Vi, beta);
-        }
+        float term = 0.0f;
+        float g = qd_adaround_grad(dW[i], w[i], Vi, s[ch], z[ch], d.qmin, d.qmax, active, beta, sc.lambda, &term);
+        if (active && want_reg) acc += (double)term;
         float mi = m[i], vi = v[i];
-        V[i] = qd_adam_update(Vi, g, &mi, &vi, sc.lr_v, c);
+        V[i] = qd_adam_update_bc(Vi, g, &mi, &vi, sc.lr_v, bc);
         m[i] = mi;
         v[i] = vi;
     }

@@ -615,18 +615,18 @@ qd_status qd_bert_recon_layer(const qd_bert_model *fp, qd_bert_model *qm, qd_ber
         /* Adam on V with the rounding regulariser after warm-up (§4) */
         int active = qd_reg_active(c, o->iters, o->warm_up);
         float beta = qd_beta_at(c, o->iters, o->warm_up, o->b_start, o->b_end);
+        qd_adam_bc bc = qd_adam_bias_correction(c);
         double reg = 0.0;
         for (int i = 0; i < QD_BERT_NLINEAR; i++) {
             ar_lin *A = &lin[i];
             for (int64_t e = 0; e < A->numel; e++) {
                 int64_t ch = e / A->cols;
                 float V = A->V[e];
-                float gv = A->dW[e] * qd_adaround_dw_dv(A->W[e], V, A->s[ch], A->z[ch], 0.0f, wqmax);
-                if (active) {
-                    gv += qd_adaround_reg_dv(V, beta, o->lambda);
-                    reg += (double)qd_adaround_reg(V, beta);
-                }
-                A->V[e] = qd_adam_update(V, gv, &A->m[e], &A->v[e], QD_ADAM_LR_V, c);
+                float term = 0.0f;
+                float gv = qd_adaround_grad(A->dW[e], A->W[e], V, A->s[ch], A->z[ch], 0.0f, wqmax, active, beta,
+                                            o->lambda, &term);
+                if (active) reg += (double)term;
+                A->V[e] = qd_adam_update_bc(V, gv, &A->m[e], &A->v[e], QD_ADAM_LR_V, bc);
             }
         }
         reg *= (double)o->lambda;

@@ -187,6 +187,35 @@ QD_HD float qd_adaround_reg_dv(float V, float beta, float lambda) {
     return dreg_dh * (QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) * sig * (1.0f - sig);
 }
 
+/* One AdaRound parameter's gradient from a single sigmoid evaluation: dW * dw/dV, plus (reg_on)
+ * the regulariser's gradient, with its term 1 - |2h-1|^beta in *reg_term. The same float
+ * expressions as qd_adaround_dw_dv + qd_adaround_reg_dv and qd_adaround_reg, so the result is
+ * bit-identical to calling them (tests/unit/test_qmath.c); they evaluate the sigmoid 3 times. */
+QD_HD float qd_adaround_grad(float dW, float w, float V, float s, float z, float qmin, float qmax, int reg_on,
+                             float beta, float lambda, float *reg_term) {
+    float sig = qd_sigmoid(V);
+    float hraw = sig * (QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) + QD_ADAROUND_GAMMA;
+    float h = fminf(fmaxf(hraw, 0.0f), 1.0f);
+    int h_inside = hraw >= 0.0f && hraw <= 1.0f;
+    float t = qd_adaround_floor(w, s) + h + z;
+    /* products associate as in the separate functions: ((s * k) * sig) * (1 - sig) */
+    float dwdv = (t >= qmin && t <= qmax && h_inside) ? s * (QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) * sig * (1.0f - sig)
+                                                      : 0.0f;
+    float g = dW * dwdv;
+    if (reg_on) {
+        float rdv = 0.0f;
+        if (h_inside) {
+            float u = 2.0f * hraw - 1.0f;
+            float sgn = (u > 0.0f) ? 1.0f : ((u < 0.0f) ? -1.0f : 0.0f);
+            float dreg_dh = -lambda * beta * powf(fabsf(u), beta - 1.0f) * 2.0f * sgn;
+            rdv = dreg_dh * (QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) * sig * (1.0f - sig);
+        }
+        g += rdv;
+        *reg_term = 1.0f - powf(fabsf(2.0f * h - 1.0f), beta);
+    }
+    return g;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Schedules (§4 LinearTempDecay, §6.3 cosine). c is the 1-based iteration counter.            */
 /* ------------------------------------------------------------------------------------------ */
@@ -215,15 +244,25 @@ QD_HD float qd_cosine_lr(float base, int c, int total) {
 /* ------------------------------------------------------------------------------------------ */
 /* Adam (PyTorch semantics, bias-corrected, no weight decay). step = 1-based.                  */
 /* ------------------------------------------------------------------------------------------ */
-QD_HD float qd_adam_update(float p, float g, float *m, float *v, float lr, int step) {
+/* Bias corrections of step `step`: the same for every element, so loops over many parameters
+ * compute them once (qd_adam_update_bc) instead of two powf per element. */
+typedef struct { float bc1, sqrt_bc2; } qd_adam_bc;
+QD_HD qd_adam_bc qd_adam_bias_correction(int step) {
+    qd_adam_bc bc;
+    bc.bc1 = 1.0f - powf(QD_ADAM_BETA1, (float)step);
+    bc.sqrt_bc2 = sqrtf(1.0f - powf(QD_ADAM_BETA2, (float)step));
+    return bc;
+}
+QD_HD float qd_adam_update_bc(float p, float g, float *m, float *v, float lr, qd_adam_bc bc) {
     float m1 = QD_ADAM_BETA1 * (*m) + (1.0f - QD_ADAM_BETA1) * g;
     float v1 = QD_ADAM_BETA2 * (*v) + (1.0f - QD_ADAM_BETA2) * g * g;
     *m = m1;
     *v = v1;
-    float bc1 = 1.0f - powf(QD_ADAM_BETA1, (float)step);
-    float bc2 = 1.0f - powf(QD_ADAM_BETA2, (float)step);
-    float denom = sqrtf(v1) / sqrtf(bc2) + QD_ADAM_EPS;
-    return p - (lr / bc1) * m1 / denom;
+    float denom = sqrtf(v1) / bc.sqrt_bc2 + QD_ADAM_EPS;
+    return p - (lr / bc.bc1) * m1 / denom;
+}
+QD_HD float qd_adam_update(float p, float g, float *m, float *v, float lr, int step) {
+    return qd_adam_update_bc(p, g, m, v, lr, qd_adam_bias_correction(step));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -237,28 +276,39 @@ QD_HD float qd_adam_update(float p, float g, float *m, float *v, float lr, int s
 #define QD_RNG_T_INPUT 0xFFFFFFF1u  /* unit-input mixing (§7.1) */
 /* activation quantizer j inside a unit uses tensor id j (§7.2) */
 
+#define QD_PHILOX_W0 0x9E3779B9u
+#define QD_PHILOX_W1 0xBB67AE85u
+/* One Philox4x32 round on a counter held in four words (the CPU's vectorised tiles keep 16
+ * counters as four arrays and call it per lane; qd_philox4x32_10 per block). */
+QD_HD void qd_philox_round(uint32_t *c0, uint32_t *c1, uint32_t *c2, uint32_t *c3, uint32_t k0, uint32_t k1) {
+    uint64_t p0 = (uint64_t)0xD2511F53u * *c0;
+    uint64_t p1 = (uint64_t)0xCD9E8D57u * *c2;
+    uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
+    uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
+    uint32_t n0 = hi1 ^ *c1 ^ k0;
+    uint32_t n2 = hi0 ^ *c3 ^ k1;
+    *c0 = n0; *c1 = lo1; *c2 = n2; *c3 = lo0;
+}
+
 QD_HD void qd_philox4x32_10(uint32_t ctr[4], uint32_t k0, uint32_t k1) {
-    const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
     for (int i = 0; i < 10; i++) {
-        uint64_t p0 = (uint64_t)M0 * ctr[0];
-        uint64_t p1 = (uint64_t)M1 * ctr[2];
-        uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-        uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-        uint32_t n0 = hi1 ^ ctr[1] ^ k0;
-        uint32_t n2 = hi0 ^ ctr[3] ^ k1;
-        ctr[0] = n0; ctr[1] = lo1; ctr[2] = n2; ctr[3] = lo0;
-        k0 += W0; k1 += W1;
+        qd_philox_round(&ctr[0], &ctr[1], &ctr[2], &ctr[3], k0, k1);
+        k0 += QD_PHILOX_W0; k1 += QD_PHILOX_W1;
     }
 }
 
 /* The Philox block of elements 4*blk .. 4*blk+3 of (key, iteration): out[j] is the value
  * qd_rng_u32 returns for element 4*blk + j. CPU loops use it to pay one block per 4 elements. */
+/* Philox key words and the counter's high word of (key): shared by qd_rng_block and the CPU tiles. */
+QD_HD uint32_t qd_rng_k0(qd_rng_key key) { return key.seed_lo ^ (key.unit * 0x85EBCA6Bu); }
+QD_HD uint32_t qd_rng_ctr1(qd_rng_key key, uint64_t blk) { return (uint32_t)(blk >> 32) ^ (key.unit << 16); }
+
 QD_HD void qd_rng_block(qd_rng_key key, uint32_t iteration, uint64_t blk, uint32_t out[4]) {
     out[0] = (uint32_t)blk;
-    out[1] = (uint32_t)(blk >> 32) ^ (key.unit << 16);
+    out[1] = qd_rng_ctr1(key, blk);
     out[2] = key.tensor;
     out[3] = iteration;
-    qd_philox4x32_10(out, key.seed_lo ^ (key.unit * 0x85EBCA6Bu), key.seed_hi);
+    qd_philox4x32_10(out, qd_rng_k0(key), key.seed_hi);
 }
 
 /* 32 random bits for logical element `elem` of (key, iteration). */

@@ -18,6 +18,8 @@
  * per 4 elements, the same words qd_rng_u32 returns); out holds n rounded up to 4. */
 QD_SIMD_CLONES
 static void rng_tile(qd_rng_key key, uint32_t it, int64_t a0, int n, uint32_t *out) {
+    /* One block per 4 elements. (A structure-of-arrays form, 16-32 counters as four arrays, was
+     * measured at -O3: 1.45-5.0 ns/element depending on the lane count, against 1.6 here.) */
     int nb = (n + 3) >> 2;
     uint64_t blk0 = (uint64_t)a0 >> 2;
     for (int j = 0; j < nb; j++) {
@@ -38,23 +40,19 @@ static const uint32_t *rng_words(qd_rng_key key, uint32_t it, int64_t i0, int n,
     return buf + off;
 }
 
-/* Keep flags as 0/1 words from random words: qd_u32_to_uniform(r) < keep (§7). */
+/* Training fake-quant with optional drop: rnd NULL = quantize every element; else element i
+ * keeps its quantization where qd_u32_to_uniform(rnd[i]) < keep (§7). */
 QD_SIMD_CLONES
-static void keep_tile(int n, const uint32_t *rnd, float keep, uint32_t *flag) {
-    for (int i = 0; i < n; i++) flag[i] = qd_u32_to_uniform(rnd[i]) < keep;
-}
-
-/* Training fake-quant with optional drop: flag NULL = quantize every element. */
-QD_SIMD_CLONES
-static void fq_fwd_tile(int n, const float *x, const uint32_t *flag, float s, float z, float qmin, float qmax,
-                        float *y, uint8_t *region) {
-    if (flag) {
+static void fq_fwd_tile(int n, const float *x, const uint32_t *rnd, float keep, float s, float z, float qmin,
+                        float qmax, float *y, uint8_t *region) {
+    if (rnd) {
         for (int i = 0; i < n; i++) {
             int reg;
             float xv = x[i];
             float q = qd_fake_quant_region(xv, s, z, qmin, qmax, &reg);
-            y[i] = flag[i] ? q : xv;
-            region[i] = (uint8_t)(flag[i] ? reg : QD_FQ_DROPPED);
+            int kept = qd_u32_to_uniform(rnd[i]) < keep;
+            y[i] = kept ? q : xv;
+            region[i] = (uint8_t)(kept ? reg : QD_FQ_DROPPED);
         }
     } else {
         for (int i = 0; i < n; i++) {
@@ -151,13 +149,20 @@ typedef struct {
     float *out;
 } gm_task;
 
+/* o = keep ? quantized : FP per element, the keep flag drawn from the element's random word. */
+QD_SIMD_CLONES
+static void mix_run(int64_t m, const uint32_t *rnd, float keep, const float *q, const float *f, float *o) {
+    for (int64_t j = 0; j < m; j++) o[j] = qd_u32_to_uniform(rnd[j]) < keep ? q[j] : f[j];
+}
+
 static void gm_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     (void)tid;
     gm_task *t = vctx;
-    uint32_t rbuf[QD_CPU_TILE + 4], flag[QD_CPU_TILE];
+    uint32_t rbuf[QD_CPU_TILE + 4];
+    const uint32_t *rnd = NULL;
     for (int64_t i0 = b0; i0 < b1; i0 += QD_CPU_TILE) {
         int n = (int)(b1 - i0 < QD_CPU_TILE ? b1 - i0 : QD_CPU_TILE);
-        if (t->mix) keep_tile(n, rng_words(t->key, t->it, i0, n, rbuf), t->keep, flag);
+        if (t->mix) rnd = rng_words(t->key, t->it, i0, n, rbuf);
         /* runs of one sample: contiguous source rows */
         for (int64_t i = i0; i < i0 + n;) {
             int64_t k = i / t->sn, e = i - k * t->sn;
@@ -168,8 +173,7 @@ static void gm_run(void *vctx, int64_t b0, int64_t b1, int tid) {
             float *o = t->out + i;
             int64_t m = end - i;
             if (t->mix) {
-                const uint32_t *fl = flag + (i - i0);
-                for (int64_t j = 0; j < m; j++) o[j] = fl[j] ? q[j] : f[j];
+                mix_run(m, rnd + (i - i0), t->keep, q, f, o);
             } else {
                 memcpy(o, q, sizeof(float) * (size_t)m);
             }
@@ -208,12 +212,12 @@ static void fq_fwd_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     fq_task *t = vctx;
     const qd_fq_desc *d = t->d;
     int drop = d->keep_prob < 1.0f;
-    uint32_t rbuf[QD_CPU_TILE + 4], flag[QD_CPU_TILE];
+    uint32_t rbuf[QD_CPU_TILE + 4];
     uint8_t regbuf[QD_CPU_TILE];
     for (int64_t i0 = b0; i0 < b1; i0 += QD_CPU_TILE) {
         int n = (int)(b1 - i0 < QD_CPU_TILE ? b1 - i0 : QD_CPU_TILE);
-        if (drop) keep_tile(n, rng_words(d->key, t->it, i0, n, rbuf), d->keep_prob, flag);
-        fq_fwd_tile(n, t->x + i0, drop ? flag : NULL, t->s, d->zero_point, d->qmin, d->qmax, t->y + i0,
+        const uint32_t *rnd = drop ? rng_words(d->key, t->it, i0, n, rbuf) : NULL;
+        fq_fwd_tile(n, t->x + i0, rnd, d->keep_prob, t->s, d->zero_point, d->qmin, d->qmax, t->y + i0,
                     t->region ? t->region + i0 : regbuf);
     }
 }
@@ -263,6 +267,7 @@ typedef struct {
     float *V, *m, *v, *out;
     int hard, c, active;
     float beta;
+    qd_adam_bc bc;            /* Adam bias corrections of step c */
 } ar_task;
 
 static void ar_init_run(void *vctx, int64_t b0, int64_t b1, int tid) {
@@ -312,13 +317,11 @@ static double ar_step_chunk(void *vctx, int64_t b0, int64_t b1) {
     int64_t pc = d->per_channel, c = b0 / pc, cend = (c + 1) * pc;
     for (int64_t i = b0; i < b1; i++) {
         if (i == cend) { c++; cend += pc; }
-        float V = t->V[i];
-        float g = t->dW[i] * qd_adaround_dw_dv(t->w[i], V, t->s[c], t->z[c], d->qmin, d->qmax);
-        if (t->active) {
-            g += qd_adaround_reg_dv(V, t->beta, t->sc->lambda);
-            reg += (double)qd_adaround_reg(V, t->beta);
-        }
-        t->V[i] = qd_adam_update(V, g, &t->m[i], &t->v[i], t->sc->lr_v, t->c);
+        float V = t->V[i], term = 0.0f;
+        float g = qd_adaround_grad(t->dW[i], t->w[i], V, t->s[c], t->z[c], d->qmin, d->qmax, t->active, t->beta,
+                                   t->sc->lambda, &term);
+        if (t->active) reg += (double)term;
+        t->V[i] = qd_adam_update_bc(V, g, &t->m[i], &t->v[i], t->sc->lr_v, t->bc);
     }
     return reg;
 }
@@ -331,6 +334,7 @@ static qd_status cpu_adaround_step(qd_backend *b, const qd_adaround_desc *d, con
     ar_task t = {.d = d, .sc = s, .w = w, .s = sc, .z = z, .dW = dW, .V = V, .m = m, .v = v, .c = c};
     t.active = qd_reg_active(c, s->total_iters, s->warm_up);
     t.beta = qd_beta_at(c, s->total_iters, s->warm_up, s->b_start, s->b_end);
+    t.bc = qd_adam_bias_correction(c);
     double reg = 0.0;
     QD_TRY(ordered_sum(b, d->numel, ar_step_chunk, &t, &reg));
     if (reg_loss && t.active) *reg_loss += (float)((double)s->lambda * reg);

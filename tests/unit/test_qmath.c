@@ -138,6 +138,32 @@ static void test_adaround_math(void) {
     CHECK(qd_adaround_reg(10.0f, 2.0f) == 0.0f && fabsf(qd_adaround_reg(0.0f, 2.0f) - 1.0f) < 1e-4f, "regulariser values");
 }
 
+/* The fused per-parameter step (qd_adaround_grad, qd_adam_update_bc: one sigmoid, bias
+ * corrections once per step) must give the bits of the separate functions it replaces. */
+static void test_adaround_fused(void) {
+    uint64_t st = 0x9e3779b97f4a7c15ull;
+    int bad = 0, n = 0;
+    for (int i = 0; i < 200000; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        float V = ((float)((st >> 40) & 0xffffff) / 16777216.0f - 0.5f) * 24.0f;  /* covers both clamps */
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        float w = ((float)((st >> 40) & 0xffffff) / 16777216.0f - 0.5f) * 2.0f;
+        float dW = ((float)((st >> 16) & 0xffff) / 65536.0f - 0.5f) * 1e-2f;
+        float s = 0.05f + (float)(i % 7) * 0.01f, z = (float)(i % 3), qmin = 0.0f, qmax = (i % 2) ? 3.0f : 15.0f;
+        int on = i % 3 != 0, step = 1 + i % 5000;
+        float beta = 2.0f + (float)(i % 19);
+        float ref = dW * qd_adaround_dw_dv(w, V, s, z, qmin, qmax), ref_term = 0.0f, term = 0.0f;
+        if (on) { ref += qd_adaround_reg_dv(V, beta, 0.01f); ref_term = qd_adaround_reg(V, beta); }
+        float g = qd_adaround_grad(dW, w, V, s, z, qmin, qmax, on, beta, 0.01f, &term);
+        float m0 = 1e-3f, v0 = 1e-6f, m1 = m0, v1 = v0;
+        float a = qd_adam_update(V, ref, &m0, &v0, 1e-3f, step);
+        float b = qd_adam_update_bc(V, g, &m1, &v1, 1e-3f, qd_adam_bias_correction(step));
+        if (memcmp(&g, &ref, 4) || memcmp(&term, &ref_term, 4) || memcmp(&a, &b, 4) || m0 != m1 || v0 != v1) bad++;
+        n++;
+    }
+    CHECK(bad == 0, "fused AdaRound/Adam step differs from the separate functions in %d of %d cases", bad, n);
+}
+
 /* |e|^2.4 of the range search (qd_pow_lp24) against pow in double over the whole range where the
  * result is a normal float, plus the special values. */
 static void test_pow_lp24(void) {
@@ -166,6 +192,7 @@ int main(void) {
     test_adam();
     test_rng();
     test_adaround_math();
+    test_adaround_fused();
     if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
     printf("qmath: all checks passed\n");
     return 0;
