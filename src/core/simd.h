@@ -13,6 +13,10 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(QD_NO_CLONES)
 #define QD_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* Hand-written AVX-512 Philox (cpu_recon.c): integer-only, so bit-identical to the C version by
+ * construction; chosen at run time with __builtin_cpu_supports. Off with QD_NO_CLONES, so the
+ * simd_clones test compares it against the generic C. */
+#define QD_AVX512_RNG 1
 #else
 #define QD_SIMD_CLONES
 #endif

@@ -55,6 +55,9 @@ qd_status qd_cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *
 
 /* Reconstruction kernels (src/cpu/cpu_recon.c). */
 void qd_cpu_set_recon_ops(qd_backend_ops *ops);
+/* out[i] = qd_rng_u32(key, it, a0 + i) for i < n, a0 a multiple of 4, out holding n rounded up
+ * to a multiple of 4 words: the CPU's Philox tile (AVX-512 or C), exposed for tests. */
+void qd_cpu_rng_words(qd_rng_key key, uint32_t it, int64_t a0, int n, uint32_t *out);
 
 /* Fixed chunk sizes: part of the numerical contract (changing them changes reduction order). */
 #define QD_CPU_EW_GRAIN 16384   /* elementwise */
