@@ -32,6 +32,11 @@ layers except the 8-bit first/last weights and the 8-bit last activation quantiz
 `nodrop` = block reconstruction with LSQ, activations quantized (drop_prob 1.0); `qdrop` = the same
 with drop_prob 0.5. Cells marked – were not run in the session's time.
 
+The 200- and 2,000-iteration tables below were measured before the CPU backend's convolutions moved
+to oneDNN (session 3; `QD_CPU_CONV=im2col` selects the old path). oneDNN sums the same products in
+another order, so rerunning their commands now gives slightly different numbers (the default W4A4
+run: 79.45% with im2col, 79.79% with oneDNN); the 20,000-iteration rows use oneDNN.
+
 Not run: the full table at 20,000 iterations per unit (the paper's setting): with the oneDNN
 convolutions a run takes 40-46 minutes on one core (below), so the 16 cells need about 12 core-hours;
 the rows run so far are in the next section. At 200 iterations the β schedule has
