@@ -321,6 +321,11 @@ static void add_partials(void *vctx, int64_t b0, int64_t b1, int tid) {
     }
 }
 
+void qd_cpu_conv_sum_partials(qd_backend *b, const conv_p *p) {
+    conv_task t = {p, b};
+    qd_cpu_parallel_for(qd_cpu(b)->pool, p->O * p->CKK, QD_CPU_EW_GRAIN, add_partials, &t);
+}
+
 qd_status qd_cpu_conv_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                                const qd_shape *os, const float *dout, float *const *din) {
     conv_p p;
@@ -361,6 +366,6 @@ qd_status qd_cpu_conv_backward(qd_backend *b, const qd_node *n, const qd_shape *
         if (!p.partial) return QD_ERR_DEVICE_OOM;
     }
     qd_cpu_parallel_for(pool, nch, 1, bwd_gemm_task, &t);
-    if (p.dw_out) qd_cpu_parallel_for(pool, p.O * p.CKK, QD_CPU_EW_GRAIN, add_partials, &t);
+    if (p.dw_out) qd_cpu_conv_sum_partials(b, &p);
     return QD_OK;
 }

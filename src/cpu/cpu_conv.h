@@ -15,6 +15,10 @@ typedef struct {
     int64_t chunk;            /* samples per weight-gradient chunk */
 } conv_p;
 
+/* dw_out += partial[0] + partial[1] + ... (chunks of p->chunk samples), in chunk order: the
+ * thread-count independent weight-gradient reduction of both paths. */
+void qd_cpu_conv_sum_partials(qd_backend *b, const conv_p *p);
+
 /* oneDNN path (cpu_conv_dnnl.c). usable: the build has oneDNN, it is not switched off
  * (QD_CPU_CONV=im2col in the environment, read once) and the convolution is ungrouped. */
 int qd_cpu_conv_dnnl_usable(qd_backend *b, const conv_p *p);

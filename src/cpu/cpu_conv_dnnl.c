@@ -436,19 +436,6 @@ static void bwd_task(void *vctx, int64_t c0, int64_t c1, int tid) {
     }
 }
 
-/* dW += partial[0] + partial[1] + ... in chunk order (thread-count independent). */
-static void sum_partials(void *vctx, int64_t i0, int64_t i1, int tid) {
-    (void)tid;
-    dn_job *j = vctx;
-    const conv_p *p = j->p;
-    int64_t wsz = p->O * p->CKK, nch = (p->N + j->k - 1) / j->k;
-    for (int64_t i = i0; i < i1; i++) {
-        float acc = p->dw_out[i];
-        for (int64_t c = 0; c < nch; c++) acc += p->partial[c * wsz + i];
-        p->dw_out[i] = acc;
-    }
-}
-
 qd_status qd_cpu_conv_dnnl_backward(qd_backend *b, conv_p *p) {
     dn_job j;
     g_calls++;
@@ -460,7 +447,10 @@ qd_status qd_cpu_conv_dnnl_backward(qd_backend *b, conv_p *p) {
     }
     qd_cpu_parallel_for(qd_cpu(b)->pool, nch, 1, bwd_task, &j);
     if (j.failed) return qd_errorf(QD_ERR_INTERNAL, "cpu backend: oneDNN convolution backward failed");
-    if (p->dw_out) qd_cpu_parallel_for(qd_cpu(b)->pool, p->O * p->CKK, QD_CPU_EW_GRAIN, sum_partials, &j);
+    if (p->dw_out) {
+        p->chunk = j.k;
+        qd_cpu_conv_sum_partials(b, p);
+    }
     return QD_OK;
 }
 
