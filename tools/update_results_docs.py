@@ -27,7 +27,7 @@ CASES_HEAD = open(os.path.join(root, "tools", "cases_notes_head.md")).read() if 
 CASES_NOTES = open(os.path.join(root, "tools", "cases_notes_tail.md")).read() if os.path.exists(
     os.path.join(root, "tools", "cases_notes_tail.md")) else ""
 head = open(os.path.join(root, "tools", "results_notes_head.md")).read()
-long_notes = open(os.path.join(root, "tools", "results_notes_long.md")).read()
+long_notes = open(os.path.join(root, "tools", "results_notes_long.md")).read() if long_root else ""
 short_notes = open(os.path.join(root, "tools", "results_notes_short.md")).read()
 long_tables = ""
 if long_root:
