@@ -76,8 +76,22 @@ if t.returncode != 0:
     print(t.stderr, file=sys.stderr)
     print(json.dumps({"torch": "unavailable"}))
     sys.exit(0)
-torch_rows = [json.loads(l) for l in t.stdout.splitlines() if l.startswith("{")]
+rows = [json.loads(l) for l in t.stdout.splitlines() if l.startswith("{")]
+torch_rows = [r for r in rows if r.get("impl") == "pytorch_eager"]
+peak = [r for r in rows if r.get("impl") == "sgemm_peak"]
 summary = {"threads": a.threads, "ratios": {}}
+if peak:
+    # Hardware limit: the convolution work an iteration cannot avoid (forward of both 3x3 convs,
+    # the second's input gradient, both weight gradients: 5 passes of 2*N*C*C*9*H*W FLOPs; the
+    # unit's input needs no gradient) at the rate of a large SGEMM on the same cores.
+    print(json.dumps(peak[0]))
+    summary["sgemm_peak_gflops"] = round(peak[0]["gflops"], 1)
+    for name in engine:
+        c, hw = [int(x) for x in name.replace("basicblock_c", "").split("_hw")]
+        flops = 5 * 2.0 * 32 * c * c * 9 * hw * hw
+        gf = flops * engine[name] / 1e9
+        summary.setdefault("engine_conv_gflops", {})[name] = round(gf, 1)
+        summary.setdefault("engine_fraction_of_sgemm_peak", {})[name] = round(gf / peak[0]["gflops"], 2)
 for row in torch_rows:
     print(json.dumps(row))
     e = engine.get(row["unit"])
@@ -87,6 +101,13 @@ for row in torch_rows:
         # that convolutions this fast would allow is bound_ratio (see torch_qdrop_iter.py)
         summary.setdefault("engine_iter_over_conv_only", {})[row["unit"]] = round((1000.0 / e) / row["conv_only_ms"], 2)
         summary.setdefault("bound_ratio_conv_only", {})[row["unit"]] = round(row["bound_ratio"], 2)
+        if peak:
+            # the speed-up over PyTorch of an engine doing nothing but the required convolution
+            # FLOPs at SGEMM rate: no CPU implementation can exceed it on these cores
+            c, hw = [int(x) for x in row["unit"].replace("basicblock_c", "").split("_hw")]
+            flops = 5 * 2.0 * 32 * c * c * 9 * hw * hw
+            summary.setdefault("bound_ratio_sgemm_peak", {})[row["unit"]] = round(
+                peak[0]["gflops"] * 1e9 / flops / row["it_per_s"], 2)
 if baseline:
     summary["speedup_over_im2col_path"] = {k: round(engine[k] / baseline[k], 2) for k in engine}
 summary["peak_rss_mb"] = {"qdrop-gpu": round(engine_rss, 1), "pytorch_eager": round(max(r["peak_rss_mb"] for r in torch_rows), 1)}

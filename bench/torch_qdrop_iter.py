@@ -17,6 +17,22 @@ iters = int(os.environ.get("QD_BENCH_ITERS", "100"))
 repeat = max(1, int(os.environ.get("QD_BENCH_REPEAT", "1")))  # best of `repeat` timed loops
 torch.set_num_threads(threads)
 torch.manual_seed(1005)
+
+# The machine's practical FP32 limit on these cores: a large SGEMM (torch's BLAS), same threads.
+# bench_recon_cpu.py sets the unit's required convolution FLOPs against it.
+def sgemm_gflops(n=2048):
+    a_m, b_m = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a_m, b_m)
+    best = float("inf")
+    for _ in range(3 * repeat):
+        t0 = time.perf_counter()
+        torch.mm(a_m, b_m)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+print(json.dumps({"impl": "sgemm_peak", "threads": threads, "n": 2048, "gflops": sgemm_gflops()}))
+sys.stdout.flush()
 for c, hw in ((16, 32), (32, 16), (64, 8)):
     unit = BasicBlockUnit(c)
     n = 1024
