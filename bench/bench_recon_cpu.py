@@ -80,16 +80,22 @@ rows = [json.loads(l) for l in t.stdout.splitlines() if l.startswith("{")]
 torch_rows = [r for r in rows if r.get("impl") == "pytorch_eager"]
 peak = [r for r in rows if r.get("impl") == "sgemm_peak"]
 summary = {"threads": a.threads, "ratios": {}}
+
+
+def required_conv_flops(unit_name):
+    """The convolution work an iteration cannot avoid: forward of both 3x3 convs, the second's
+    input gradient, both weight gradients (the unit's input needs no gradient): 5 passes of
+    2*N*C*C*9*H*W FLOPs at batch N = 32."""
+    c, hw = [int(x) for x in unit_name.replace("basicblock_c", "").split("_hw")]
+    return 5 * 2.0 * 32 * c * c * 9 * hw * hw
+
+
 if peak:
-    # Hardware limit: the convolution work an iteration cannot avoid (forward of both 3x3 convs,
-    # the second's input gradient, both weight gradients: 5 passes of 2*N*C*C*9*H*W FLOPs; the
-    # unit's input needs no gradient) at the rate of a large SGEMM on the same cores.
+    # Hardware limit: that work at the rate of a large SGEMM on the same cores.
     print(json.dumps(peak[0]))
     summary["sgemm_peak_gflops"] = round(peak[0]["gflops"], 1)
     for name in engine:
-        c, hw = [int(x) for x in name.replace("basicblock_c", "").split("_hw")]
-        flops = 5 * 2.0 * 32 * c * c * 9 * hw * hw
-        gf = flops * engine[name] / 1e9
+        gf = required_conv_flops(name) * engine[name] / 1e9
         summary.setdefault("engine_conv_gflops", {})[name] = round(gf, 1)
         summary.setdefault("engine_fraction_of_sgemm_peak", {})[name] = round(gf / peak[0]["gflops"], 2)
 for row in torch_rows:
@@ -104,10 +110,8 @@ for row in torch_rows:
         if peak:
             # the speed-up over PyTorch of an engine doing nothing but the required convolution
             # FLOPs at SGEMM rate: no CPU implementation can exceed it on these cores
-            c, hw = [int(x) for x in row["unit"].replace("basicblock_c", "").split("_hw")]
-            flops = 5 * 2.0 * 32 * c * c * 9 * hw * hw
             summary.setdefault("bound_ratio_sgemm_peak", {})[row["unit"]] = round(
-                peak[0]["gflops"] * 1e9 / flops / row["it_per_s"], 2)
+                peak[0]["gflops"] * 1e9 / required_conv_flops(row["unit"]) / row["it_per_s"], 2)
 if baseline:
     summary["speedup_over_im2col_path"] = {k: round(engine[k] / baseline[k], 2) for k in engine}
 summary["peak_rss_mb"] = {"qdrop-gpu": round(engine_rss, 1), "pytorch_eager": round(max(r["peak_rss_mb"] for r in torch_rows), 1)}
