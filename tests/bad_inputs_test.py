@@ -249,7 +249,26 @@ def cases():
     C.append(Case("cli_missing_value", 64, r"option --out needs a value", argv=["--out"], config=False,
                   what="option without its value"))
     C.append(Case("cli_stray_argument", 64, r"unexpected argument 'extra'", argv=["extra"], what="positional argument"))
+    C.extend(area_cases())
     return C
+
+
+def area_cases():
+    """Cases kept beside the catalogue, one module per area: tests/bad_inputs/cases_<area>.py, each
+    defining cases(m) that returns a list of Case built with this module's helpers (m: Case,
+    tiny_config, CAT, RESNET20, CIFAR_CALIB, mk_calib_with, skip_root, ...)."""
+    import importlib.util
+    here = sys.modules[__name__]
+    out = []
+    d = os.path.join(SRC, "tests", "bad_inputs")
+    for n in sorted(os.listdir(d)):
+        if not (n.startswith("cases_") and n.endswith(".py")):
+            continue
+        spec = importlib.util.spec_from_file_location(n[:-3], os.path.join(d, n))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        out.extend(mod.cases(here))
+    return out
 
 
 # ---------- runner ----------
