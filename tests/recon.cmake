@@ -6,3 +6,5 @@ qd_add_script_test(resume COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_test.sh 
 qd_add_script_test(resume_brecq COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_test.sh brecq LABELS e2e TIMEOUT 1800)
 # NaN/Inf in the loss: clear error (exit 76), model untouched; retry with lower lr (issue 9 item 3).
 qd_add_script_test(nan_fault COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nan_test.sh LABELS e2e TIMEOUT 900)
+# Fast (histogram + exact refine) vs exact MSE range search: agreement and thread independence.
+qd_add_test(test_range_search SOURCES unit/test_range_search.c LABELS unit TIMEOUT 300)

@@ -85,6 +85,7 @@ typedef struct qd_config {
     int act_calib_samples;          /* images for activation range init, default 256 (§6.2) */
     int first_last_8bit;            /* default true (§1.5) */
     int brecq_setting;              /* default false (§8.7) */
+    int range_search;               /* MSE range search: 0 fast (histogram + exact refine, default), 1 exact */
     qd_mode mode;
     qd_recon_config recon;
     qd_brecq_config brecq;          /* quant.brecq.*, used by mode "brecq" only */

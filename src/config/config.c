@@ -58,6 +58,7 @@ static const char *const PRE_NAMES[] = {"cifar", "imagenet", "none", NULL};
 static const char *const DEV_NAMES[] = {"auto", "cpu", "cuda", NULL};
 static const char *const MODEL_TYPES[] = {"onnx", "bert", NULL};
 static const char *const TASKS[] = {"classification", "stsb", "sst2", NULL};
+static const char *const RANGE_SEARCH_NAMES[] = {"fast", "exact", NULL};
 
 #define OFF(m) offsetof(qd_config, m)
 #define SZ(m) sizeof(((qd_config *)0)->m)
@@ -93,6 +94,7 @@ static const key_def SCHEMA[] = {
     {"quant.act_calib_samples", K_INT, OFF(act_calib_samples), 0, 0, 1, 1000000, 0, NULL, NULL},
     {"quant.first_last_8bit", K_BOOL, OFF(first_last_8bit), 0, 0, 0, 0, 0, NULL, NULL},
     {"quant.brecq_setting", K_BOOL, OFF(brecq_setting), 0, 0, 0, 0, 0, NULL, NULL},
+    {"quant.range_search", K_ENUM, OFF(range_search), 0, 0, 0, 0, 0, RANGE_SEARCH_NAMES, NULL},
     {"quant.mode", K_ENUM, OFF(mode), 0, 0, 0, 0, 0, MODE_NAMES, NULL},
     {"quant.recon.iters", K_INT, OFF(recon.iters), 0, 0, 1, 100000000, 0, NULL, NULL},
     {"quant.recon.batch_size", K_INT, OFF(recon.batch_size), 0, 0, 1, 65536, 0, NULL, NULL},

@@ -6,8 +6,13 @@
  * candidate range goes through the same range->(scale, zp) formula as the observer (§2).
  * Strict "<" keeps the first best candidate, as torch.where(score < best) does.
  *
- * Work is split over channels (weights) or candidates (activations) across threads; every
- * score is summed by one thread in a fixed order, so results do not depend on thread count.
+ * quant.range_search "exact" scores every candidate on every element. "fast" (default) bins the
+ * tensor once, estimates every candidate's error from the histogram and scores only the best
+ * few exactly (see "fast search" below; tolerance in docs/numerics.md).
+ *
+ * Work is split over channels (weights) or candidates and elements (activations) across
+ * threads; every score is summed by one thread in a fixed order and histograms are integer
+ * sums, so results do not depend on the thread count.
  */
 #include <float.h>
 #include <math.h>
@@ -51,10 +56,128 @@ static double lp_score(const float *x, int64_t n, int64_t stride, float lo, floa
     return t / (double)n;
 }
 
+/* Candidate ranges of the §3.1 search for a slice with extremes [mn, mx], in the reference's
+ * order (the order decides ties). Returns the number of candidates (100, or 100 x 2^b). */
+static int64_t build_candidates(float mn, float mx, int mode, int qmin, int qmax, float *lo, float *hi) {
+    int64_t c = 0;
+    if (mode != 0) {
+        float xrange = fmaxf(fabsf(mn), mx);
+        for (int i = 1; i <= QD_MSE_CANDIDATES; i++, c++) {
+            float thr = xrange / (float)QD_MSE_CANDIDATES * (float)i;
+            lo[c] = mode > 0 ? 0.0f : -thr;
+            hi[c] = mode < 0 ? 0.0f : thr;
+        }
+        return c;
+    }
+    float xrange = fmaxf(mx, 0.0f) - fminf(mn, 0.0f);
+    for (int i = 1; i <= QD_MSE_CANDIDATES; i++) {
+        float tmp_max = xrange / (float)QD_MSE_CANDIDATES * (float)i;
+        float delta = tmp_max / (float)(qmax - qmin);
+        for (int zp = qmin; zp <= qmax; zp++, c++) {
+            lo[c] = -(float)zp * delta;
+            hi[c] = tmp_max - (float)zp * delta;
+        }
+    }
+    return c;
+}
+
+static int64_t max_candidates(int qmin, int qmax) { return (int64_t)QD_MSE_CANDIDATES * (qmax - qmin + 1); }
+
+/* ---- fast search: histogram estimate of every candidate, exact score of the best few ----
+ *
+ * One pass bins the non-zero elements into `bins` equal bins over [mn, mx], keeping per bin the
+ * count and the sum of the in-bin offsets in 2^-20 bin units as integers (exact, so partial
+ * histograms merge to the same bits in any order). Each candidate's error is estimated with
+ * every element at its bin's mean (exact zeros quantize to exactly 0 in every candidate, §3.1:
+ * 0 is always a grid point). The QD_FAST_REFINE candidates with the lowest estimate are then
+ * scored exactly, by the same function and data as the exact search, and the lowest exact score
+ * wins (ties: first candidate, as in the exact search). So the fast search returns the exact
+ * result whenever the exact optimum is among those candidates, and otherwise a candidate whose
+ * estimated error is at least as low; docs/numerics.md gives the measured agreement. */
+#define QD_FAST_OFF_ONE 1048576.0 /* 2^20 fixed-point units per bin */
+#define QD_FAST_REFINE_2D 8
+#define QD_FAST_REFINE_1D 4
+#define QD_FAST_ACT_BINS 65536
+#define QD_FAST_ACT_MIN_N (4 * QD_FAST_ACT_BINS) /* below this the exact search is as cheap */
+#define QD_FAST_W_MIN_N 1024                     /* weight channels: fast only when this long
+                                                  * (4 elements per bin, <= 4096 bins) */
+
+typedef struct {
+    int bins;
+    double origin, inv_w;   /* bin of v: (v - origin) * inv_w */
+    int64_t *cnt, *off;     /* [bins] */
+} qd_hist;
+
+static void hist_add(qd_hist *h, const float *x, int64_t begin, int64_t end, int64_t stride) {
+    int64_t B = h->bins;
+    for (int64_t k = begin; k < end; k++) {
+        float v = x[k * stride];
+        if (v == 0.0f) continue;
+        double t = ((double)v - h->origin) * h->inv_w;
+        int64_t j = (int64_t)t;
+        j = j < 0 ? 0 : (j >= B ? B - 1 : j);
+        h->cnt[j]++;
+        h->off[j] += (int64_t)((t - (double)j) * QD_FAST_OFF_ONE);
+    }
+}
+
+/* Compact the non-empty bins into (representative value, weight) pairs; returns their number. */
+static int64_t hist_points(const qd_hist *h, float *val, double *wt) {
+    int64_t m = 0;
+    for (int64_t j = 0; j < h->bins; j++) {
+        if (!h->cnt[j]) continue;
+        double mean = (double)j + (double)h->off[j] / ((double)h->cnt[j] * QD_FAST_OFF_ONE);
+        val[m] = (float)(h->origin + mean / h->inv_w);
+        wt[m] = (double)h->cnt[j];
+        m++;
+    }
+    return m;
+}
+
+/* Estimated sum of |Q(x)-x|^2.4 from the histogram points; 8 lanes in a fixed order. */
+QD_SIMD_CLONES
+static double hist_estimate(const float *val, const double *wt, int64_t m, float lo, float hi, int qmin, int qmax) {
+    float s, z;
+    qd_range_to_qparams(lo, hi, qmin, qmax, &s, &z);
+    float fqmin = (float)qmin, fqmax = (float)qmax;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= m; i += 8)
+        for (int l = 0; l < 8; l++) {
+            float v = val[i + l];
+            acc[l] += wt[i + l] * (double)qd_pow_lp24(qd_fake_quant(v, s, z, fqmin, fqmax) - v);
+        }
+    for (; i < m; i++) acc[i & 7] += wt[i] * (double)qd_pow_lp24(qd_fake_quant(val[i], s, z, fqmin, fqmax) - val[i]);
+    double t = 0.0;
+    for (int l = 0; l < 8; l++) t += acc[l];
+    return t;
+}
+
+/* Indices of the k lowest est[] (ties: lower index first), written in increasing index order. */
+static int select_lowest(const double *est, int64_t ncand, int k, int64_t *out) {
+    if (k > ncand) k = (int)ncand;
+    int n = 0;
+    for (int64_t c = 0; c < ncand; c++) {
+        if (n == k && !(est[c] < est[out[n - 1]])) continue;
+        int pos = n < k ? n++ : k - 1;
+        while (pos > 0 && est[c] < est[out[pos - 1]]) { out[pos] = out[pos - 1]; pos--; }
+        out[pos] = c;
+    }
+    /* back to candidate order so the exact comparison breaks ties as the exact search does */
+    for (int a = 1; a < n; a++) {
+        int64_t v = out[a];
+        int b = a;
+        while (b > 0 && out[b - 1] > v) { out[b] = out[b - 1]; b--; }
+        out[b] = v;
+    }
+    return n;
+}
+
 /* Search one "tensor slice" (a channel, or a whole activation) sequentially. mode: 1 pos,
- * -1 neg, 0 both signs. Returns best range. */
-static void search_slice(const float *x, int64_t n, int64_t stride, int mode, int qmin, int qmax,
-                         float *best_lo, float *best_hi) {
+ * -1 neg, 0 both signs. cand_lo/cand_hi: scratch of max_candidates() floats; fast: use the
+ * histogram search when the slice is long enough. Returns best range. */
+static void search_slice(const float *x, int64_t n, int64_t stride, int mode, int qmin, int qmax, int fast,
+                         float *cand_lo, float *cand_hi, float *best_lo, float *best_hi) {
     float mn = FLT_MAX, mx = -FLT_MAX;
     for (int64_t k = 0; k < n; k++) {
         float v = x[k * stride];
@@ -64,28 +187,34 @@ static void search_slice(const float *x, int64_t n, int64_t stride, int mode, in
     double best = 1e10;
     *best_lo = fminf(mn, 0.0f);
     *best_hi = fmaxf(mx, 0.0f);
-    if (mode != 0) {
-        float xrange = fmaxf(fabsf(mn), mx);
-        for (int i = 1; i <= QD_MSE_CANDIDATES; i++) {
-            float thr = xrange / (float)QD_MSE_CANDIDATES * (float)i;
-            float lo = mode > 0 ? 0.0f : -thr;
-            float hi = mode < 0 ? 0.0f : thr;
-            double sc = lp_score(x, n, stride, lo, hi, qmin, qmax);
-            if (sc < best) { best = sc; *best_lo = lo; *best_hi = hi; }
+    int64_t ncand = build_candidates(mn, mx, mode, qmin, qmax, cand_lo, cand_hi);
+    int bins = (int)(n / 4 > 4096 ? 4096 : n / 4);
+    /* the bin means stand in for the elements only when bins are much finer than the grid
+     * step: at least 16 bins per step of the full-range candidate */
+    if (fast && n >= QD_FAST_W_MIN_N && bins >= 16 * (qmax - qmin + 1) && mx > mn) {
+        int refine = mode != 0 ? QD_FAST_REFINE_1D : QD_FAST_REFINE_2D;
+        int64_t *cnt = calloc((size_t)bins * 2, sizeof(int64_t));
+        float *val = malloc(sizeof(float) * (size_t)bins);
+        double *wt = malloc(sizeof(double) * (size_t)bins), *est = malloc(sizeof(double) * (size_t)ncand);
+        if (cnt && val && wt && est) {
+            qd_hist h = {bins, (double)mn, (double)bins / ((double)mx - (double)mn), cnt, cnt + bins};
+            hist_add(&h, x, 0, n, stride);
+            int64_t m = hist_points(&h, val, wt);
+            for (int64_t c = 0; c < ncand; c++) est[c] = hist_estimate(val, wt, m, cand_lo[c], cand_hi[c], qmin, qmax);
+            int64_t pick[QD_FAST_REFINE_2D];
+            int np = select_lowest(est, ncand, refine, pick);
+            for (int r = 0; r < np; r++) {
+                double sc = lp_score(x, n, stride, cand_lo[pick[r]], cand_hi[pick[r]], qmin, qmax);
+                if (sc < best) { best = sc; *best_lo = cand_lo[pick[r]]; *best_hi = cand_hi[pick[r]]; }
+            }
+            free(cnt); free(val); free(wt); free(est);
+            return;
         }
-        return;
+        free(cnt); free(val); free(wt); free(est); /* out of memory: the exact search needs none */
     }
-    float lo0 = fminf(mn, 0.0f), hi0 = fmaxf(mx, 0.0f);
-    float xrange = hi0 - lo0;
-    for (int i = 1; i <= QD_MSE_CANDIDATES; i++) {
-        float tmp_max = xrange / (float)QD_MSE_CANDIDATES * (float)i;
-        float delta = tmp_max / (float)(qmax - qmin);
-        for (int zp = qmin; zp <= qmax; zp++) {
-            float lo = -(float)zp * delta;
-            float hi = tmp_max - (float)zp * delta;
-            double sc = lp_score(x, n, stride, lo, hi, qmin, qmax);
-            if (sc < best) { best = sc; *best_lo = lo; *best_hi = hi; }
-        }
+    for (int64_t c = 0; c < ncand; c++) {
+        double sc = lp_score(x, n, stride, cand_lo[c], cand_hi[c], qmin, qmax);
+        if (sc < best) { best = sc; *best_lo = cand_lo[c]; *best_hi = cand_hi[c]; }
     }
 }
 
@@ -122,24 +251,38 @@ static void parallel_for(int64_t n, int threads, void (*fn)(void *, int64_t, int
     }
 }
 
+/* ---- method: process-wide default, set once from quant.range_search ---- */
+static volatile int g_range_method = QD_RANGE_FAST;
+
+void qd_range_search_set_method(qd_range_method method) { g_range_method = (int)method; }
+qd_range_method qd_range_search_get_method(void) { return (qd_range_method)g_range_method; }
+
 /* ---- weights: parallel over channels ---- */
 typedef struct {
     const float *w;
     int channels;
     int64_t per_channel;
-    int channel_major, mode, qmin, qmax;
+    int channel_major, mode, qmin, qmax, fast;
     float *scale, *zp;
 } wjob;
 
 static void weight_chunk(void *p, int64_t b, int64_t e) {
     wjob *j = (wjob *)p;
+    int64_t nc = max_candidates(j->qmin, j->qmax);
+    float *cand = malloc(sizeof(float) * 2 * (size_t)nc);
     for (int64_t c = b; c < e; c++) {
         const float *x = j->channel_major ? j->w + c * j->per_channel : j->w + c;
         int64_t stride = j->channel_major ? 1 : j->channels;
         float lo, hi;
-        search_slice(x, j->per_channel, stride, j->mode, j->qmin, j->qmax, &lo, &hi);
+        if (cand) {
+            search_slice(x, j->per_channel, stride, j->mode, j->qmin, j->qmax, j->fast, cand, cand + nc, &lo, &hi);
+        } else { /* out of host memory for 2 x 25 600 floats: min/max range, never a crash */
+            lo = 0.0f; hi = 0.0f;
+            for (int64_t k = 0; k < j->per_channel; k++) { lo = fminf(lo, x[k * stride]); hi = fmaxf(hi, x[k * stride]); }
+        }
         qd_range_to_qparams(lo, hi, j->qmin, j->qmax, &j->scale[c], &j->zp[c]);
     }
+    free(cand);
 }
 
 static int sign_mode(const float *x, int64_t n) {
@@ -150,49 +293,151 @@ static int sign_mode(const float *x, int64_t n) {
     return 0;
 }
 
-qd_status qd_weight_range_search(const float *w, int channels, int64_t per_channel, int channel_major,
-                                 int bits, int threads, float *scale, float *zero_point) {
+qd_status qd_weight_range_search_method(const float *w, int channels, int64_t per_channel, int channel_major,
+                                        int bits, int threads, qd_range_method method, float *scale,
+                                        float *zero_point) {
     if (bits < 2 || bits > 8 || channels <= 0 || per_channel <= 0)
         return qd_errorf(QD_ERR_INTERNAL, "weight range search: bad arguments (bits %d, channels %d)", bits, channels);
     for (int64_t k = 0; k < (int64_t)channels * per_channel; k++)
         if (!isfinite(w[k])) return qd_errorf(QD_ERR_DATA, "weight contains NaN/Inf at element %lld", (long long)k);
     wjob j = {w, channels, per_channel, channel_major, sign_mode(w, (int64_t)channels * per_channel), 0,
-              qd_qmax_for_bits(bits), scale, zero_point};
+              qd_qmax_for_bits(bits), method == QD_RANGE_FAST, scale, zero_point};
     parallel_for(channels, threads, weight_chunk, &j);
     return QD_OK;
 }
 
-/* ---- activations: parallel over candidates ---- */
+qd_status qd_weight_range_search(const float *w, int channels, int64_t per_channel, int channel_major, int bits,
+                                 int threads, float *scale, float *zero_point) {
+    return qd_weight_range_search_method(w, channels, per_channel, channel_major, bits, threads,
+                                         qd_range_search_get_method(), scale, zero_point);
+}
+
+/* ---- activations: parallel over elements (histogram) and candidates (scores) ---- */
 typedef struct {
     const float *x;   /* compacted: exact zeros removed for one-sided tensors (their error is 0) */
     int64_t n, n_total;
     int qmin, qmax, mode;
     float *lo, *hi;   /* candidate ranges */
+    const int64_t *pick; /* NULL: score candidate c; else candidate pick[c] */
     double *score;
 } ajob;
 
 static void act_chunk(void *p, int64_t b, int64_t e) {
     ajob *j = (ajob *)p;
-    for (int64_t c = b; c < e; c++)
-        j->score[c] = lp_score(j->x, j->n, 1, j->lo[c], j->hi[c], j->qmin, j->qmax) * (double)j->n / (double)j->n_total;
+    for (int64_t c = b; c < e; c++) {
+        int64_t k = j->pick ? j->pick[c] : c;
+        j->score[c] = lp_score(j->x, j->n, 1, j->lo[k], j->hi[k], j->qmin, j->qmax) * (double)j->n / (double)j->n_total;
+    }
 }
 
-qd_status qd_act_range_search(const float *x, int64_t n, int bits, int threads, float *scale, float *zero_point) {
+typedef struct {
+    const float *x;
+    int64_t n;
+    int parts;
+    qd_hist *h;       /* [parts], one per contiguous part of x */
+} hjob;
+
+static void hist_chunk(void *p, int64_t b, int64_t e) {
+    hjob *j = (hjob *)p;
+    for (int64_t t = b; t < e; t++) hist_add(&j->h[t], j->x, j->n * t / j->parts, j->n * (t + 1) / j->parts, 1);
+}
+
+typedef struct {
+    const float *val;
+    const double *wt;
+    int64_t m;
+    const float *lo, *hi;
+    int qmin, qmax;
+    double *est;
+} ejob;
+
+static void est_chunk(void *p, int64_t b, int64_t e) {
+    ejob *j = (ejob *)p;
+    for (int64_t c = b; c < e; c++) j->est[c] = hist_estimate(j->val, j->wt, j->m, j->lo[c], j->hi[c], j->qmin, j->qmax);
+}
+
+/* Fast activation search (see the histogram comment above): fills pick[0..np) with the refined
+ * candidates and score[0..np) with their exact scores. Returns np, or -1 when out of memory. */
+static int act_fast(const float *xs, int64_t nn, int64_t n_total, float mn, float mx, int mode, int qmin, int qmax,
+                    int threads, float *lo, float *hi, int64_t ncand, int64_t *pick, double *score) {
+    int parts = threads < 1 ? 1 : (threads > 16 ? 16 : threads); /* integer sums: any split, same bits */
+    int B = QD_FAST_ACT_BINS;
+    int64_t *mem = calloc((size_t)parts * 2 * (size_t)B, sizeof(int64_t));
+    qd_hist h[16];
+    float *val = malloc(sizeof(float) * (size_t)B);
+    double *wt = malloc(sizeof(double) * (size_t)B), *est = malloc(sizeof(double) * (size_t)ncand);
+    int np = -1;
+    if (mem && val && wt && est) {
+        for (int t = 0; t < parts; t++)
+            h[t] = (qd_hist){B, (double)mn, (double)B / ((double)mx - (double)mn), mem + (size_t)t * 2 * B,
+                             mem + (size_t)t * 2 * B + B};
+        hjob hj = {xs, nn, parts, h};
+        parallel_for(parts, parts, hist_chunk, &hj);
+        for (int t = 1; t < parts; t++)
+            for (int64_t b = 0; b < B; b++) { h[0].cnt[b] += h[t].cnt[b]; h[0].off[b] += h[t].off[b]; }
+        int64_t m = hist_points(&h[0], val, wt);
+        ejob ej = {val, wt, m, lo, hi, qmin, qmax, est};
+        parallel_for(ncand, threads, est_chunk, &ej);
+        np = select_lowest(est, ncand, mode != 0 ? QD_FAST_REFINE_1D : QD_FAST_REFINE_2D, pick);
+        ajob aj = {xs, nn, n_total, qmin, qmax, mode, lo, hi, pick, score};
+        parallel_for(np, threads, act_chunk, &aj);
+    }
+    free(mem); free(val); free(wt); free(est);
+    return np;
+}
+
+typedef struct {
+    const float *x;
+    int64_t n;
+    float *mn, *mx;   /* [parts] */
+    int *bad;         /* [parts] */
+    int parts;
+} mjob;
+
+static void minmax_chunk(void *p, int64_t b, int64_t e) {
+    mjob *j = (mjob *)p;
+    for (int64_t t = b; t < e; t++) {
+        float mn = FLT_MAX, mx = -FLT_MAX;
+        int bad = 0;
+        for (int64_t k = j->n * t / j->parts; k < j->n * (t + 1) / j->parts; k++) {
+            float v = j->x[k];
+            bad |= !isfinite(v);
+            mn = fminf(mn, v); mx = fmaxf(mx, v);
+        }
+        j->mn[t] = mn; j->mx[t] = mx; j->bad[t] = bad;
+    }
+}
+
+qd_status qd_act_range_search_method(const float *x, int64_t n, int bits, int threads, qd_range_method method,
+                                     float *scale, float *zero_point) {
     if (n <= 0) return qd_errorf(QD_ERR_INTERNAL, "activation range search on an empty tensor");
     int qmin = 0, qmax = qd_qmax_for_bits(bits);
     float mn = FLT_MAX, mx = -FLT_MAX;
-    for (int64_t k = 0; k < n; k++) {
-        if (!isfinite(x[k])) return qd_errorf(QD_ERR_NUMERIC, "activation contains NaN/Inf during range calibration");
-        mn = fminf(mn, x[k]); mx = fmaxf(mx, x[k]);
+    {   /* min/max are order-independent: any split gives the same values */
+        enum { P = 16 };
+        float pmn[P], pmx[P];
+        int bad[P];
+        int parts = threads < 1 ? 1 : (threads > P ? P : threads);
+        if (n < 65536) parts = 1;
+        mjob mj = {x, n, pmn, pmx, bad, parts};
+        parallel_for(parts, parts, minmax_chunk, &mj);
+        for (int t = 0; t < parts; t++) {
+            if (bad[t]) return qd_errorf(QD_ERR_NUMERIC, "activation contains NaN/Inf during range calibration");
+            mn = fminf(mn, pmn[t]); mx = fmaxf(mx, pmx[t]);
+        }
     }
     int mode = mn >= 0.0f ? 1 : (mx <= 0.0f ? -1 : 0);
-    int64_t ncand = mode != 0 ? QD_MSE_CANDIDATES : (int64_t)QD_MSE_CANDIDATES * (qmax - qmin + 1);
-    float *lo = malloc(sizeof(float) * ncand), *hi = malloc(sizeof(float) * ncand);
-    double *score = malloc(sizeof(double) * ncand);
+    int64_t nmax = max_candidates(qmin, qmax);
+    float *lo = malloc(sizeof(float) * nmax), *hi = malloc(sizeof(float) * nmax);
+    double *score = malloc(sizeof(double) * nmax);
+    int64_t *pick = malloc(sizeof(int64_t) * nmax);
     float *compact = NULL;
     const float *xs = x;
     int64_t nn = n;
-    if (!lo || !hi || !score) { free(lo); free(hi); free(score); return qd_errorf(QD_ERR_INTERNAL, "out of host memory"); }
+    if (!lo || !hi || !score || !pick) {
+        free(lo); free(hi); free(score); free(pick);
+        return qd_errorf(QD_ERR_INTERNAL, "out of host memory");
+    }
     if (mode != 0) {
         /* Exact zeros (most of a post-ReLU tensor) quantize to exactly 0 when z = 0: skip them. */
         compact = malloc(sizeof(float) * (size_t)n);
@@ -201,34 +446,29 @@ qd_status qd_act_range_search(const float *x, int64_t n, int bits, int threads, 
             for (int64_t k = 0; k < n; k++) if (x[k] != 0.0f) compact[nn++] = x[k];
             xs = compact;
         }
-        float xrange = fmaxf(fabsf(mn), mx);
-        for (int i = 1; i <= QD_MSE_CANDIDATES; i++) {
-            float thr = xrange / (float)QD_MSE_CANDIDATES * (float)i;
-            lo[i - 1] = mode > 0 ? 0.0f : -thr;
-            hi[i - 1] = mode < 0 ? 0.0f : thr;
-        }
-    } else {
-        float xrange = fmaxf(mx, 0.0f) - fminf(mn, 0.0f);
-        int64_t c = 0;
-        for (int i = 1; i <= QD_MSE_CANDIDATES; i++) {
-            float tmp_max = xrange / (float)QD_MSE_CANDIDATES * (float)i;
-            float delta = tmp_max / (float)(qmax - qmin);
-            for (int zp = qmin; zp <= qmax; zp++, c++) {
-                lo[c] = -(float)zp * delta;
-                hi[c] = tmp_max - (float)zp * delta;
-            }
-        }
     }
-    ajob j = {xs, nn, n, qmin, qmax, mode, lo, hi, score};
-    if (nn > 0) parallel_for(ncand, threads, act_chunk, &j);
-    else for (int64_t c = 0; c < ncand; c++) score[c] = 0.0;
+    int64_t ncand = build_candidates(mn, mx, mode, qmin, qmax, lo, hi);
+    int64_t nscored = -1;
+    if (method == QD_RANGE_FAST && nn >= QD_FAST_ACT_MIN_N && mx > mn)
+        nscored = act_fast(xs, nn, n, mn, mx, mode, qmin, qmax, threads, lo, hi, ncand, pick, score);
+    if (nscored < 0) { /* exact search (or the fast one could not get its memory) */
+        ajob j = {xs, nn, n, qmin, qmax, mode, lo, hi, NULL, score};
+        if (nn > 0) parallel_for(ncand, threads, act_chunk, &j);
+        else for (int64_t c = 0; c < ncand; c++) score[c] = 0.0;
+        for (int64_t c = 0; c < ncand; c++) pick[c] = c;
+        nscored = ncand;
+    }
     double best = 1e10;
     float blo = fminf(mn, 0.0f), bhi = fmaxf(mx, 0.0f);
-    for (int64_t c = 0; c < ncand; c++)
-        if (score[c] < best) { best = score[c]; blo = lo[c]; bhi = hi[c]; }
+    for (int64_t r = 0; r < nscored; r++)
+        if (score[r] < best) { best = score[r]; blo = lo[pick[r]]; bhi = hi[pick[r]]; }
     qd_range_to_qparams(blo, bhi, qmin, qmax, scale, zero_point);
-    free(lo); free(hi); free(score); free(compact);
+    free(lo); free(hi); free(score); free(pick); free(compact);
     return QD_OK;
+}
+
+qd_status qd_act_range_search(const float *x, int64_t n, int bits, int threads, float *scale, float *zero_point) {
+    return qd_act_range_search_method(x, n, bits, threads, qd_range_search_get_method(), scale, zero_point);
 }
 
 qd_status qd_init_weight_ranges(qd_graph *g, int threads) {

@@ -20,6 +20,17 @@ QD_MUST_USE qd_status qd_weight_range_search(const float *w, int channels, int64
 /* Per-tensor search on an activation sample (§6.2): 1-D for min >= 0 (or max <= 0), else 2-D. */
 QD_MUST_USE qd_status qd_act_range_search(const float *x, int64_t n, int bits, int threads,
                                           float *scale, float *zero_point);
+/* quant.range_search: FAST estimates every candidate from a histogram and scores the best few
+ * exactly (docs/numerics.md, "Range search"); EXACT scores every candidate on every element.
+ * The two functions above use the process-wide method (default FAST), set once per run. */
+typedef enum { QD_RANGE_FAST = 0, QD_RANGE_EXACT = 1 } qd_range_method;
+void qd_range_search_set_method(qd_range_method method);
+qd_range_method qd_range_search_get_method(void);
+QD_MUST_USE qd_status qd_weight_range_search_method(const float *w, int channels, int64_t per_channel,
+                                                    int channel_major, int bits, int threads,
+                                                    qd_range_method method, float *scale, float *zero_point);
+QD_MUST_USE qd_status qd_act_range_search_method(const float *x, int64_t n, int bits, int threads,
+                                                 qd_range_method method, float *scale, float *zero_point);
 
 /* ---- recon_unit.c: one unit's reconstruction ---- */
 typedef struct qd_unit_spec {

@@ -388,6 +388,7 @@ static qd_status brecq_act_stage(run_state *S, qd_recon_ctx *ctx, const char *ck
 }
 
 qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
+    qd_range_search_set_method(cfg->range_search == 1 ? QD_RANGE_EXACT : QD_RANGE_FAST);
     /* HuggingFace BERT directories run the per-encoder-layer pipeline (src/bert/bert_run.c). */
     if (strcmp(cfg->model_type, "bert") == 0) return qd_bert_run(cfg, opt);
     run_state S;

@@ -1,0 +1,136 @@
+/* bench/bench_range_search.c: time of the exact and the fast MSE range search (§3.1, §6.2;
+ * quant.range_search) on MobileNet-style 224x224 activation tensors and ImageNet weight
+ * tensors, in the same run, with the agreement of the two results.
+ *
+ *   qd_bench_range_search [--images N] [--threads T] [--quick]
+ *
+ * One JSON line per tensor: shape, elements, bits, search (1-D for one-sided tensors, 2-D with
+ * 100 x 2^b candidates for signed ones), exact_s, fast_s, speedup, the relative difference of
+ * the chosen ranges and of their L_2.4 errors (fast vs exact; 0 = identical choice).
+ * The tensors are synthetic with the sign structure of the real ones (ReLU6 outputs one-sided,
+ * linear-bottleneck outputs and the normalised image signed); both searches cost time linear in
+ * the element count, the fast one plus a fixed histogram part, so the speed-up at 256 images is
+ * at least the one measured at --images (default 8). --quick: 2 images, no 8-bit image tensor. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/qmath.h"
+#include "recon/recon.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static uint64_t g_rng = 0x243F6A8885A308D3ull;
+static double uni(void) {
+    uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return ((double)(z >> 11) + 0.5) / 9007199254740992.0;
+}
+static double gauss(void) { return sqrt(-2.0 * log(uni())) * cos(6.283185307179586 * uni()); }
+
+typedef enum { SIGNED, RELU6, IMAGE } kind_t;
+
+static void fill(float *x, int64_t n, kind_t k) {
+    for (int64_t i = 0; i < n; i++) {
+        double v = gauss();
+        if (k == RELU6) { v = 1.5 * v + 0.3; v = v < 0 ? 0 : (v > 6 ? 6 : v); }
+        else if (k == IMAGE) { v = 0.9 * v; v = v < -2.1 ? -2.1 : (v > 2.6 ? 2.6 : v); } /* normalised pixels */
+        else v = v * (1.0 + 2.0 * uni() * uni()); /* heavier tails than a gaussian */
+        x[i] = (float)v;
+    }
+}
+
+static double lp_err(const float *x, int64_t n, float s, float z, int bits) {
+    double acc = 0;
+    float qmax = (float)qd_qmax_for_bits(bits);
+    for (int64_t i = 0; i < n; i++) acc += pow(fabs((double)qd_fake_quant(x[i], s, z, 0.0f, qmax) - (double)x[i]), 2.4);
+    return acc / (double)n;
+}
+
+static void act_case(const char *name, int c, int h, int w, kind_t k, int bits, int images, int threads) {
+    int64_t n = (int64_t)images * c * h * w;
+    float *x = malloc(sizeof(float) * (size_t)n);
+    if (!x) { fprintf(stderr, "out of memory for %s\n", name); return; }
+    fill(x, n, k);
+    float se, ze, sf, zf;
+    double t0 = now_s();
+    if (qd_act_range_search_method(x, n, bits, threads, QD_RANGE_EXACT, &se, &ze) != QD_OK) { free(x); return; }
+    double t1 = now_s();
+    if (qd_act_range_search_method(x, n, bits, threads, QD_RANGE_FAST, &sf, &zf) != QD_OK) { free(x); return; }
+    double t2 = now_s();
+    float qmax = (float)qd_qmax_for_bits(bits);
+    double lo_e = -ze * se, hi_e = (qmax - ze) * se, lo_f = -zf * sf, hi_f = (qmax - zf) * sf;
+    double ee = lp_err(x, n, se, ze, bits), ef = lp_err(x, n, sf, zf, bits);
+    printf("{\"tensor\":\"%s\",\"shape\":[%d,%d,%d,%d],\"elements\":%lld,\"bits\":%d,\"search\":\"%s\","
+           "\"exact_s\":%.4f,\"fast_s\":%.4f,\"speedup\":%.1f,\"range_rel_diff\":%.2e,\"lp_err_rel_diff\":%.2e}\n",
+           name, images, c, h, w, (long long)n, bits, k == RELU6 ? "1-D" : "2-D", t1 - t0, t2 - t1,
+           (t1 - t0) / (t2 - t1), (fabs(lo_e - lo_f) + fabs(hi_e - hi_f)) / (hi_e - lo_e), ef / ee - 1.0);
+    fflush(stdout);
+    free(x);
+}
+
+static void weight_case(const char *name, int oc, int per, int bits, int threads) {
+    int64_t n = (int64_t)oc * per;
+    float *x = malloc(sizeof(float) * (size_t)n);
+    float *s = malloc(sizeof(float) * 4 * (size_t)oc);
+    if (!x || !s) { free(x); free(s); return; }
+    fill(x, n, SIGNED);
+    for (int64_t i = 0; i < n; i++) x[i] *= 0.02f;
+    float *se = s, *ze = s + oc, *sf = s + 2 * oc, *zf = s + 3 * oc;
+    double t0 = now_s();
+    if (qd_weight_range_search_method(x, oc, per, 1, bits, threads, QD_RANGE_EXACT, se, ze) != QD_OK) goto out;
+    double t1 = now_s();
+    if (qd_weight_range_search_method(x, oc, per, 1, bits, threads, QD_RANGE_FAST, sf, zf) != QD_OK) goto out;
+    double t2 = now_s();
+    int identical = 0;
+    double worst = 0;
+    for (int c = 0; c < oc; c++) {
+        identical += se[c] == sf[c] && ze[c] == zf[c];
+        double ee = lp_err(x + (int64_t)c * per, per, se[c], ze[c], bits);
+        double ef = lp_err(x + (int64_t)c * per, per, sf[c], zf[c], bits);
+        if (ef / ee - 1.0 > worst) worst = ef / ee - 1.0;
+    }
+    printf("{\"tensor\":\"%s\",\"shape\":[%d,%d],\"elements\":%lld,\"bits\":%d,\"search\":\"2-D per channel\","
+           "\"exact_s\":%.4f,\"fast_s\":%.4f,\"speedup\":%.1f,\"channels_identical\":%d,\"worst_lp_err_rel_diff\":%.2e}\n",
+           name, oc, per, (long long)n, bits, t1 - t0, t2 - t1, (t1 - t0) / (t2 - t1), identical, worst);
+    fflush(stdout);
+out:
+    free(x);
+    free(s);
+}
+
+int main(int argc, char **argv) {
+    int images = 8, threads = 2, quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--images") == 0 && i + 1 < argc) images = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else { fprintf(stderr, "usage: %s [--images N] [--threads T] [--quick]\n", argv[0]); return 64; }
+    }
+    if (quick) images = 2;
+    if (images < 1 || threads < 1) { fprintf(stderr, "--images and --threads must be >= 1\n"); return 64; }
+    printf("{\"bench\":\"range_search\",\"images\":%d,\"threads\":%d}\n", images, threads);
+    /* MobileNetV2 at 224x224: stem ReLU6, first linear bottleneck, later blocks */
+    act_case("mbv2.stem_relu6", 32, 112, 112, RELU6, 4, images, threads);
+    act_case("mbv2.block1_out", 16, 112, 112, SIGNED, 4, images, threads);
+    act_case("mbv2.block1_out", 16, 112, 112, SIGNED, 2, images, threads);
+    act_case("mbv2.block3_expand_relu6", 144, 56, 56, RELU6, 4, images, threads);
+    act_case("mbv2.block3_out", 24, 56, 56, SIGNED, 4, images, threads);
+    act_case("mbv2.block6_out", 32, 28, 28, SIGNED, 4, images, threads);
+    act_case("mbv2.block16_out", 320, 7, 7, SIGNED, 4, images, threads);
+    if (!quick) act_case("image_8bit", 3, 224, 224, IMAGE, 8, images, threads);
+    /* weights (per output channel): ResNet-50 layer4 3x3 conv, MobileNetV2 last 1x1, FC at 8 bit */
+    weight_case("r50.layer4.conv2", 512, 512 * 9, 4, threads);
+    weight_case("mbv2.conv_1x1_last", 1280, 320, 4, threads);
+    if (!quick) weight_case("r50.fc_8bit", 1000, 2048, 8, threads);
+    return 0;
+}
