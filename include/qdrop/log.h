@@ -11,6 +11,8 @@
 #ifndef QDROP_LOG_H
 #define QDROP_LOG_H
 
+#include <stdint.h>
+
 #include "qdrop/qdrop.h"
 #include "qdrop/status.h"
 
@@ -42,6 +44,25 @@ int qd_progress_active(void);
 void qd_progress_update(int unit, int nunits, const char *unit_name, int iter, int iters, double loss, double it_per_s);
 /* End the bar line (newline) if one is drawn. */
 void qd_progress_done(void);
+
+/* Progress of a long phase of known size (evaluation, range search, cache building):
+ *   qd_phase ph; qd_phase_begin(&ph, "FP32 evaluation", "images", n);
+ *   ... qd_phase_update(&ph, done); ... qd_phase_end(&ph);
+ * With a bar (see above) it redraws "label [####....] done/total what, elapsed, ETA" at most
+ * 10 times a second; otherwise it writes an info log line ("progress" event, with elapsed and
+ * ETA) once the phase has run 10 s and every 30 s after. qd_phase_end writes a "phase_done"
+ * line with the elapsed time (info for phases of 10 s or more, debug for shorter ones).
+ * The ETA assumes the remaining items cost what the finished ones did. */
+typedef struct qd_phase {
+    char label[64];
+    char what[24];
+    int64_t total, done;
+    double t0, last_log, last_draw;
+    int logged;
+} qd_phase;
+void qd_phase_begin(qd_phase *p, const char *label, const char *what, int64_t total);
+void qd_phase_update(qd_phase *p, int64_t done);
+void qd_phase_end(qd_phase *p);
 
 #ifdef __cplusplus
 }

@@ -195,17 +195,28 @@ static void fmt_duration(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%lds", t);
 }
 
+/* Fill bar[0..w) with '#' for the done fraction, '.' for the rest. */
+static void fill_bar(char *bar, int w, double frac) {
+    if (!(frac >= 0)) frac = 0;
+    if (frac > 1) frac = 1;
+    int fill = (int)(frac * w + 0.5);
+    for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+    bar[w] = 0;
+}
+
+/* Replace the bar line on stderr with text (caller holds g_mu). */
+static void draw_locked(const char *text) {
+    fprintf(stderr, "\r\033[K%s", text);
+    fflush(stderr);
+    g_bar_drawn = 1;
+}
+
 void qd_progress_update(int unit, int nunits, const char *unit_name, int iter, int iters, double loss, double it_per_s) {
     pthread_mutex_lock(&g_mu);
     if (!bar_active_locked()) { pthread_mutex_unlock(&g_mu); return; }
     enum { W = 12 }; /* keep the line under 80 columns: a wrapped line cannot be redrawn with \r */
     char bar[W + 1];
-    double frac = iters > 0 ? (double)iter / iters : 1.0;
-    if (frac < 0) frac = 0;
-    if (frac > 1) frac = 1;
-    int fill = (int)(frac * W + 0.5);
-    for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '.';
-    bar[W] = 0;
+    fill_bar(bar, W, iters > 0 ? (double)iter / iters : 1.0);
     /* ETA: the rest of this unit plus the later units at the same speed (units have equal
      * iteration counts; per-iteration cost differs, so this is an estimate). */
     char eta[32], eta_all[32];
@@ -213,13 +224,89 @@ void qd_progress_update(int unit, int nunits, const char *unit_name, int iter, i
     double rem_all = it_per_s > 0 ? rem_unit + (double)(nunits - unit - 1) * iters / it_per_s : -1;
     fmt_duration(eta, sizeof eta, rem_unit);
     fmt_duration(eta_all, sizeof eta_all, rem_all);
-    char name[15];
+    char name[15], line[160];
     snprintf(name, sizeof name, "%s", unit_name ? unit_name : "");
-    fprintf(stderr, "\r\033[K%d/%d %s [%s] %d/%d loss %.3g %.0f it/s ETA %s/%s", unit + 1, nunits, name, bar, iter, iters,
-            loss, it_per_s, eta, eta_all);
-    fflush(stderr);
-    g_bar_drawn = 1;
+    snprintf(line, sizeof line, "%d/%d %s [%s] %d/%d loss %.3g %.0f it/s ETA %s/%s", unit + 1, nunits, name, bar, iter,
+             iters, loss, it_per_s, eta, eta_all);
+    draw_locked(line);
     pthread_mutex_unlock(&g_mu);
+}
+
+/* ---- phase progress (evaluation, range search, caches) ---- */
+static double mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+#define QD_PHASE_FIRST_LOG_S 10.0  /* no log lines for phases shorter than this */
+#define QD_PHASE_LOG_EVERY_S 30.0
+#define QD_PHASE_REDRAW_S 0.1
+
+void qd_phase_begin(qd_phase *p, const char *label, const char *what, int64_t total) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->label, sizeof p->label, "%s", label ? label : "");
+    snprintf(p->what, sizeof p->what, "%s", what ? what : "");
+    p->total = total > 0 ? total : 0;
+    p->t0 = mono_s();
+    p->last_log = p->t0;
+    p->last_draw = -1;
+}
+
+static void phase_times(const qd_phase *p, int64_t done, double now, char *el, size_t eln, char *eta, size_t etan) {
+    double elapsed = now - p->t0;
+    fmt_duration(el, eln, elapsed);
+    double rem = done > 0 && p->total > 0 ? elapsed * (double)(p->total - done) / (double)done : -1;
+    fmt_duration(eta, etan, rem);
+}
+
+void qd_phase_update(qd_phase *p, int64_t done) {
+    double now = mono_s();
+    p->done = done;
+    char el[32], eta[32];
+    pthread_mutex_lock(&g_mu);
+    int bar = bar_active_locked();
+    pthread_mutex_unlock(&g_mu);
+    if (bar) {
+        if (now - p->last_draw < QD_PHASE_REDRAW_S && done < p->total) return;
+        p->last_draw = now;
+        enum { W = 12 };
+        char b[W + 1], line[200];
+        fill_bar(b, W, p->total > 0 ? (double)done / (double)p->total : 1.0);
+        phase_times(p, done, now, el, sizeof el, eta, sizeof eta);
+        snprintf(line, sizeof line, "%s [%s] %lld/%lld %s, %s elapsed, ETA %s", p->label, b, (long long)done,
+                 (long long)p->total, p->what, el, eta);
+        pthread_mutex_lock(&g_mu);
+        draw_locked(line);
+        pthread_mutex_unlock(&g_mu);
+        return;
+    }
+    /* no bar: a log line once the phase has run QD_PHASE_FIRST_LOG_S, then every
+     * QD_PHASE_LOG_EVERY_S (short phases stay quiet until their end line) */
+    double since = now - p->last_log;
+    if (done >= p->total || since < (p->logged ? QD_PHASE_LOG_EVERY_S : QD_PHASE_FIRST_LOG_S)) return;
+    p->last_log = now;
+    p->logged = 1;
+    phase_times(p, done, now, el, sizeof el, eta, sizeof eta);
+    char fields[256];
+    snprintf(fields, sizeof fields, "\"phase\":\"%s\",\"done\":%lld,\"total\":%lld,\"elapsed_s\":%.1f", p->label,
+             (long long)done, (long long)p->total, now - p->t0);
+    qd_log_event_json(QD_LOG_INFO, "progress", fields, "%s: %lld/%lld %s (%.0f%%), %s elapsed, ETA %s", p->label,
+                      (long long)done, (long long)p->total, p->what, p->total ? 100.0 * (double)done / (double)p->total : 100.0,
+                      el, eta);
+}
+
+void qd_phase_end(qd_phase *p) {
+    double now = mono_s();
+    char el[32], eta[32];
+    phase_times(p, p->done, now, el, sizeof el, eta, sizeof eta);
+    qd_progress_done();
+    char fields[256];
+    snprintf(fields, sizeof fields, "\"phase\":\"%s\",\"done\":%lld,\"total\":%lld,\"elapsed_s\":%.2f", p->label,
+             (long long)p->done, (long long)p->total, now - p->t0);
+    /* the end of a long phase is news; of a short one (a unit's cache) only a debug line */
+    qd_log_event_json(now - p->t0 >= QD_PHASE_FIRST_LOG_S || p->logged ? QD_LOG_INFO : QD_LOG_DEBUG, "phase_done", fields,
+                      "%s: %lld/%lld %s in %s", p->label, (long long)p->done, (long long)p->total, p->what, el);
 }
 
 void qd_progress_done(void) {

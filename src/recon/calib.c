@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qdrop/log.h"
 #include "recon/recon.h"
 
 #define QD_CALIB_BATCH 128
@@ -17,8 +18,11 @@ qd_status qd_cache_value(qd_recon_ctx *ctx, qd_exec_mode mode, int node_end, int
     float *img = b->ops->alloc(b, sizeof(float) * (size_t)QD_CALIB_BATCH * (size_t)ctx->image_numel);
     if (!img) return qd_errorf(QD_ERR_DEVICE_OOM, "calibration batch buffer");
     qd_status st = QD_OK;
+    qd_phase ph;
+    if (!ctx->cache_progress_off) qd_phase_begin(&ph, "cache", "images", nimages);
     for (int s0 = 0; s0 < nimages && st == QD_OK; s0 += QD_CALIB_BATCH) {
         int nb = nimages - s0 < QD_CALIB_BATCH ? nimages - s0 : QD_CALIB_BATCH;
+        if (!ctx->cache_progress_off) qd_phase_update(&ph, s0);
         st = b->ops->upload(b, img, ctx->calib_host + (size_t)s0 * (size_t)ctx->image_numel,
                             sizeof(float) * (size_t)nb * (size_t)ctx->image_numel);
         if (st == QD_OK) {
@@ -27,6 +31,7 @@ qd_status qd_cache_value(qd_recon_ctx *ctx, qd_exec_mode mode, int node_end, int
         }
     }
     b->ops->free(b, img);
+    if (!ctx->cache_progress_off) { qd_phase_update(&ph, nimages); qd_phase_end(&ph); }
     return st;
 }
 
@@ -38,11 +43,15 @@ qd_status qd_cache_from(qd_recon_ctx *ctx, qd_exec_mode mode, const float *src, 
     qd_status st = QD_OK;
     if (v == src_value)
         return ctx->b->ops->copy(ctx->b, dst, src, sizeof(float) * (size_t)nimages * (size_t)numel);
+    qd_phase ph;
+    if (!ctx->cache_progress_off) qd_phase_begin(&ph, "cache", "images", nimages);
     for (int s0 = 0; s0 < nimages && st == QD_OK; s0 += QD_CALIB_BATCH) {
         int nb = nimages - s0 < QD_CALIB_BATCH ? nimages - s0 : QD_CALIB_BATCH;
+        if (!ctx->cache_progress_off) qd_phase_update(&ph, s0);
         st = qd_exec_run(ctx->exec, mode, node_begin, node_end, src_value, src + (size_t)s0 * (size_t)in_numel, nb, v,
                          dst + (size_t)s0 * (size_t)numel);
     }
+    if (!ctx->cache_progress_off) { qd_phase_update(&ph, nimages); qd_phase_end(&ph); }
     return st;
 }
 
@@ -66,7 +75,12 @@ qd_status qd_init_act_ranges(qd_recon_ctx *ctx, qd_exec_mode mode, const int *se
     qd_status st = QD_OK;
     float *host = NULL;
     size_t host_cap = 0;
+    qd_phase ph;
+    qd_phase_begin(&ph, "activation ranges", "quantizers", n);
+    int quiet_cache = ctx->cache_progress_off;
+    ctx->cache_progress_off = 1; /* one bar: quantizer k/N, not each quantizer's forward */
     for (int k = 0; k < n && st == QD_OK; k++) {
+        qd_phase_update(&ph, k);
         int a = order[k];
         qd_act_quant *A = &g->act[a];
         int v = A->value;
@@ -92,6 +106,9 @@ qd_status qd_init_act_ranges(qd_recon_ctx *ctx, qd_exec_mode mode, const int *se
         if (st == QD_OK) st = qd_act_range_search(host, (int64_t)nsamples * numel, A->bits, ctx->cfg->threads > 0 ? ctx->cfg->threads : 2, &A->scale, &A->zero_point);
         if (st == QD_OK && progressive) { A->initialized = 1; st = qd_exec_sync_quant(ctx->exec); }
     }
+    ctx->cache_progress_off = quiet_cache;
+    if (st == QD_OK) { qd_phase_update(&ph, n); qd_phase_end(&ph); }
+    else qd_progress_done();
     if (st == QD_OK && !progressive) {
         for (int k = 0; k < n; k++) g->act[order[k]].initialized = 1;
         st = qd_exec_sync_quant(ctx->exec);

@@ -22,6 +22,7 @@
 
 #include "core/qmath.h"
 #include "core/simd.h"
+#include "qdrop/log.h"
 #include "recon/recon.h"
 
 /* Sum of |Q(x)-x|^2.4 over contiguous x[0..n): 8 double lanes (element i -> lane i % 8, a
@@ -83,6 +84,39 @@ static int64_t build_candidates(float mn, float mx, int mode, int qmin, int qmax
 
 static int64_t max_candidates(int qmin, int qmax) { return (int64_t)QD_MSE_CANDIDATES * (qmax - qmin + 1); }
 
+/* ---- a tiny deterministic parallel-for: items [0, n) split into contiguous chunks ---- */
+typedef struct {
+    void (*fn)(void *arg, int64_t begin, int64_t end);
+    void *arg;
+    int64_t begin, end;
+} pf_job;
+
+static void *pf_thread(void *p) {
+    pf_job *j = (pf_job *)p;
+    j->fn(j->arg, j->begin, j->end);
+    return NULL;
+}
+
+static void parallel_for(int64_t n, int threads, void (*fn)(void *, int64_t, int64_t), void *arg) {
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    if (threads > n) threads = (int)(n > 0 ? n : 1);
+    if (threads == 1) { fn(arg, 0, n); return; }
+    pthread_t tid[64];
+    pf_job jobs[64];
+    int started[64] = {0};
+    for (int t = 0; t < threads; t++) {
+        jobs[t].fn = fn; jobs[t].arg = arg;
+        jobs[t].begin = n * t / threads; jobs[t].end = n * (t + 1) / threads;
+        started[t] = (t > 0) && pthread_create(&tid[t], NULL, pf_thread, &jobs[t]) == 0;
+    }
+    fn(arg, jobs[0].begin, jobs[0].end);
+    for (int t = 1; t < threads; t++) {
+        if (started[t]) pthread_join(tid[t], NULL);
+        else fn(arg, jobs[t].begin, jobs[t].end); /* could not start a thread: run inline */
+    }
+}
+
 /* ---- fast search: histogram estimate of every candidate, exact score of the best few ----
  *
  * One pass bins the non-zero elements into `bins` equal bins over [mn, mx], keeping per bin the
@@ -96,7 +130,7 @@ static int64_t max_candidates(int qmin, int qmax) { return (int64_t)QD_MSE_CANDI
  * estimated error is at least as low; docs/numerics.md gives the measured agreement. */
 #define QD_FAST_OFF_ONE 1048576.0 /* 2^20 fixed-point units per bin */
 #define QD_FAST_REFINE_2D 8
-#define QD_FAST_REFINE_1D 4
+#define QD_FAST_REFINE_1D 2
 #define QD_FAST_ACT_BINS 65536
 #define QD_FAST_ACT_MIN_N (4 * QD_FAST_ACT_BINS) /* below this the exact search is as cheap */
 #define QD_FAST_W_MIN_N 1024                     /* weight channels: fast only when this long
@@ -173,6 +207,62 @@ static int select_lowest(const double *est, int64_t ncand, int k, int64_t *out) 
     return n;
 }
 
+typedef struct {
+    const float *val;
+    const double *wt;
+    int64_t m;
+    const float *lo, *hi;
+    const int64_t *idx;   /* NULL: candidate c; else candidate idx[c] */
+    int qmin, qmax;
+    double *est;
+} ejob;
+
+static void est_chunk(void *p, int64_t b, int64_t e) {
+    ejob *j = (ejob *)p;
+    for (int64_t c = b; c < e; c++) {
+        int64_t k = j->idx ? j->idx[c] : c;
+        j->est[c] = hist_estimate(j->val, j->wt, j->m, j->lo[k], j->hi[k], j->qmin, j->qmax);
+    }
+}
+
+/* Rank the candidates on the histogram points (val, wt)[0..m) and write the `refine` best
+ * (by estimate; ties: lower index) to pick[] in candidate order; returns their number.
+ * Many candidates on many points (the 2-D search): first every candidate on coarse points
+ * (QD_FAST_COARSE consecutive points merged at their weighted mean), then the
+ * QD_FAST_COARSE_KEEP best of those on all points. scratch: ncand + 2 * m / QD_FAST_COARSE + 2
+ * doubles. Each estimate is summed by one thread in a fixed order. */
+#define QD_FAST_COARSE 16
+#define QD_FAST_COARSE_KEEP 64
+static int rank_candidates(const float *val, const double *wt, int64_t m, const float *lo, const float *hi,
+                           int64_t ncand, int qmin, int qmax, int refine, int threads, double *scratch, int64_t *pick) {
+    double *est = scratch;
+    if (ncand > 4 * QD_FAST_COARSE_KEEP && m > 16 * QD_FAST_COARSE) {
+        int64_t mc = 0;
+        double *cw = scratch + ncand;
+        float *cv = (float *)(cw + m / QD_FAST_COARSE + 1);
+        for (int64_t i = 0; i < m; i += QD_FAST_COARSE, mc++) {
+            double sw = 0, swv = 0;
+            for (int64_t k = i; k < m && k < i + QD_FAST_COARSE; k++) { sw += wt[k]; swv += wt[k] * (double)val[k]; }
+            cw[mc] = sw;
+            cv[mc] = (float)(swv / sw);
+        }
+        ejob cj = {cv, cw, mc, lo, hi, NULL, qmin, qmax, est};
+        parallel_for(ncand, threads, est_chunk, &cj);
+        int64_t keep[QD_FAST_COARSE_KEEP];
+        int nk = select_lowest(est, ncand, QD_FAST_COARSE_KEEP, keep);
+        double fine[QD_FAST_COARSE_KEEP];
+        ejob fj = {val, wt, m, lo, hi, keep, qmin, qmax, fine};
+        parallel_for(nk, threads, est_chunk, &fj);
+        int64_t sub[QD_FAST_REFINE_2D];
+        int np = select_lowest(fine, nk, refine, sub);
+        for (int r = 0; r < np; r++) pick[r] = keep[sub[r]]; /* sub is increasing, keep too */
+        return np;
+    }
+    ejob ej = {val, wt, m, lo, hi, NULL, qmin, qmax, est};
+    parallel_for(ncand, threads, est_chunk, &ej);
+    return select_lowest(est, ncand, refine, pick);
+}
+
 /* Search one "tensor slice" (a channel, or a whole activation) sequentially. mode: 1 pos,
  * -1 neg, 0 both signs. cand_lo/cand_hi: scratch of max_candidates() floats; fast: use the
  * histogram search when the slice is long enough. Returns best range. */
@@ -195,14 +285,14 @@ static void search_slice(const float *x, int64_t n, int64_t stride, int mode, in
         int refine = mode != 0 ? QD_FAST_REFINE_1D : QD_FAST_REFINE_2D;
         int64_t *cnt = calloc((size_t)bins * 2, sizeof(int64_t));
         float *val = malloc(sizeof(float) * (size_t)bins);
-        double *wt = malloc(sizeof(double) * (size_t)bins), *est = malloc(sizeof(double) * (size_t)ncand);
+        double *wt = malloc(sizeof(double) * (size_t)bins);
+        double *est = malloc(sizeof(double) * (size_t)(ncand + 2 * (bins / QD_FAST_COARSE + 2)));
         if (cnt && val && wt && est) {
             qd_hist h = {bins, (double)mn, (double)bins / ((double)mx - (double)mn), cnt, cnt + bins};
             hist_add(&h, x, 0, n, stride);
             int64_t m = hist_points(&h, val, wt);
-            for (int64_t c = 0; c < ncand; c++) est[c] = hist_estimate(val, wt, m, cand_lo[c], cand_hi[c], qmin, qmax);
             int64_t pick[QD_FAST_REFINE_2D];
-            int np = select_lowest(est, ncand, refine, pick);
+            int np = rank_candidates(val, wt, m, cand_lo, cand_hi, ncand, qmin, qmax, refine, 1, est, pick);
             for (int r = 0; r < np; r++) {
                 double sc = lp_score(x, n, stride, cand_lo[pick[r]], cand_hi[pick[r]], qmin, qmax);
                 if (sc < best) { best = sc; *best_lo = cand_lo[pick[r]]; *best_hi = cand_hi[pick[r]]; }
@@ -215,39 +305,6 @@ static void search_slice(const float *x, int64_t n, int64_t stride, int mode, in
     for (int64_t c = 0; c < ncand; c++) {
         double sc = lp_score(x, n, stride, cand_lo[c], cand_hi[c], qmin, qmax);
         if (sc < best) { best = sc; *best_lo = cand_lo[c]; *best_hi = cand_hi[c]; }
-    }
-}
-
-/* ---- a tiny deterministic parallel-for: items [0, n) split into contiguous chunks ---- */
-typedef struct {
-    void (*fn)(void *arg, int64_t begin, int64_t end);
-    void *arg;
-    int64_t begin, end;
-} pf_job;
-
-static void *pf_thread(void *p) {
-    pf_job *j = (pf_job *)p;
-    j->fn(j->arg, j->begin, j->end);
-    return NULL;
-}
-
-static void parallel_for(int64_t n, int threads, void (*fn)(void *, int64_t, int64_t), void *arg) {
-    if (threads < 1) threads = 1;
-    if (threads > 64) threads = 64;
-    if (threads > n) threads = (int)(n > 0 ? n : 1);
-    if (threads == 1) { fn(arg, 0, n); return; }
-    pthread_t tid[64];
-    pf_job jobs[64];
-    int started[64] = {0};
-    for (int t = 0; t < threads; t++) {
-        jobs[t].fn = fn; jobs[t].arg = arg;
-        jobs[t].begin = n * t / threads; jobs[t].end = n * (t + 1) / threads;
-        started[t] = (t > 0) && pthread_create(&tid[t], NULL, pf_thread, &jobs[t]) == 0;
-    }
-    fn(arg, jobs[0].begin, jobs[0].end);
-    for (int t = 1; t < threads; t++) {
-        if (started[t]) pthread_join(tid[t], NULL);
-        else fn(arg, jobs[t].begin, jobs[t].end); /* could not start a thread: run inline */
     }
 }
 
@@ -342,20 +399,6 @@ static void hist_chunk(void *p, int64_t b, int64_t e) {
     for (int64_t t = b; t < e; t++) hist_add(&j->h[t], j->x, j->n * t / j->parts, j->n * (t + 1) / j->parts, 1);
 }
 
-typedef struct {
-    const float *val;
-    const double *wt;
-    int64_t m;
-    const float *lo, *hi;
-    int qmin, qmax;
-    double *est;
-} ejob;
-
-static void est_chunk(void *p, int64_t b, int64_t e) {
-    ejob *j = (ejob *)p;
-    for (int64_t c = b; c < e; c++) j->est[c] = hist_estimate(j->val, j->wt, j->m, j->lo[c], j->hi[c], j->qmin, j->qmax);
-}
-
 /* Fast activation search (see the histogram comment above): fills pick[0..np) with the refined
  * candidates and score[0..np) with their exact scores. Returns np, or -1 when out of memory. */
 static int act_fast(const float *xs, int64_t nn, int64_t n_total, float mn, float mx, int mode, int qmin, int qmax,
@@ -365,7 +408,8 @@ static int act_fast(const float *xs, int64_t nn, int64_t n_total, float mn, floa
     int64_t *mem = calloc((size_t)parts * 2 * (size_t)B, sizeof(int64_t));
     qd_hist h[16];
     float *val = malloc(sizeof(float) * (size_t)B);
-    double *wt = malloc(sizeof(double) * (size_t)B), *est = malloc(sizeof(double) * (size_t)ncand);
+    double *wt = malloc(sizeof(double) * (size_t)B);
+    double *est = malloc(sizeof(double) * (size_t)(ncand + 2 * (B / QD_FAST_COARSE + 2)));
     int np = -1;
     if (mem && val && wt && est) {
         for (int t = 0; t < parts; t++)
@@ -376,9 +420,8 @@ static int act_fast(const float *xs, int64_t nn, int64_t n_total, float mn, floa
         for (int t = 1; t < parts; t++)
             for (int64_t b = 0; b < B; b++) { h[0].cnt[b] += h[t].cnt[b]; h[0].off[b] += h[t].off[b]; }
         int64_t m = hist_points(&h[0], val, wt);
-        ejob ej = {val, wt, m, lo, hi, qmin, qmax, est};
-        parallel_for(ncand, threads, est_chunk, &ej);
-        np = select_lowest(est, ncand, mode != 0 ? QD_FAST_REFINE_1D : QD_FAST_REFINE_2D, pick);
+        np = rank_candidates(val, wt, m, lo, hi, ncand, qmin, qmax, mode != 0 ? QD_FAST_REFINE_1D : QD_FAST_REFINE_2D,
+                             threads, est, pick);
         ajob aj = {xs, nn, n_total, qmin, qmax, mode, lo, hi, pick, score};
         parallel_for(np, threads, act_chunk, &aj);
     }
@@ -472,13 +515,17 @@ qd_status qd_act_range_search(const float *x, int64_t n, int bits, int threads, 
 }
 
 qd_status qd_init_weight_ranges(qd_graph *g, int threads) {
+    qd_phase ph;
+    qd_phase_begin(&ph, "weight ranges", "layers", g->nwq);
     for (int k = 0; k < g->nwq; k++) {
+        qd_phase_update(&ph, k);
         qd_weight_quant *q = &g->wq[k];
         const qd_value *wv = &g->values[q->weight_value];
         if (!wv->fdata) return qd_errorf(QD_ERR_INTERNAL, "weight of node %s has no data", g->nodes[q->node].name);
         qd_status st = qd_weight_range_search(wv->fdata, q->channels, q->per_channel, q->ch_axis == 0, q->bits,
                                               threads, q->scale, q->zero_point);
         if (st != QD_OK) {
+            qd_progress_done();
             qd_error_clear();
             return qd_errorf(st, "weight range search of node %s failed: NaN/Inf in weight '%s'",
                              g->nodes[q->node].name, wv->name);
@@ -491,5 +538,7 @@ qd_status qd_init_weight_ranges(qd_graph *g, int threads) {
             q->qweight[i] = qd_fake_quant(wv->fdata[i], q->scale[c], q->zero_point[c], 0.0f, qmax);
         }
     }
+    qd_phase_update(&ph, g->nwq);
+    qd_phase_end(&ph);
     return QD_OK;
 }

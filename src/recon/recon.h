@@ -79,6 +79,7 @@ typedef struct qd_recon_ctx {
      * (wq->qweight; no AdaRound state, no weight gradient), only the scales are trained. */
     int weights_fixed;
     float loss_p;                    /* reconstruction loss exponent (§5): 0 or 2 = MSE; 2.4 = BRECQ stage 2 */
+    int cache_progress_off;          /* qd_cache_value/_from draw no "cache" progress (range init has its own) */
 } qd_recon_ctx;
 
 QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report *rep);

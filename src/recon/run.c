@@ -129,10 +129,15 @@ static qd_status evaluate(qd_exec *ex, qd_exec_mode mode, const qd_dataset *val,
     if (!logits || !all) { free(logits); free(all); return qd_errorf(QD_ERR_INTERNAL, "out of host memory"); }
     int64_t numel = (int64_t)val->c * val->h * val->w;
     qd_status st = QD_OK;
+    qd_phase ph;
+    qd_phase_begin(&ph, mode == QD_EXEC_FP ? "FP32 evaluation" : "quantized evaluation", "images", val->n);
     for (int s0 = 0; s0 < val->n && st == QD_OK; s0 += batch) {
         int nb = val->n - s0 < batch ? val->n - s0 : batch;
+        qd_phase_update(&ph, s0);
         st = qd_exec_forward_host(ex, mode, val->x + (size_t)s0 * (size_t)numel, nb, all + (size_t)s0 * (size_t)nclasses);
     }
+    if (st == QD_OK) { qd_phase_update(&ph, val->n); qd_phase_end(&ph); }
+    else qd_progress_done();
     (void)logits;
     free(logits);
     if (st == QD_OK) st = qd_topk_accuracy(all, val->labels, val->n, nclasses, top1, top5);
