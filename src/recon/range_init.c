@@ -131,8 +131,9 @@ static void parallel_for(int64_t n, int threads, void (*fn)(void *, int64_t, int
 #define QD_FAST_OFF_ONE 1048576.0 /* 2^20 fixed-point units per bin */
 #define QD_FAST_REFINE_2D 8
 #define QD_FAST_REFINE_1D 2
-#define QD_FAST_ACT_BINS 65536
-#define QD_FAST_ACT_MIN_N (4 * QD_FAST_ACT_BINS) /* below this the exact search is as cheap */
+#define QD_FAST_ACT_BINS 65536                   /* 2-D search: >= 256 bins per grid step at 8 bits */
+#define QD_FAST_ACT_BINS_1D 16384                /* 1-D: candidates 1% apart, >= 64 bins per step */
+#define QD_FAST_ACT_MIN_N 16384                  /* below this the exact search is as cheap */
 #define QD_FAST_W_MIN_N 1024                     /* weight channels: fast only when this long
                                                   * (4 elements per bin, <= 4096 bins) */
 
@@ -404,7 +405,7 @@ static void hist_chunk(void *p, int64_t b, int64_t e) {
 static int act_fast(const float *xs, int64_t nn, int64_t n_total, float mn, float mx, int mode, int qmin, int qmax,
                     int threads, float *lo, float *hi, int64_t ncand, int64_t *pick, double *score) {
     int parts = threads < 1 ? 1 : (threads > 16 ? 16 : threads); /* integer sums: any split, same bits */
-    int B = QD_FAST_ACT_BINS;
+    int B = mode != 0 ? QD_FAST_ACT_BINS_1D : QD_FAST_ACT_BINS;
     int64_t *mem = calloc((size_t)parts * 2 * (size_t)B, sizeof(int64_t));
     qd_hist h[16];
     float *val = malloc(sizeof(float) * (size_t)B);

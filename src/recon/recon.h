@@ -32,6 +32,9 @@ QD_MUST_USE qd_status qd_weight_range_search_method(const float *w, int channels
 QD_MUST_USE qd_status qd_act_range_search_method(const float *x, int64_t n, int bits, int threads,
                                                  qd_range_method method, float *scale, float *zero_point);
 
+/* ---- inputs.c: model.path and data paths exist (exit 66 with how to get them otherwise) ---- */
+QD_MUST_USE qd_status qd_check_run_inputs(const qd_config *cfg);
+
 /* ---- recon_unit.c: one unit's reconstruction ---- */
 typedef struct qd_unit_spec {
     char name[128];

@@ -405,6 +405,8 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     char path[QD_PATH_MAX + 64];
     uint64_t cfg_hash = config_hash_for_resume(cfg), model_hash = 0;
 
+    /* missing model or data: say how to get them before creating any output */
+    if ((st = qd_check_run_inputs(cfg)) != QD_OK) goto done;
     /* outputs: directory, log, resolved config */
     if (!opt->dry_run) {
         if ((st = qd_mkdir_p(cfg->out_dir)) != QD_OK) goto done;
