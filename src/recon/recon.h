@@ -4,6 +4,7 @@
 #define QD_RECON_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
 #include "qdrop/exec.h"
@@ -91,6 +92,20 @@ QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd
 QD_MUST_USE qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, float *rec_loss,
                                           float *reg_loss, float **V_out, float *scales_out);
 int qd_default_threads(const qd_config *cfg);
+
+/* Cost-estimate hook: warm-up + `iters` timed iterations of unit u; mean seconds per iteration. */
+QD_MUST_USE qd_status qd_recon_unit_time(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, double *iter_s);
+
+/* ---- estimate.c: --dry-run wall-time estimate per phase on the configured device ---- */
+typedef struct qd_estimate_plan {
+    int reconstruct, act_in_unit, learn_scales, brecq_act;
+    float keep_prob;
+    qd_exec_mode upstream;
+} qd_estimate_plan;
+/* Creates its own backend; overwrites the graph's quantizer ranges (a dry run discards them). */
+QD_MUST_USE qd_status qd_print_cost_estimate(const qd_config *cfg, qd_graph *g, const qd_unit_spec *units,
+                                             int nunits, const float *calib_host, int ncal, int64_t image_numel,
+                                             int nval, const qd_estimate_plan *plan, FILE *out);
 
 /* Activation range initialisation for the quantizers selected by `select[j]` (NULL = all not yet
  * initialised), on the first `nsamples` calibration images, network run in `mode`. Quantizers

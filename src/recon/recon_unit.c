@@ -592,3 +592,23 @@ qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, int iter
     rt_free(&rt);
     return st;
 }
+
+/* Cost-estimate hook (--dry-run): set up unit u on ctx's calibration images, run one warm-up
+ * iteration, then time `iters` iterations; *iter_s is the mean seconds per iteration. */
+qd_status qd_recon_unit_time(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, double *iter_s) {
+    unit_rt rt;
+    memset(&rt, 0, sizeof rt);
+    rt.ctx = ctx; rt.u = u; rt.B = ctx->cfg->recon.batch_size;
+    qd_backend *b = ctx->b;
+    qd_status st = rt_setup(&rt);
+    if (st == QD_OK) st = one_iteration(&rt);
+    if (st == QD_OK) st = b->ops->sync(b);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; st == QD_OK && i < iters; i++) st = one_iteration(&rt);
+    if (st == QD_OK) st = b->ops->sync(b);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    *iter_s = ((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec)) / (iters > 0 ? iters : 1);
+    rt_free(&rt);
+    return st;
+}

@@ -460,6 +460,11 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
 
     if (opt->dry_run) {
         print_dry_run(cfg, &S, &mp);
+        qd_estimate_plan ep = {mp.reconstruct, mp.act_in_unit, mp.learn_scales, mp.brecq_act,
+                               mp.drop ? cfg->recon.drop_prob : 1.0f, mp.upstream};
+        fflush(stdout);
+        st = qd_print_cost_estimate(cfg, S.g, S.units, S.nunits, S.calib.x, S.calib.n, (int64_t)C * H * W, S.val.n, &ep,
+                                    stdout);
         goto done;
     }
 
