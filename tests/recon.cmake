@@ -8,3 +8,5 @@ qd_add_script_test(resume_brecq COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_te
 qd_add_script_test(nan_fault COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nan_test.sh LABELS e2e TIMEOUT 900)
 # Fast (histogram + exact refine) vs exact MSE range search: agreement and thread independence.
 qd_add_test(test_range_search SOURCES unit/test_range_search.c LABELS unit TIMEOUT 300)
+# Progress of every long phase (bar and log lines) and the --dry-run time estimate (seconds).
+qd_add_script_test(progress_estimate COMMAND bash ${CMAKE_SOURCE_DIR}/tests/progress_test.sh LABELS e2e TIMEOUT 600)

@@ -7,7 +7,7 @@
  *   - the L_2.4 error of the fast range is at most 0.5% above the exact optimum's, and
  *   - the range itself (hi - lo) differs by at most 2% relative (most cases: identical bits);
  * and the fast result must not depend on the thread count (bitwise).
- * Sizes are near the smallest that take the fast path (2^18 activation elements, 2048-element
+ * Sizes are near the smallest that take the fast path (2^17 activation elements, 2048-element
  * weight channels) so the exact reference stays cheap. */
 #include <math.h>
 #include <stdint.h>
@@ -78,7 +78,7 @@ static void compare(const char *what, const float *x, int64_t n, int64_t stride,
 }
 
 int main(void) {
-    const int64_t n = 1 << 18;
+    const int64_t n = 1 << 17;
     float *x = malloc(sizeof(float) * (size_t)n);
     if (!x) return 1;
     /* activations: every distribution at 2 and 4 bits (2-D when signed), one-sided ones also at
