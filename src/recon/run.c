@@ -676,10 +676,15 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
         if (st != QD_OK) goto done;
     }
     /* report.html / report.md (+ plots/): rendered from the files just written, exactly as
-     * `qdrop-gpu report DIR` would */
+     * `qdrop-gpu report DIR` would. The results are complete at this point, so a report that
+     * cannot be written (disk full...) is a warning, not a failed run: it can be rendered again. */
     {
         qd_report_options ro = {cfg->plots};
-        if ((st = qd_report_render(cfg->out_dir, cfg->out_dir, &ro)) != QD_OK) goto done;
+        if (qd_report_render(cfg->out_dir, cfg->out_dir, &ro) != QD_OK) {
+            qd_log_warn("report_failed", "report.html not written: %s (render it later with: qdrop-gpu report DIR)",
+                        qd_error_message());
+            qd_error_clear();
+        }
     }
     if (!opt->quiet) {
         printf("model %s  mode %s  W%dA%d  units %d  iterations/unit %d\n", cfg->model_path, qd_mode_name(cfg->mode),

@@ -251,9 +251,12 @@ static void html_img(qd_sbuf *h, const picture *pc) {
 }
 
 static void md_img(qd_sbuf *m, const picture *pc) {
-    /* captions are plain text made of fixed words and chart-safe names */
+    /* captions are made of fixed words and numbers; brackets and backslashes dropped anyway */
     char safe[200];
-    qd_chart_token(safe, sizeof safe, pc->caption);
+    size_t k = 0;
+    for (const char *c = pc->caption; *c && k + 1 < sizeof safe; c++)
+        if (*c != '[' && *c != ']' && *c != '\\' && (unsigned char)*c >= 0x20) safe[k++] = *c;
+    safe[k] = 0;
     qd_sb_printf(m, "![%s](plots/%s)\n\n", safe, pc->file);
 }
 
