@@ -63,7 +63,7 @@ static const char CHART_SCRIPT[] =
     "    set autoscale yfix\n"
     "    set offsets 0, 0, graph 0.05, graph 0.05\n"
     "    set grid xtics ytics\n"
-    "    plot 'loss.dat' using 1:2 with linespoints lw 2 pt 7 ps 0.4 lc rgb '#1f77b4' title 'reconstruction loss'\n"
+    "    plot 'loss.dat' using 1:2 with linespoints lw 2 pt 7 ps 0.4 lc rgb '#1f77b4' notitle\n"
     "}\n"
     "if (ARG1 eq 'sqnr') {\n"
     "    set xlabel 'unit' noenhanced\n"
