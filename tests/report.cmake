@@ -8,3 +8,6 @@ if(Python3_FOUND)
     LABELS e2e
     TIMEOUT 300)
 endif()
+
+# escaping, base64 and the gnuplot runner (payload titles never run)
+qd_add_test(test_report_text SOURCES unit/test_report_text.c LABELS unit TIMEOUT 60)

@@ -230,6 +230,12 @@ int qd_plotter_draw(qd_plotter *p, const char *kind, const char *data, const cha
     *png = NULL;
     *n = 0;
     if (!p->work[0]) return -1;
+    int known = 0;   /* the kind names a data file: only the script's own */
+    for (size_t i = 0; i < sizeof WORK_FILES / sizeof WORK_FILES[0]; i++) {
+        size_t l = strlen(kind);
+        known |= strncmp(WORK_FILES[i], kind, l) == 0 && strcmp(WORK_FILES[i] + l, ".dat") == 0;
+    }
+    if (!known) { snprintf(p->note, sizeof p->note, "unknown chart kind"); return -1; }
     char datname[32], safe_title[160];
     snprintf(datname, sizeof datname, "%s.dat", kind);
     qd_chart_title(safe_title, sizeof safe_title, title);
