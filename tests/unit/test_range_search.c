@@ -70,6 +70,7 @@ static void compare(const char *what, const float *x, int64_t n, int64_t stride,
     if (regret > worst_regret) worst_regret = regret;
     if (rdiff > worst_range) worst_range = rdiff;
     same += se == sf && ze == zf;
+    if (!(se == sf && ze == zf)) fprintf(stderr, "note: %s %d-bit: fast range differs (L2.4 +%.3g%%, range %.3g%%)\n", what, bits, 100 * regret, 100 * rdiff);
     total++;
     CHECK(regret <= 5e-3, "%s %d-bit: fast L2.4 error %.6g is %.3f%% above the exact optimum %.6g", what, bits, ef,
           100 * regret, ee);
@@ -112,15 +113,18 @@ int main(void) {
             for (int major = 0; major <= 1; major++) {
                 if (bits == 8 && (kind != GAUSS || !major)) continue;
                 float se[C], ze[C], sf[C], zf[C], s3[C], z3[C];
-                CHECK(qd_weight_range_search_method(x, C, K, major, bits, 2, QD_RANGE_EXACT, se, ze) == QD_OK, "exact");
-                CHECK(qd_weight_range_search_method(x, C, K, major, bits, 1, QD_RANGE_FAST, sf, zf) == QD_OK, "fast");
-                CHECK(qd_weight_range_search_method(x, C, K, major, bits, 3, QD_RANGE_FAST, s3, z3) == QD_OK, "fast");
+                int nc = bits == 8 ? 2 : C; /* 25 600 candidates: two channels say enough */
+                memset(se, 0, sizeof se); memset(ze, 0, sizeof ze); memset(sf, 0, sizeof sf);
+                memset(zf, 0, sizeof zf); memset(s3, 0, sizeof s3); memset(z3, 0, sizeof z3);
+                CHECK(qd_weight_range_search_method(x, nc, K, major, bits, 2, QD_RANGE_EXACT, se, ze) == QD_OK, "exact");
+                CHECK(qd_weight_range_search_method(x, nc, K, major, bits, 1, QD_RANGE_FAST, sf, zf) == QD_OK, "fast");
+                CHECK(qd_weight_range_search_method(x, nc, K, major, bits, 3, QD_RANGE_FAST, s3, z3) == QD_OK, "fast");
                 CHECK(memcmp(sf, s3, sizeof sf) == 0 && memcmp(zf, z3, sizeof zf) == 0,
                       "weights %s %d-bit: fast result depends on the thread count", KIND[kind], bits);
                 if (bits == 8)
                     CHECK(memcmp(sf, se, sizeof sf) == 0 && memcmp(zf, ze, sizeof zf) == 0,
                           "weights 8-bit, 2048 per channel: expected the exact search's bits");
-                for (int c = 0; c < C; c++) {
+                for (int c = 0; c < nc; c++) {
                     char what[64];
                     snprintf(what, sizeof what, "weight %s ch %d %s", KIND[kind], c, major ? "major" : "minor");
                     const float *xc = major ? x + (int64_t)c * K : x + c;
