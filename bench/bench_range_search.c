@@ -131,6 +131,7 @@ int main(int argc, char **argv) {
     /* weights (per output channel): ResNet-50 layer4 3x3 conv, MobileNetV2 last 1x1, FC at 8 bit */
     weight_case("r50.layer4.conv2", 512, 512 * 9, 4, threads);
     weight_case("r50.layer3.conv2", 256, 256 * 9, 2, threads);
+    weight_case("mbv2.block16_project_1x1", 320, 960, 4, threads);
     /* too short for a histogram finer than the 4-bit grid: both searches are exact */
     if (!quick) weight_case("mbv2.conv_1x1_last", 1280, 320, 4, threads);
     return 0;

@@ -134,8 +134,8 @@ static void parallel_for(int64_t n, int threads, void (*fn)(void *, int64_t, int
 #define QD_FAST_ACT_BINS 65536                   /* 2-D search: >= 256 bins per grid step at 8 bits */
 #define QD_FAST_ACT_BINS_1D 16384                /* 1-D: candidates 1% apart, >= 64 bins per step */
 #define QD_FAST_ACT_MIN_N 16384                  /* below this the exact search is as cheap */
-#define QD_FAST_W_MIN_N 1024                     /* weight channels: fast only when this long
-                                                  * (4 elements per bin, <= 4096 bins) */
+#define QD_FAST_W_MIN_N 512                      /* weight channels: fast only when this long
+                                                  * (2 elements per bin, <= 4096 bins) */
 
 typedef struct {
     int bins;
@@ -279,7 +279,7 @@ static void search_slice(const float *x, int64_t n, int64_t stride, int mode, in
     *best_lo = fminf(mn, 0.0f);
     *best_hi = fmaxf(mx, 0.0f);
     int64_t ncand = build_candidates(mn, mx, mode, qmin, qmax, cand_lo, cand_hi);
-    int bins = (int)(n / 4 > 4096 ? 4096 : n / 4);
+    int bins = (int)(n / 2 > 4096 ? 4096 : n / 2);
     /* the bin means stand in for the elements only when bins are much finer than the grid
      * step: at least 16 bins per step of the full-range candidate */
     if (fast && n >= QD_FAST_W_MIN_N && bins >= 16 * (qmax - qmin + 1) && mx > mn) {

@@ -7,7 +7,7 @@
  *   - the L_2.4 error of the fast range is at most 0.5% above the exact optimum's, and
  *   - the range itself (hi - lo) differs by at most 2% relative (most cases: identical bits);
  * and the fast result must not depend on the thread count (bitwise).
- * Sizes are near the smallest that take the fast path (2^17 activation elements, 2048-element
+ * Sizes are near the smallest that take the fast path (2^17 activation elements, 768-element
  * weight channels) so the exact reference stays cheap. */
 #include <math.h>
 #include <stdint.h>
@@ -102,9 +102,9 @@ int main(void) {
             compare(what, x, n, 1, bits, se, ze, sf, zf);
         }
     }
-    /* weights: 8 channels x 2048 (channel-major) and the transposed layout, 2 and 4 bits; at 8
+    /* weights: 8 channels x 768 (channel-major, MobileNet-like 1x1 convs) and the transposed layout, 2 and 4 bits; at 8
      * bits the channels are too short for a histogram finer than the grid: exact, same bits */
-    enum { C = 8, K = 2048 };
+    enum { C = 8, K = 768 };
     for (int kind = 0; kind < NKINDS; kind++) {
         if (kind == RELU || kind == RELU6) continue; /* weights are signed */
         fill(x, (int64_t)C * K, kind);
@@ -123,7 +123,7 @@ int main(void) {
                       "weights %s %d-bit: fast result depends on the thread count", KIND[kind], bits);
                 if (bits == 8)
                     CHECK(memcmp(sf, se, sizeof sf) == 0 && memcmp(zf, ze, sizeof zf) == 0,
-                          "weights 8-bit, 2048 per channel: expected the exact search's bits");
+                          "weights 8-bit, 768 per channel: expected the exact search's bits");
                 for (int c = 0; c < nc; c++) {
                     char what[64];
                     snprintf(what, sizeof what, "weight %s ch %d %s", KIND[kind], c, major ? "major" : "minor");
