@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checked.h"
 #include "graph/graph_internal.h"
 #include "qdrop/graph.h"
 
@@ -134,16 +135,18 @@ int qd_graph_add_node(qd_graph *g, const char *name, qd_op op, int ninputs, int 
     return g->nnodes++;
 }
 
+/* The reader and shape inference keep every value within QD_MAX_TENSOR_NUMEL elements; these
+ * stay defined anyway (a value being built may not be checked yet): -1 for a negative dimension
+ * or a product that overflows int64. */
 int64_t qd_value_numel(const qd_value *v) {
-    int64_t n = 1;
-    for (int d = 0; d < v->ndim; d++) n *= v->dims[d];
-    return n;
+    int64_t n;
+    return qd_shape_numel_checked(v->ndim, v->dims, INT64_MAX, &n) ? n : -1;
 }
 
 int64_t qd_value_sample_numel(const qd_value *v) {
-    int64_t n = 1;
-    for (int d = 1; d < v->ndim; d++) n *= v->dims[d];
-    return n;
+    int64_t n;
+    if (v->ndim < 1) return 1;
+    return qd_shape_numel_checked(v->ndim - 1, v->dims + 1, INT64_MAX, &n) ? n : -1;
 }
 
 void qd_graph_recount(qd_graph *g) {

@@ -1,0 +1,8 @@
+# ONNX auto_pad (SAME_UPPER / SAME_LOWER / VALID) on Conv and pools: FP32 parity with ONNX Runtime
+# on a generated CNN, and a 1-iteration run whose export must carry explicit pads. Reuses the
+# parity binary from onnx.cmake. Skips (77) without python numpy/onnx/onnxruntime. ~10 s.
+if(Python3_Interpreter_FOUND)
+  qd_add_script_test(test_onnx_autopad
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/onnx_autopad_parity.py $<TARGET_FILE:test_onnx_parity_bin>
+    LABELS unit TIMEOUT 300)
+endif()
