@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/escape.h"
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
 #include "qdrop/log.h"
@@ -61,7 +62,11 @@ static void usage(FILE *f) {
 
 static int fail(qd_status st) {
     const char *m = qd_error_message();
-    fprintf(stderr, "qdrop-gpu: error: %s\n", m[0] ? m : qd_status_name(st));
+    /* Messages quote names from model files and paths: escape them so the error stays one line
+     * and cannot drive the terminal. */
+    fputs("qdrop-gpu: error: ", stderr);
+    qd_fputs_escaped(m[0] ? m : qd_status_name(st), stderr);
+    fputc('\n', stderr);
     return qd_status_exit_code(st);
 }
 

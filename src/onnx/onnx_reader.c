@@ -1206,6 +1206,10 @@ static qd_status build(rd *r, const Onnx__ModelProto *m) {
         if (v < 0) return qd_errorf(QD_ERR_DATA, "%s: graph output '%s' is never produced", r->path, oname);
         if (g->values[v].is_const)
             return qd_errorf(QD_ERR_UNSUPPORTED, "%s: graph output '%s' is a constant", r->path, oname);
+        for (int k = 0; k < g->ninputs; k++)
+            if (g->inputs[k] == v)
+                return qd_errorf(QD_ERR_UNSUPPORTED, "%s: graph output '%s' is the graph input: the model computes "
+                                 "nothing to quantize", r->path, oname);
         g->outputs[g->noutputs++] = v;
     }
     qd_graph_recount(g);
@@ -1215,31 +1219,52 @@ static qd_status build(rd *r, const Onnx__ModelProto *m) {
 qd_status qd_onnx_load(const char *path, qd_graph **out) {
     *out = NULL;
     if (!path || !path[0]) return qd_errorf(QD_ERR_NOINPUT, "no ONNX model path given");
-    FILE *f = fopen(path, "rb");
-    if (!f) return qd_errorf(QD_ERR_NOINPUT, "%s: cannot open ONNX model: %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : (1 << 20);
-            unsigned char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return qd_errorf(QD_ERR_INTERNAL, "%s: out of memory while reading", path);
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
+    /* The model file is untrusted: a regular file (O_NONBLOCK so that a FIFO cannot block the
+     * open; /dev/zero or /dev/urandom would be read until memory runs out), read exactly as large
+     * as it is, and no larger than protobuf's 2 GiB message limit. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return qd_errorf(QD_ERR_NOINPUT, "%s: cannot open ONNX model: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        qd_status st = qd_errorf(QD_ERR_NOINPUT, "%s: cannot open ONNX model: %s", path, strerror(errno));
+        close(fd);
+        return st;
     }
-    int rerr = ferror(f);
-    fclose(f);
+    if (S_ISDIR(sb.st_mode)) {
+        close(fd);
+        return qd_errorf(QD_ERR_NOINPUT, "%s: is a directory, expected an ONNX model file", path);
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return qd_errorf(QD_ERR_DATA, "%s: not a regular file (an ONNX model must be a regular file)", path);
+    }
+    if ((uint64_t)sb.st_size > (uint64_t)INT32_MAX) {
+        close(fd);
+        return qd_errorf(QD_ERR_DATA, "%s: %lld bytes, larger than the 2 GiB protobuf limit (store the weights as "
+                         "ONNX external data)", path, (long long)sb.st_size);
+    }
+    size_t len = (size_t)sb.st_size, got = 0;
+    unsigned char *buf = malloc(len ? len : 1);
+    if (!buf) {
+        close(fd);
+        return qd_errorf(QD_ERR_INTERNAL, "%s: out of memory while reading", path);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    int rerr = 0;
+    while (got < len) {
+        ssize_t k = read(fd, buf + got, len - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) rerr = 1;
+        if (k <= 0) break; /* 0: shrank while reading, parse what is there */
+        got += (size_t)k;
+    }
+    close(fd);
     if (rerr) {
         free(buf);
         return qd_errorf(QD_ERR_NOINPUT, "%s: read error", path);
     }
+    len = got;
     Onnx__ModelProto *m = len ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
     free(buf);
     if (!m) return qd_errorf(QD_ERR_DATA, "%s: not a valid ONNX model (protobuf parse failed)", path);
