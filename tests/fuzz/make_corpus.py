@@ -197,6 +197,68 @@ def onnx_corpus():
     raw = open(os.path.join(OUT, "onnx", "conv_bn_gemm.onnx"), "rb").read()
     put("onnx", "truncated.onnx", raw[: len(raw) // 2])
     put("onnx", "random.onnx", bytes(rng.integers(0, 256, 256, dtype=np.uint8)))
+    onnx_fold_shape_seeds(model, rng)
+
+
+def onnx_fold_shape_seeds(model, rng):
+    """Seeds that reach constant folding (every foldable op, int64 values at the overflow
+    boundaries that are still valid) and shape inference (Pad, Slice, Reshape, Concat, Transpose,
+    Softmax, ReduceMean, auto_pad Conv/pools) with valid graphs, so mutations start deep inside."""
+    from onnx import TensorProto, helper, numpy_helper
+    f = TensorProto.FLOAT
+    i64 = lambda n, v: numpy_helper.from_array(np.array(v, np.int64), n)
+    x = helper.make_tensor_value_info("x", f, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", f, None)
+    W = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "W")
+    big, small = (1 << 63) - 1, -(1 << 63)
+    # int64 folding: every op on constants, values near the limits without overflowing
+    inits = [i64("a", [big - 5, small + 5, 7, -7]), i64("b", [5, -5, 2, 3]), i64("shp", [2, 3]),
+             i64("ax0", [0]), i64("ax1", [1]), i64("st", [0, -1]), i64("en", [big, small]),
+             i64("sax", [0, 1]), i64("sp", [1, -2]), i64("idx", [1, -1]), i64("rs", [3, -1])]
+    fold = [
+        helper.make_node("Add", ["a", "b"], ["s_add"], name="f_add"),
+        helper.make_node("Sub", ["a", "b"], ["s_sub"], name="f_sub"),
+        helper.make_node("Mul", ["b", "b"], ["s_mul"], name="f_mul"),
+        helper.make_node("Div", ["a", "b"], ["s_div"], name="f_div"),
+        helper.make_node("ConstantOfShape", ["shp"], ["cos"], name="f_cos",
+                         value=numpy_helper.from_array(np.array([3], np.int64), "v")),
+        helper.make_node("Concat", ["cos", "cos"], ["cat"], name="f_concat", axis=0),
+        helper.make_node("Transpose", ["cat"], ["tr"], name="f_transpose", perm=[1, 0]),
+        helper.make_node("Slice", ["tr", "st", "en", "sax", "sp"], ["sl"], name="f_slice"),
+        helper.make_node("Gather", ["a", "idx"], ["ga"], name="f_gather", axis=0),
+        helper.make_node("Unsqueeze", ["ga", "ax1"], ["un"], name="f_unsqueeze"),
+        helper.make_node("Squeeze", ["un", "ax1"], ["sq"], name="f_squeeze"),
+        helper.make_node("Reshape", ["tr", "rs"], ["re"], name="f_reshape"),
+        helper.make_node("Flatten", ["re"], ["fl"], name="f_flatten", axis=1),
+        helper.make_node("Cast", ["fl"], ["cf"], name="f_cast", to=f),
+        helper.make_node("Cast", ["cf"], ["ci"], name="f_cast_back", to=TensorProto.INT64),
+        helper.make_node("Shape", ["ci"], ["sh"], name="f_shape"),
+        helper.make_node("Relu", ["x"], ["y"], name="relu"),
+    ]
+    model(fold, inits, [x], [y], "fold_int64_ops")
+    # shape inference over the activation ops, with auto_pad and Slice/Pad/Reshape resolved from
+    # constant inputs
+    sinits = [W, i64("pads", [0, 0, 1, 0, 0, 0, 0, 1]), i64("ss", [1, 0]), i64("se", [big, -1]),
+              i64("sa", [2, 3]), i64("sst", [2, big]), i64("rshape", [0, 4, -1]), i64("perm_unused", [0])]
+    shape_nodes = [
+        helper.make_node("Conv", ["x", "W"], ["c"], name="conv_same", auto_pad="SAME_UPPER", strides=[2, 2]),
+        helper.make_node("MaxPool", ["c"], ["mp"], name="pool_same", auto_pad="SAME_LOWER", kernel_shape=[3, 3]),
+        helper.make_node("AveragePool", ["mp"], ["ap"], name="pool_valid", auto_pad="VALID", kernel_shape=[2, 2]),
+        helper.make_node("Pad", ["ap", "pads"], ["pd"], name="pad"),
+        helper.make_node("Slice", ["pd", "ss", "se", "sa", "sst"], ["sl"], name="slice"),
+        helper.make_node("Reshape", ["sl", "rshape"], ["rsh"], name="reshape"),
+        helper.make_node("Transpose", ["rsh"], ["tp"], name="transpose", perm=[0, 2, 1]),
+        helper.make_node("Softmax", ["tp"], ["sm"], name="softmax", axis=-1),
+        helper.make_node("Concat", ["sm", "sm"], ["cc"], name="concat", axis=1),
+        helper.make_node("ReduceMean", ["cc"], ["y"], name="mean", axes=[1], keepdims=0),
+    ]
+    model(shape_nodes, sinits, [x], [y], "shape_inference_ops")
+    # a 2^31-1-element boundary that must be rejected without allocating, and a valid wide input
+    model([helper.make_node("ConstantOfShape", ["bshp"], ["bc"], name="cos_cap"),
+           helper.make_node("Relu", ["x"], ["y"], name="relu")], [i64("bshp", [46341, 46341])], [x], [y],
+          "fold_cap_boundary")
+    model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [],
+          [helper.make_tensor_value_info("x", f, [1, 1, 1, 1 << 20])], [y], "wide_input")
 
 
 def safetensors_corpus():
@@ -243,15 +305,17 @@ def tokenizer_corpus():
 
 
 def main():
+    """python3 tests/fuzz/make_corpus.py [TARGET...]: regenerate every corpus, or only those named."""
+    targets = {"config": config_corpus, "jpeg": jpeg_corpus, "npy": npy_corpus, "onnx": onnx_corpus,
+               "safetensors": safetensors_corpus, "tokenizer": tokenizer_corpus}
+    want = sys.argv[1:] or list(targets)
+    for t in want:
+        if t not in targets:
+            sys.exit("make_corpus: unknown target '%s' (%s)" % (t, ", ".join(targets)))
     os.makedirs(OUT, exist_ok=True)
-    for t in ("config", "jpeg", "npy", "onnx", "safetensors", "tokenizer"):
+    for t in want:
         os.makedirs(os.path.join(OUT, t), exist_ok=True)
-    config_corpus()
-    jpeg_corpus()
-    npy_corpus()
-    onnx_corpus()
-    safetensors_corpus()
-    tokenizer_corpus()
+        targets[t]()
     for t in sorted(os.listdir(OUT)):
         files = os.listdir(os.path.join(OUT, t))
         print("%-12s %3d files %7d bytes" % (t, len(files), sum(os.path.getsize(os.path.join(OUT, t, n)) for n in files)))
