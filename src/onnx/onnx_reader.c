@@ -42,7 +42,14 @@ typedef struct rd {
     char *dir;       /* directory of the model file, for external data */
     qd_graph *g;
     int opset;
+    int64_t file_elems; /* elements of constant tensors stored in the file (initializers, Constant) */
+    int64_t fold_elems; /* elements of constants computed by folding so far */
 } rd;
+
+/* Constant folding may not amplify a small file into a huge amount of work and memory: all
+ * constants it computes together hold at most 2^24 elements plus twice the constant data the
+ * file itself stores (so a Transpose or Reshape of a large weight still folds). */
+#define FOLD_BUDGET_BASE ((int64_t)1 << 24)
 
 /* ------------------------------------------------------------------------------------------ */
 /* small helpers                                                                               */
@@ -288,17 +295,17 @@ static qd_status load_tensor(rd *r, const Onnx__TensorProto *t, const char *name
         return qd_errorf(QD_ERR_UNSUPPORTED, "%s: tensor '%s' has %zu dimensions (at most %d)", r->path, name,
                          t->n_dims, QD_MAX_DIMS);
     int64_t dims[QD_MAX_DIMS];
-    int64_t n = 1;
+    int64_t n;
     for (size_t d = 0; d < t->n_dims; d++) {
         dims[d] = t->dims[d];
-        if (dims[d] < 0 || dims[d] > MAX_CONST_NUMEL)
+        if (dims[d] < 0)
             return qd_errorf(QD_ERR_DATA, "%s: tensor '%s' has invalid dimension %lld", r->path, name, (long long)dims[d]);
-        n *= dims[d];
-        if (n > MAX_CONST_NUMEL) return qd_errorf(QD_ERR_UNSUPPORTED, "%s: tensor '%s' is too large", r->path, name);
     }
-    int v = new_const(r, name, is_float_dt(dt) ? QD_DT_FLOAT : QD_DT_INT64, (int)t->n_dims, dims);
-    if (v < 0) return oom(r);
-    qd_value *val = &r->g->values[v];
+    if (!qd_shape_numel_checked((int)t->n_dims, dims, MAX_CONST_NUMEL, &n))
+        return qd_errorf(QD_ERR_UNSUPPORTED, "%s: tensor '%s' has more than %lld elements", r->path, name,
+                         (long long)MAX_CONST_NUMEL);
+    /* The data must be there before anything is allocated: a few bytes of file declaring a
+     * 2^31-element tensor without its data cost nothing. */
     size_t want = (size_t)n * (size_t)es;
     const unsigned char *raw = NULL;
     unsigned char *ext = NULL;
@@ -310,7 +317,26 @@ static qd_status load_tensor(rd *r, const Onnx__TensorProto *t, const char *name
             return qd_errorf(QD_ERR_DATA, "%s: tensor '%s' has %zu bytes of raw data, its shape needs %zu", r->path,
                              name, t->raw_data.len, want);
         raw = t->raw_data.data;
+    } else {
+        size_t have;
+        switch (dt) {
+        case 1: have = t->n_float_data; break;
+        case 11: have = t->n_double_data; break;
+        case 7: have = t->n_int64_data; break;
+        case 12: case 13: have = t->n_uint64_data; break;
+        default: have = t->n_int32_data; break; /* int8/16/32, uint8/16, bool are stored as int32 */
+        }
+        if (have != (size_t)n)
+            return qd_errorf(QD_ERR_DATA, "%s: tensor '%s' holds %zu values, its shape needs %lld", r->path, name, have,
+                             (long long)n);
     }
+    r->file_elems += n;
+    int v = new_const(r, name, is_float_dt(dt) ? QD_DT_FLOAT : QD_DT_INT64, (int)t->n_dims, dims);
+    if (v < 0) {
+        free(ext);
+        return oom(r);
+    }
+    qd_value *val = &r->g->values[v];
     if (raw) {
         /* ONNX raw_data is little-endian, as is every host we build for. */
         for (int64_t i = 0; i < n; i++) {
@@ -330,17 +356,6 @@ static qd_status load_tensor(rd *r, const Onnx__TensorProto *t, const char *name
         }
         free(ext);
     } else {
-        size_t have;
-        switch (dt) {
-        case 1: have = t->n_float_data; break;
-        case 11: have = t->n_double_data; break;
-        case 7: have = t->n_int64_data; break;
-        case 12: case 13: have = t->n_uint64_data; break;
-        default: have = t->n_int32_data; break; /* int8/16/32, uint8/16, bool are stored as int32 */
-        }
-        if (have != (size_t)n)
-            return qd_errorf(QD_ERR_DATA, "%s: tensor '%s' holds %zu values, its shape needs %lld", r->path, name, have,
-                             (long long)n);
         for (int64_t i = 0; i < n; i++) {
             switch (dt) {
             case 1: val->fdata[i] = t->float_data[i]; break;
@@ -434,6 +449,19 @@ static int axis_norm(int64_t a, int nd, int allow_end) {
     return (int)(a < 0 ? a + nd : a);
 }
 
+static qd_status fold_budget(rd *r, const char *nm, const char *op, int ndim, const int64_t *dims) {
+    int64_t n;
+    if (ndim < 0 || ndim > QD_MAX_DIMS || !qd_shape_numel_checked(ndim, dims, MAX_CONST_NUMEL, &n))
+        return QD_OK; /* new_const reports the bad shape */
+    int64_t budget = FOLD_BUDGET_BASE + 2 * r->file_elems;
+    if (r->fold_elems + n > budget)
+        return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): constant folding would compute %lld more elements, over its "
+                         "budget of %lld (2^24 + twice the model's stored constants)", r->path, nm, op, (long long)n,
+                         (long long)budget);
+    r->fold_elems += n;
+    return QD_OK;
+}
+
 static const qd_value *in_value(const qd_graph *g, const int *in, int nin, int k) {
     return k < nin && in[k] >= 0 ? &g->values[in[k]] : NULL;
 }
@@ -450,6 +478,7 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
 #define BAD(...) qd_errorf(QD_ERR_DATA, __VA_ARGS__)
 #define NEWC(dt, nd_, dims_)                                                  \
     do {                                                                      \
+        QD_TRY(fold_budget(r, nm, op, (nd_), (dims_)));                       \
         v = new_const(r, oname, (dt), (nd_), (dims_));                        \
         if (v < 0) return const_fail(r, v, nm, op, (nd_), (dims_));           \
     } while (0)
@@ -757,10 +786,12 @@ static qd_status load_constant(rd *r, const Onnx__NodeProto *n, int *out_v) {
         if (v >= 0) r->g->values[v].idata[0] = a->i;
     } else if ((a = find_attr(n, "value_floats"))) {
         one = (int64_t)a->n_floats;
+        r->file_elems += one;
         v = new_const(r, oname, QD_DT_FLOAT, 1, &one);
         for (size_t i = 0; v >= 0 && i < a->n_floats; i++) r->g->values[v].fdata[i] = a->floats[i];
     } else if ((a = find_attr(n, "value_ints"))) {
         one = (int64_t)a->n_ints;
+        r->file_elems += one;
         v = new_const(r, oname, QD_DT_INT64, 1, &one);
         for (size_t i = 0; v >= 0 && i < a->n_ints; i++) r->g->values[v].idata[i] = a->ints[i];
     } else {

@@ -206,6 +206,12 @@ def cases(m):
          lambda: _model([_const("shp", _i64("shp", [65536, 65536])),
                          helper.make_node("ConstantOfShape", ["shp"], ["c4g"], name="cos_4g")]),
          "ConstantOfShape of 2^32 elements")
+    case("onnx_fold_amplification", r"node 'cat2' \(Concat\): constant folding would compute 33554432 more elements, "
+         r"over its budget",
+         lambda: _model([_const("shp", _i64("shp", [2, 1 << 23])),
+                         helper.make_node("ConstantOfShape", ["shp"], ["c16m"], name="cos_16m"),
+                         helper.make_node("Concat", ["c16m", "c16m"], ["c32m"], name="cat2", axis=0)]),
+         "a 300-byte model folding 2^24 + 2^25 elements (found by fuzz_onnx as a 14 s timeout)", inspect=True)
     case("onnx_fold_reshape_negative", r"node 'rsh_neg' \(Reshape\): bad target dim -5",
          lambda: _model([_const("v6", _i64("v6", list(range(6)))), _const("rs", _i64("rs", [-5, -1])),
                          helper.make_node("Reshape", ["v6", "rs"], ["v6r"], name="rsh_neg")]),
