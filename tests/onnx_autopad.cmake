@@ -6,3 +6,11 @@ if(Python3_Interpreter_FOUND)
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/onnx_autopad_parity.py $<TARGET_FILE:test_onnx_parity_bin>
     LABELS unit TIMEOUT 300)
 endif()
+
+# x.view(x.size(0), -1) as torch exports it (Shape -> Gather -> Unsqueeze -> Concat -> Reshape, and
+# the opset-11 / opset-15 variants): FP32 parity with ONNX Runtime. ~5 s.
+if(Python3_Interpreter_FOUND)
+  qd_add_script_test(test_onnx_view
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/onnx_view_parity.py $<TARGET_FILE:test_onnx_parity_bin>
+    LABELS unit TIMEOUT 300)
+endif()

@@ -334,7 +334,8 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
                 e = e < 0 ? 0 : (e > dim ? dim : e);
                 len = e > b ? (int64_t)((uint64_t)(e - b - 1) / mag + 1) : 0;
             } else {
-                b = b < 0 ? 0 : (b > dim - 1 ? dim - 1 : b);
+                b = b < 0 ? 0 : b;
+                b = b > dim - 1 ? dim - 1 : b; /* an empty dimension: -1, nothing to take */
                 e = e < -1 ? -1 : (e > dim - 1 ? dim - 1 : e);
                 len = b > e ? (int64_t)((uint64_t)(b - e - 1) / mag + 1) : 0;
             }

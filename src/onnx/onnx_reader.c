@@ -44,7 +44,16 @@ typedef struct rd {
     int opset;
     int64_t file_elems; /* elements of constant tensors stored in the file (initializers, Constant) */
     int64_t fold_elems; /* elements of constants computed by folding so far */
+    /* The batch size as a symbol (x.view(x.size(0), -1)): per value id, SYM_SHAPE for the output of
+     * Shape on an activation (only its element 0, the batch, can be read), SYM_MASK for a small
+     * int64 constant whose elements in symm (bit e = element e) are the batch size; those
+     * elements hold 0, which is what Reshape needs there ("copy dimension 0"). */
+    unsigned char *symk;
+    unsigned char *symm;
+    int nsym;
 } rd;
+
+enum { SYM_NONE = 0, SYM_SHAPE = 1, SYM_MASK = 2 };
 
 /* Constant folding may not amplify a small file into a huge amount of work and memory: all
  * constants it computes together hold at most 2^24 elements plus twice the constant data the
@@ -435,7 +444,8 @@ static void slice_clamp(int64_t dim, int64_t s, int64_t *pb, int64_t *pe) {
         b = b < 0 ? 0 : (b > dim ? dim : b);
         e = e < 0 ? 0 : (e > dim ? dim : e);
     } else {
-        b = b < 0 ? 0 : (b > dim - 1 ? dim - 1 : b);
+        b = b < 0 ? 0 : b;
+        b = b > dim - 1 ? dim - 1 : b; /* an empty dimension: -1, nothing to take */
         e = e < -1 ? -1 : (e > dim - 1 ? dim - 1 : e);
     }
     *pb = b;
@@ -447,6 +457,25 @@ static int axis_norm(int64_t a, int nd, int allow_end) {
     int64_t hi = allow_end ? nd : nd - 1;
     if (a < -(int64_t)nd || a > hi) return -1;
     return (int)(a < 0 ? a + nd : a);
+}
+
+static int sym_kind(const rd *r, int v) { return v >= 0 && v < r->nsym ? r->symk[v] : SYM_NONE; }
+static unsigned sym_mask(const rd *r, int v) { return v >= 0 && v < r->nsym ? r->symm[v] : 0u; }
+
+static qd_status sym_set(rd *r, int v, int kind, unsigned mask) {
+    if (v >= r->nsym) {
+        int n = r->g->nvalues > v + 1 ? r->g->nvalues : v + 1;
+        unsigned char *k = realloc(r->symk, (size_t)n), *m = realloc(r->symm, (size_t)n);
+        if (k) r->symk = k;
+        if (m) r->symm = m;
+        if (!k || !m) return oom(r);
+        memset(r->symk + r->nsym, 0, (size_t)(n - r->nsym));
+        memset(r->symm + r->nsym, 0, (size_t)(n - r->nsym));
+        r->nsym = n;
+    }
+    r->symk[v] = (unsigned char)kind;
+    r->symm[v] = (unsigned char)mask;
+    return QD_OK;
 }
 
 static qd_status fold_budget(rd *r, const char *nm, const char *op, int ndim, const int64_t *dims) {
@@ -469,7 +498,7 @@ static const qd_value *in_value(const qd_graph *g, const int *in, int nin, int k
 /* Evaluates node `n` (op `op`) on constant inputs `in[0..nin)`, creating the output constant.
  * Every size and int64 result is checked: a model whose constants overflow is a data error
  * naming the node, never undefined behaviour. */
-static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, const int *in, int nin, int *out_v) {
+static qd_status fold_plain(rd *r, const Onnx__NodeProto *n, const char *op, const int *in, int nin, int *out_v) {
     qd_graph *g = r->g;
     const char *oname = S(n->output[0]);
     const char *nm = node_label(n);
@@ -771,6 +800,77 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
     return QD_OK;
 }
 
+/* Folding when an input carries the batch size as a symbol: only the shape arithmetic torch
+ * writes around x.view(x.size(0), ...) is followed (Gather of element 0 of Shape, then
+ * Unsqueeze/Squeeze/Concat/Reshape/Cast/Identity that keep elements in order); anything that
+ * computes with the batch size is unsupported, with the reason. */
+static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, const int *in, int nin, int *out_v) {
+    int anysym = 0;
+    for (int k = 0; k < nin; k++) anysym |= sym_kind(r, in[k]) != SYM_NONE;
+    if (!anysym) return fold_plain(r, n, op, in, nin, out_v);
+    const qd_graph *g = r->g;
+    const char *nm = node_label(n);
+#define SYMFAIL(why) qd_errorf(QD_ERR_UNSUPPORTED, "%s: node '%s' (%s): %s (only x.view(x.size(0), ...)-style use of " \
+                               "the batch size is supported)", r->path, nm, op, why)
+    int x = in[0];
+    for (int k = 1; k < nin; k++)
+        if (sym_kind(r, in[k]) != SYM_NONE && strcmp(op, "Concat") != 0) return SYMFAIL("computes with the batch size");
+    if (strcmp(op, "Gather") == 0) {
+        const qd_value *ix = nin > 1 && in[1] >= 0 ? &g->values[in[1]] : NULL;
+        if (attr_i(n, "axis", 0) != 0 || !ix || !ix->idata || ix->ndim > 1 || qd_value_numel(ix) > QD_MAX_DIMS ||
+            qd_value_numel(ix) < 1)
+            return SYMFAIL("indexes a shape in an unsupported way");
+        int64_t ni = qd_value_numel(ix), len = qd_value_numel(&g->values[x]);
+        unsigned mask = 0, xm = sym_mask(r, x);
+        for (int64_t j = 0; j < ni; j++) {
+            int64_t t = ix->idata[j];
+            if (sym_kind(r, x) == SYM_SHAPE) {
+                if (t != 0) return SYMFAIL("reads a non-batch dimension of an activation's shape");
+                mask |= 1u << j;
+                continue;
+            }
+            if (t < -len || t >= len) return qd_errorf(QD_ERR_DATA, "%s: node '%s' (Gather): index out of range", r->path, nm);
+            if (t < 0) t += len;
+            if (xm >> t & 1u) mask |= 1u << j;
+        }
+        if (sym_kind(r, x) == SYM_SHAPE) {
+            /* the result holds zeros where the batch is: build it directly (the Shape value has no
+             * real extent to gather from) */
+            int64_t dims[1] = {ni};
+            int v = new_const(r, S(n->output[0]), QD_DT_INT64, ix->ndim, dims);
+            if (v < 0) return const_fail(r, v, nm, op, ix->ndim, dims);
+            QD_TRY(sym_set(r, v, SYM_MASK, mask));
+            *out_v = v;
+            return QD_OK;
+        }
+        QD_TRY(fold_plain(r, n, op, in, nin, out_v));
+        return sym_set(r, *out_v, SYM_MASK, mask);
+    }
+    if (sym_kind(r, x) == SYM_SHAPE) return SYMFAIL("uses an activation's whole shape (only its element 0 is supported)");
+    if (strcmp(op, "Concat") == 0) {
+        unsigned mask = 0;
+        int64_t off = 0;
+        for (int k = 0; k < nin; k++) {
+            if (in[k] < 0) continue;
+            const qd_value *a = &g->values[in[k]];
+            if (sym_kind(r, in[k]) == SYM_SHAPE || a->ndim != 1) return SYMFAIL("concatenates shapes in an unsupported way");
+            mask |= sym_mask(r, in[k]) << off;
+            off += a->dims[0];
+            if (off > QD_MAX_DIMS) return SYMFAIL("builds a shape of more than 8 dimensions");
+        }
+        QD_TRY(fold_plain(r, n, op, in, nin, out_v));
+        return sym_set(r, *out_v, SYM_MASK, mask);
+    }
+    int keeps_order = strcmp(op, "Unsqueeze") == 0 || strcmp(op, "Squeeze") == 0 || strcmp(op, "Identity") == 0 ||
+                      strcmp(op, "Dropout") == 0 || strcmp(op, "Reshape") == 0 || strcmp(op, "Flatten") == 0 ||
+                      (strcmp(op, "Cast") == 0 && cast_dtype(attr_i(n, "to", 1)) == QD_DT_INT64);
+    if (!keeps_order) return SYMFAIL("computes with the batch size");
+    unsigned mask = sym_mask(r, x);
+    QD_TRY(fold_plain(r, n, op, in, nin, out_v));
+    return sym_set(r, *out_v, SYM_MASK, mask);
+#undef SYMFAIL
+}
+
 /* Constant node -> constant value. */
 static qd_status load_constant(rd *r, const Onnx__NodeProto *n, int *out_v) {
     const char *oname = n->n_output > 0 ? S(n->output[0]) : "";
@@ -870,7 +970,7 @@ static qd_status spatial_attrs(const rd *r, const Onnx__NodeProto *n, qd_attrs *
 static const qd_value *const_input(const rd *r, const Onnx__NodeProto *n, size_t k) {
     if (k >= n->n_input || !S(n->input[k])[0]) return NULL;
     int v = qd_graph_find_value(r->g, n->input[k]);
-    if (v < 0 || !r->g->values[v].is_const) return NULL;
+    if (v < 0 || !r->g->values[v].is_const || sym_kind(r, v) != SYM_NONE) return NULL;
     return &r->g->values[v];
 }
 
@@ -1031,6 +1131,15 @@ static qd_status add_compute_node(rd *r, const Onnx__NodeProto *n, qd_op op) {
         if (ins[k] < 0)
             return qd_errorf(QD_ERR_DATA, "%s: node '%s' reads '%s', which no node, initializer or graph input "
                              "produces (nodes out of order?)", r->path, nm, iname);
+        if (sym_kind(r, ins[k]) != SYM_NONE) {
+            /* x.view(x.size(0), -1): the batch size as element 0 of a Reshape target is Reshape's
+             * "copy dimension 0" (the element holds 0); anywhere else it is not supported */
+            int ok = op == QD_OP_RESHAPE && k == 1 && sym_kind(r, ins[k]) == SYM_MASK &&
+                     (sym_mask(r, ins[k]) & ~1u) == 0 && attr_i(n, "allowzero", 0) == 0;
+            if (!ok)
+                return unsupported(r, n, "the batch size (Shape of an activation) used other than as dimension 0 of "
+                                   "a Reshape target");
+        }
     }
     for (int e = 0; e < extra; e++) {
         char buf[512];
@@ -1110,11 +1219,21 @@ static qd_status load_node(rd *r, const Onnx__NodeProto *n) {
         if (st == QD_ERR_UNSUPPORTED) return unsupported(r, n, "on constant inputs");
         return st;
     }
+    if (strcmp(type, "Shape") == 0 && nin >= 1 && ins[0] >= 0 && n->n_output >= 1) {
+        /* Shape of an activation: only the batch (element 0) can be used, as a symbol */
+        if (qd_graph_find_value(g, S(n->output[0])) >= 0)
+            return qd_errorf(QD_ERR_DATA, "%s: node '%s' writes '%s', which is already defined", r->path,
+                             node_label(n), S(n->output[0]));
+        const Onnx__AttributeProto *as = find_attr(n, "start"), *ae = find_attr(n, "end");
+        int64_t one = 1;
+        int v = new_const(r, S(n->output[0]), QD_DT_INT64, 1, &one);
+        if (v < 0) return oom(r);
+        if (!as && !ae) return sym_set(r, v, SYM_SHAPE, 1u);
+        if ((as ? as->i : 0) == 0 && ae && ae->i == 1) return sym_set(r, v, SYM_MASK, 1u);
+        return unsupported(r, n, "Shape of an activation with start/end other than 0/1");
+    }
     qd_op op;
     if (!map_op(type, &op)) {
-        if (strcmp(type, "Shape") == 0)
-            return unsupported(r, n, "Shape of an activation (export torch.flatten / a static reshape instead of "
-                               "x.view(x.size(0), -1))");
         return unsupported(r, n, NULL);
     }
     return add_compute_node(r, n, op);
@@ -1330,6 +1449,8 @@ qd_status qd_onnx_load(const char *path, qd_graph **out) {
     qd_status st = build(&r, m);
     onnx__model_proto__free_unpacked(m, NULL);
     free(r.dir);
+    free(r.symk);
+    free(r.symm);
     if (st != QD_OK) {
         qd_graph_free(r.g);
         return st;

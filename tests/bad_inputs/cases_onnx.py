@@ -251,6 +251,15 @@ def cases(m):
              _const("csp", _i64("csp", [INT64_MIN])),
              helper.make_node("Slice", ["cv", "cst", "cen", "cax", "csp"], ["csl"], name="slice_const_min")]
         return _model(s)
+    C.append(m.Case("onnx_slice_empty_negative_step", 0, None, argv=insp, config=False, check_partial=False,
+                    prep=_prep_model(lambda: _model([
+                        _const("shp", _i64("shp", [3, 0])),
+                        helper.make_node("ConstantOfShape", ["shp"], ["empty"], name="cos_empty"),
+                        _const("st", _i64("st", [-1])), _const("en", _i64("en", [INT64_MIN])),
+                        _const("ax", _i64("ax", [1])), _const("sp", _i64("sp", [-2])),
+                        helper.make_node("Slice", ["empty", "st", "en", "ax", "sp"], ["sl"], name="slice_empty")])),
+                    what="folded Slice with a negative step over an empty dimension selects nothing (fuzz_onnx found "
+                    "a heap overflow)"))
     C.append(m.Case("onnx_slice_step_extremes", 0, None, argv=insp, config=False, prep=_prep_model(slice_model),
                     check_partial=False, what="Slice steps INT64_MAX / INT64_MIN on an activation and a constant "
                     "(--inspect succeeds; was UBSan)"))
@@ -278,6 +287,28 @@ def cases(m):
     C.append(m.Case("onnx_two_outputs_run", 65, r"needs exactly one graph input and one output \(found 1 and 2\)",
                     config=run(), prep=_prep_model(lambda: _model(outputs=[vi("y", ["N", 10]), vi("y", ["N", 10])])),
                     what="the same output listed twice: --inspect shows it, the run rejects it before computing"))
+    # --- the batch size as a symbol: x.view(x.size(0), -1) imports; arithmetic on it does not ---
+    def view_model(gather_index=0, scale=False):
+        nodes = [helper.make_node("Shape", ["r1"], ["shp"], name="shape"),
+                 _const("gi", _i64("gi", gather_index)),
+                 helper.make_node("Gather", ["shp", "gi"], ["n0"], name="gather", axis=0),
+                 _const("ax0", _i64("ax0", [0])),
+                 helper.make_node("Unsqueeze", ["n0", "ax0"], ["n1"], name="unsqueeze")]
+        if scale:
+            nodes += [_const("two", _i64("two", [2])), helper.make_node("Mul", ["n1", "two"], ["n2"], name="times2")]
+        nodes += [_const("m1", _i64("m1", [-1])),
+                  helper.make_node("Concat", ["n2" if scale else "n1", "m1"], ["tgt"], name="concat", axis=0),
+                  helper.make_node("Reshape", ["r1", "tgt"], ["flat2"], name="view"),
+                  helper.make_node("Relu", ["flat2"], ["y2"], name="relu_v")]
+        return _model(nodes, outputs=[helper.make_tensor_value_info("y2", TensorProto.FLOAT, None)])
+    C.append(m.Case("onnx_view_batch_ok", 0, None, argv=insp, config=False, check_partial=False,
+                    prep=_prep_model(view_model), what="x.view(x.size(0), -1) as torch exports it: imports"))
+    case("onnx_view_batch_times_two", r"node 'times2' \(Mul\): computes with the batch size",
+         lambda: view_model(scale=True), "x.view(x.size(0) * 2, -1): arithmetic on the batch size is refused",
+         inspect=True)
+    case("onnx_view_size1", r"node 'gather' \(Gather\): reads a non-batch dimension",
+         lambda: view_model(gather_index=1), "x.view(x.size(1), -1): only the batch dimension is followed",
+         inspect=True)
     # --- names with control characters: one error line, escaped ---
     case("onnx_name_control_chars", r"node 'odd\\x1b\[2J.op': op Sin",
          lambda: _model([helper.make_node("Sin", ["r1"], ["s1"], name="odd\x1b[2J\nop")]),
