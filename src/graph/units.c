@@ -215,9 +215,11 @@ qd_status qd_graph_find_units(qd_graph *g) {
             free(segs);
             return st;
         }
-        char buf[1024];
+        /* unit names reach the progress bar, the log and results.json: node names escaped */
+        char buf[1024], e0[400], e1[400];
         snprintf(buf, sizeof buf, "%s %d: %s..%s", s->kind == QD_UNIT_BLOCK ? "block" : "layer",
-                 s->kind == QD_UNIT_BLOCK ? nb : nl, g->nodes[s->begin].name, g->nodes[s->end - 1].name);
+                 s->kind == QD_UNIT_BLOCK ? nb : nl, qd_escape_text(g->nodes[s->begin].name, e0, sizeof e0),
+                 qd_escape_text(g->nodes[s->end - 1].name, e1, sizeof e1));
         if (s->kind == QD_UNIT_BLOCK) nb++;
         else nl++;
         u->name = malloc(strlen(buf) + 1);
@@ -488,8 +490,7 @@ void qd_graph_print_plan(const qd_graph *g, void *file) {
             continue;
         }
         const qd_unit *un = &g->units[u];
-        fprintf(f, "  unit %d  ", u);
-        ESC(un->name);
+        fprintf(f, "  unit %d  %s", u, un->name); /* built from escaped node names */
         fprintf(f, "  (%d layer%s) in '", un->nlayers, un->nlayers == 1 ? "" : "s");
         ESC(un->input_value >= 0 ? g->values[un->input_value].name : "?");
         fputs("' out '", f);
