@@ -22,6 +22,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: qdrop-gpu [--config FILE] [--set key.path=value]... [options]\n"
             "       qdrop-gpu --inspect MODEL [--config FILE]\n"
+            "       qdrop-gpu eval [--config FILE | --from RUN_DIR] [--set key.path=value]... [--out DIR]\n"
             "\n"
             "Post-training quantization of an ONNX model with QDrop (block reconstruction,\n"
             "AdaRound weights, LSQ activation scales, random drop of activation quantization).\n"
@@ -35,6 +36,13 @@ static void usage(FILE *f) {
             "  --resume                continue from the checkpoint in the output directory\n"
             "  --dry-run               validate config, load model and data, print the plan, exit\n"
             "  --inspect MODEL         print units, layers and quantizer placement of an ONNX model\n"
+            "\n"
+            "eval: evaluate only, no calibration or reconstruction; writes logits_fp32.npy,\n"
+            "logits_quant.npy ([N, classes] float32) and eval.json into the output directory\n"
+            "  --config FILE           the FP32 model of FILE on data.val_path\n"
+            "  --from RUN_DIR          a finished run: its resolved_config.json (unless --config),\n"
+            "                          the FP32 model and the quantized model from RUN_DIR/encodings.json;\n"
+            "                          outputs go to RUN_DIR unless --out\n"
             "  --log-format text|json  stderr log format (run.log in the output directory is always JSON lines)\n"
             "  --progress auto|always|never\n"
             "                          progress bar on stderr (auto: only when stderr is a terminal;\n"
@@ -84,7 +92,7 @@ static void print_version(void) {
 }
 
 enum { OPT_CONFIG = 256, OPT_SET, OPT_DEVICE, OPT_OUT, OPT_RESUME, OPT_DRY, OPT_INSPECT, OPT_LOGFMT, OPT_PROGRESS,
-       OPT_QUIET, OPT_VERSION, OPT_HELP };
+       OPT_QUIET, OPT_VERSION, OPT_HELP, OPT_FROM };
 
 int main(int argc, char **argv) {
     static const struct option longopts[] = {
@@ -94,11 +102,18 @@ int main(int argc, char **argv) {
         {"inspect", required_argument, NULL, OPT_INSPECT}, {"log-format", required_argument, NULL, OPT_LOGFMT},
         {"progress", required_argument, NULL, OPT_PROGRESS}, {"quiet", no_argument, NULL, OPT_QUIET},
         {"version", no_argument, NULL, OPT_VERSION},       {"help", no_argument, NULL, OPT_HELP},
-        {NULL, 0, NULL, 0}};
+        {"from", required_argument, NULL, OPT_FROM},       {NULL, 0, NULL, 0}};
     /* A file-size limit (ulimit -f) must surface as a failed write (EFBIG -> exit 74 naming the
      * file, temp file removed), not as death by SIGXFSZ with a partial file left behind. */
     signal(SIGXFSZ, SIG_IGN);
-    const char *config_path = NULL, *device = NULL, *out = NULL, *inspect = NULL;
+    const char *config_path = NULL, *device = NULL, *out = NULL, *inspect = NULL, *from = NULL;
+    /* `qdrop-gpu eval ...`: a subcommand word first, then the usual options */
+    int eval_cmd = argc > 1 && strcmp(argv[1], "eval") == 0;
+    if (eval_cmd) {
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int nsets = 0, want_help = 0, want_version = 0;
     qd_run_options opts = {0, 0, 0, 0, QD_PROGRESS_AUTO};
@@ -119,6 +134,10 @@ int main(int argc, char **argv) {
         case OPT_RESUME: opts.resume = 1; break;
         case OPT_DRY: opts.dry_run = 1; break;
         case OPT_INSPECT: inspect = optarg; break;
+        case OPT_FROM:
+            if (!eval_cmd) rc = usage_error("%s: only valid after the eval command (qdrop-gpu eval --from RUN_DIR)", "--from");
+            from = optarg;
+            break;
         case OPT_LOGFMT:
             if (strcmp(optarg, "text") == 0) opts.log_json = 0;
             else if (strcmp(optarg, "json") == 0) opts.log_json = 1;
@@ -139,6 +158,8 @@ int main(int argc, char **argv) {
         }
     }
     if (rc < 0 && optind < argc) rc = usage_error("unexpected argument '%s'", argv[optind]);
+    if (rc < 0 && eval_cmd && (opts.resume || opts.dry_run || inspect))
+        rc = usage_error("%s: not valid with the eval command", opts.resume ? "--resume" : opts.dry_run ? "--dry-run" : "--inspect");
     if (rc < 0 && want_help) { usage(stdout); rc = 0; }
     if (rc < 0 && want_version) { print_version(); rc = 0; }
     if (rc >= 0) { free(sets); return rc; }
@@ -149,7 +170,17 @@ int main(int argc, char **argv) {
     qd_config cfg;
     qd_config_defaults(&cfg);
     qd_status st = QD_OK;
-    if (config_path) {
+    char from_config[4096 + 32];
+    if (!config_path && from) {
+        /* eval --from RUN_DIR: the run's own resolved configuration (absolute paths) */
+        snprintf(from_config, sizeof from_config, "%s/resolved_config.json", from);
+        st = qd_config_load_file(&cfg, from_config);
+        if (st == QD_ERR_NOINPUT) {
+            qd_error_clear();
+            st = qd_errorf(QD_ERR_NOINPUT, "%s: not found (--from needs the output directory of a finished run, or "
+                           "pass --config)", from_config);
+        }
+    } else if (config_path) {
         st = qd_config_load_file(&cfg, config_path);
     } else {
         st = qd_config_load_file(&cfg, DEFAULT_CONFIG);
@@ -177,7 +208,8 @@ int main(int argc, char **argv) {
         else snprintf(cfg.model_path, sizeof cfg.model_path, "%s", inspect);
     }
     if (st == QD_OK) st = qd_config_finalize(&cfg);
-    if (st == QD_OK) st = inspect ? qd_inspect(cfg.model_path, &cfg) : qd_run(&cfg, &opts);
+    if (st == QD_OK)
+        st = eval_cmd ? qd_eval(&cfg, from, &opts) : inspect ? qd_inspect(cfg.model_path, &cfg) : qd_run(&cfg, &opts);
     qd_progress_done();
     if (st != QD_OK) return fail(st);
     return 0;

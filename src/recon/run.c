@@ -22,6 +22,7 @@
 #include "qdrop/fsutil.h"
 #include "qdrop/log.h"
 #include "qdrop/qdrop.h"
+#include "data/npy_write.h"
 #include "recon/ckpt.h"
 #include "recon/recon.h"
 
@@ -106,7 +107,7 @@ static int build_units(const qd_graph *g, int layerwise, qd_unit_spec **out) {
     return n;
 }
 
-static qd_status load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
+qd_status qd_load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
                              int sample_n, int max_images, qd_dataset *ds) {
     qd_data_options o;
     memset(&o, 0, sizeof o);
@@ -122,8 +123,10 @@ static qd_status load_images(const qd_config *cfg, const char *path, const char 
     return qd_dataset_load(path, labels, &o, c, h, w, ds);
 }
 
+/* Forward the whole validation set; top-1/top-5, optionally the per-image argmax and the
+ * [n, nclasses] logits themselves (*logits_out, malloc'd, for output.logits). */
 static qd_status evaluate(qd_exec *ex, qd_exec_mode mode, const qd_dataset *val, int batch, int nclasses,
-                          double *top1, double *top5, int **pred_out) {
+                          double *top1, double *top5, int **pred_out, float **logits_out) {
     float *logits = malloc(sizeof(float) * (size_t)batch * (size_t)nclasses);
     float *all = malloc(sizeof(float) * (size_t)val->n * (size_t)nclasses);
     if (!logits || !all) { free(logits); free(all); return qd_errorf(QD_ERR_INTERNAL, "out of host memory"); }
@@ -141,6 +144,10 @@ static qd_status evaluate(qd_exec *ex, qd_exec_mode mode, const qd_dataset *val,
         if (pred) qd_argmax_rows(all, val->n, nclasses, pred);
         *pred_out = pred;
     }
+    if (st == QD_OK && logits_out) {
+        *logits_out = all;
+        all = NULL;
+    }
     free(all);
     return st;
 }
@@ -154,7 +161,7 @@ static uint64_t config_hash_for_resume(const qd_config *cfg) {
     c.eval_enabled = 0; c.eval_batch_size = 0; c.eval_max_images = 0; c.eval_fp32 = 0;
     memset(c.val_path, 0, sizeof c.val_path);
     memset(c.val_labels_path, 0, sizeof c.val_labels_path);
-    c.export_onnx = 0; c.onnx_opset = 0; c.int4_weights = 0; c.plots = 0;
+    c.export_onnx = 0; c.onnx_opset = 0; c.int4_weights = 0; c.plots = 0; c.logits = 0;
     c.recon.log_every = 0; c.threads = 0; c.device = QD_DEVICE_AUTO;
     if (c.mode != QD_MODE_BRECQ) memset(&c.brecq, 0, sizeof c.brecq);   /* unused by the other modes */
     return qd_config_hash(&c);
@@ -229,6 +236,7 @@ typedef struct run_state {
     qd_unit_report *reps;
     int nunits, nreps;
     int *pred_fp, *pred_q;
+    float *logits_fp, *logits_q;   /* [val.n, nclasses] when output.logits */
 } run_state;
 
 static void run_free(run_state *s) {
@@ -237,6 +245,8 @@ static void run_free(run_state *s) {
     free(s->units);
     free(s->pred_fp);
     free(s->pred_q);
+    free(s->logits_fp);
+    free(s->logits_q);
     qd_exec_free(s->ex);
     if (s->b) qd_backend_destroy(s->b);
     qd_dataset_free(&s->calib);
@@ -438,12 +448,12 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
 
     /* data */
     t_phase = now_s();
-    if ((st = load_images(cfg, cfg->calib_path, NULL, C, H, W, cfg->calibrate, 0, &S.calib)) != QD_OK) goto done;
+    if ((st = qd_load_images(cfg, cfg->calib_path, NULL, C, H, W, cfg->calibrate, 0, &S.calib)) != QD_OK) goto done;
     if (S.calib.n < cfg->calibrate)
         qd_log_warn("calib_small", "calibration folder %s has %d images, fewer than quant.calibrate = %d: using all",
                     cfg->calib_path, S.calib.n, cfg->calibrate);
     if (cfg->eval_enabled && cfg->val_path[0]) {
-        if ((st = load_images(cfg, cfg->val_path, cfg->val_labels_path[0] ? cfg->val_labels_path : NULL, C, H, W, 0,
+        if ((st = qd_load_images(cfg, cfg->val_path, cfg->val_labels_path[0] ? cfg->val_labels_path : NULL, C, H, W, 0,
                               cfg->eval_max_images, &S.val)) != QD_OK)
             goto done;
         if (!S.val.labels) { st = qd_errorf(QD_ERR_DATA, "%s: validation data has no labels", cfg->val_path); goto done; }
@@ -480,7 +490,8 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     double fp_top1 = NAN, fp_top5 = NAN, q_top1 = NAN, q_top5 = NAN;
     if (S.val.n > 0 && cfg->eval_fp32) {
         t_phase = now_s();
-        if ((st = evaluate(S.ex, QD_EXEC_FP, &S.val, cfg->eval_batch_size, nclasses, &fp_top1, &fp_top5, &S.pred_fp)) != QD_OK) goto done;
+        if ((st = evaluate(S.ex, QD_EXEC_FP, &S.val, cfg->eval_batch_size, nclasses, &fp_top1, &fp_top5, &S.pred_fp,
+                           cfg->logits ? &S.logits_fp : NULL)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "eval_fp32_s", now_s() - t_phase);
         qd_log_info("eval_fp32", "FP32 top-1 %.2f%% top-5 %.2f%% (%d images)", 100 * fp_top1, 100 * fp_top5, S.val.n);
     }
@@ -616,7 +627,8 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     /* quantized evaluation */
     if (S.val.n > 0) {
         t_phase = now_s();
-        if ((st = evaluate(S.ex, QD_EXEC_QUANT, &S.val, cfg->eval_batch_size, nclasses, &q_top1, &q_top5, &S.pred_q)) != QD_OK) goto done;
+        if ((st = evaluate(S.ex, QD_EXEC_QUANT, &S.val, cfg->eval_batch_size, nclasses, &q_top1, &q_top5, &S.pred_q,
+                           cfg->logits ? &S.logits_q : NULL)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "eval_quant_s", now_s() - t_phase);
         qd_log_info("eval_quant", "quantized W%dA%d top-1 %.2f%% top-5 %.2f%%", cfg->w_qconfig.bit, cfg->a_qconfig.bit,
                     100 * q_top1, 100 * q_top5);
@@ -645,6 +657,18 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
             free(csv);
             if (st != QD_OK) goto done;
         }
+    }
+    if (cfg->logits) {
+        /* output.logits: the evaluation set's logits, N x C float32 .npy, for comparisons with
+         * ONNX Runtime / PyTorch (README "Logits") */
+        int64_t dims[2] = {S.val.n, nclasses};
+        if (S.val.n == 0)
+            qd_log_warn("logits_skipped", "output.logits: no evaluation set (data.val_path, eval.enabled): no logits written");
+        if (S.logits_fp && (st = qd_path_join(path, sizeof path, cfg->out_dir, "logits_fp32.npy")) == QD_OK)
+            st = qd_npy_write_f32(path, S.logits_fp, 2, dims);
+        if (st == QD_OK && S.logits_q && (st = qd_path_join(path, sizeof path, cfg->out_dir, "logits_quant.npy")) == QD_OK)
+            st = qd_npy_write_f32(path, S.logits_q, 2, dims);
+        if (st != QD_OK) goto done;
     }
     if (cfg->plots) write_plots(cfg->out_dir, S.reps, S.nreps);
 
