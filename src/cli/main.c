@@ -107,13 +107,7 @@ int main(int argc, char **argv) {
      * file, temp file removed), not as death by SIGXFSZ with a partial file left behind. */
     signal(SIGXFSZ, SIG_IGN);
     const char *config_path = NULL, *device = NULL, *out = NULL, *inspect = NULL, *from = NULL;
-    /* `qdrop-gpu eval ...`: a subcommand word first, then the usual options */
-    int eval_cmd = argc > 1 && strcmp(argv[1], "eval") == 0;
-    if (eval_cmd) {
-        argv[1] = argv[0];
-        argv++;
-        argc--;
-    }
+    int eval_cmd = 0; /* `qdrop-gpu eval ...` (the one positional word allowed) */
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int nsets = 0, want_help = 0, want_version = 0;
     qd_run_options opts = {0, 0, 0, 0, QD_PROGRESS_AUTO};
@@ -134,10 +128,7 @@ int main(int argc, char **argv) {
         case OPT_RESUME: opts.resume = 1; break;
         case OPT_DRY: opts.dry_run = 1; break;
         case OPT_INSPECT: inspect = optarg; break;
-        case OPT_FROM:
-            if (!eval_cmd) rc = usage_error("%s: only valid after the eval command (qdrop-gpu eval --from RUN_DIR)", "--from");
-            from = optarg;
-            break;
+        case OPT_FROM: from = optarg; break;
         case OPT_LOGFMT:
             if (strcmp(optarg, "text") == 0) opts.log_json = 0;
             else if (strcmp(optarg, "json") == 0) opts.log_json = 1;
@@ -157,7 +148,13 @@ int main(int argc, char **argv) {
         default: rc = usage_error("unknown option '%s'", argv[optind - 1]); break;
         }
     }
+    /* getopt_long moves non-options to the end: "eval" may come first or among the options */
+    if (rc < 0 && optind < argc && strcmp(argv[optind], "eval") == 0) {
+        eval_cmd = 1;
+        optind++;
+    }
     if (rc < 0 && optind < argc) rc = usage_error("unexpected argument '%s'", argv[optind]);
+    if (rc < 0 && from && !eval_cmd) rc = usage_error("%s: only valid with the eval command (qdrop-gpu eval --from RUN_DIR)", "--from");
     if (rc < 0 && eval_cmd && (opts.resume || opts.dry_run || inspect))
         rc = usage_error("%s: not valid with the eval command", opts.resume ? "--resume" : opts.dry_run ? "--dry-run" : "--inspect");
     if (rc < 0 && want_help) { usage(stdout); rc = 0; }
