@@ -24,6 +24,7 @@ try:
     import onnxruntime  # noqa: F401
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import gen_small_models as G
+    import export_ort_check as XC  # exits 77 itself without onnx/onnxruntime/numpy/Pillow
 except ImportError as e:
     print(f"SKIP: {e}")
     sys.exit(77)
@@ -68,6 +69,11 @@ def main():
         ref = G.ort_logits(model, x_val)
         e = G.max_rel_err(lf, ref)
         check(e <= 1e-4, f"{f}: FP32 logits vs ONNX Runtime on the original model: max rel err {e:.2e} (<= 1e-4)")
+        try:
+            XC.load_and_check(os.path.join(out, "model_qdq.onnx"))
+            check(True, f"{f}: model_qdq.onnx passes onnx.checker (full) and the TensorRT structural rules")
+        except Exception as ex:
+            check(False, f"{f}: model_qdq.onnx fails onnx.checker / TensorRT rules: {ex}")
         qref = G.ort_logits(os.path.join(out, "model_qdq.onnx"), x_val)
         e = G.max_rel_err(lq, qref)
         same = float(np.mean(lq.argmax(1) == qref.argmax(1)))
@@ -89,6 +95,24 @@ def main():
                 a, b = open(os.path.join(base, fn), "rb").read(), open(os.path.join(runs[f], fn), "rb").read()
                 check(a == b, f"{f}: {fn} bit-identical to gemm_t1")
             check(enc(runs[f]) == enc(base), f"{f}: encodings.json identical to gemm_t1 (but for the model path)")
+        # CUDA backend (where a GPU is usable): the same three forms, identical to each other
+        if os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl"):
+            cuda = {}
+            for f in FORMS:
+                out = os.path.join(WORK, "cuda_" + f)
+                r = G.run(BIN, "--config", os.path.join(WORK, f + ".json"), "--device", "cuda", "--out", out, "--quiet")
+                if r.returncode == 69:
+                    print(f"SKIP cuda: {r.stderr.strip()}")
+                    break
+                check(r.returncode == 0, f"{f} on CUDA: exit {r.returncode} {r.stderr.strip()}")
+                if r.returncode == 0:
+                    cuda[f] = np.load(os.path.join(out, "logits_quant.npy"))
+            if len(cuda) == len(FORMS):
+                for f in FORMS[1:]:
+                    check(np.array_equal(cuda[f], cuda[FORMS[0]]), f"{f} on CUDA: quantized logits identical to gemm_t1")
+                qref = G.ort_logits(os.path.join(WORK, "cuda_matmul", "model_qdq.onnx"), x_val)
+                check(float(np.mean(qref.argmax(1) == cuda["matmul"].argmax(1))) >= 0.95,
+                      "matmul on CUDA: exported model in ONNX Runtime gives the engine's predictions (>= 95%)")
         # eval --from: the quantized model read back from encodings.json
         ev = os.path.join(WORK, "eval_matmul")
         r = G.run(BIN, "eval", "--from", runs["matmul"], "--out", ev, "--quiet")

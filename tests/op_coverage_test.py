@@ -30,6 +30,7 @@ try:
     from onnx import helper
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import gen_small_models as G
+    import export_ort_check as XC  # exits 77 itself without onnx/onnxruntime/numpy/Pillow
 except ImportError as e:
     print(f"SKIP: {e}")
     sys.exit(77)
@@ -201,6 +202,10 @@ def main():
                     e = G.max_rel_err(lf, G.ort_logits(path, x_val))
                     if not e <= 1e-4:
                         errs.append(f"FP32 logits vs ONNX Runtime: max rel err {e:.2e} > 1e-4")
+                    try:
+                        XC.load_and_check(os.path.join(out, "model_qdq.onnx"))
+                    except Exception as ex:  # onnx.checker / TensorRT structural rules (tests/export_ort_check.py)
+                        errs.append(f"model_qdq.onnx fails onnx.checker / TensorRT rules: {ex}")
                     q = G.ort_logits(os.path.join(out, "model_qdq.onnx"), x_val)
                     same = float(np.mean(q.argmax(1) == lq.argmax(1)))
                     eq = G.max_rel_err(lq, q)
