@@ -153,7 +153,28 @@ def cases():
                           tail=False), None)
     c["Constant"] = (model("cst", [N("Constant", [], ["k"], name="k", value=T("kv", rnd(1, 4, 1, 1))),
                                    N("Mul", ["a", "k"], ["o"], name="mul")], [], "o", F), None)
+    c["mnist8_like"] = (mnist8_like, None)
     return c
+
+
+def mnist8_like(path):
+    """The ONNX model zoo's mnist-8 layout (CNTK export) at this test's input size, with explicit
+    pads: fixed batch 1, Conv + separate bias Add, Reshape to [1, F] with a constant shape, and a
+    MatMul classifier whose weight is itself a Reshape of a 4-D constant, then Add of a [1, 10] bias."""
+    nodes = [N("Conv", ["input", "w1"], ["c1"], name="Convolution28", pads=[2, 2, 2, 2], kernel_shape=[5, 5]),
+             N("Add", ["c1", "b1"], ["a1"], name="Plus30"), N("Relu", ["a1"], ["r1"], name="ReLU32"),
+             N("MaxPool", ["r1"], ["p1"], name="Pooling66", kernel_shape=[2, 2], strides=[2, 2]),
+             N("Conv", ["p1", "w2"], ["c2"], name="Convolution110", pads=[2, 2, 2, 2], kernel_shape=[5, 5]),
+             N("Add", ["c2", "b2"], ["a2"], name="Plus112"), N("Relu", ["a2"], ["r2"], name="ReLU114"),
+             N("MaxPool", ["r2"], ["p2"], name="Pooling160", kernel_shape=[2, 2], strides=[2, 2]),
+             N("Reshape", ["p2", "shape_x"], ["flat"], name="Times212_reshape0"),
+             N("Reshape", ["w3_4d", "shape_w"], ["w3"], name="Times212_reshape1"),
+             N("MatMul", ["flat", "w3"], ["mm"], name="Times212"),
+             N("Add", ["mm", "b3"], ["logits"], name="Plus214")]
+    inits = [T("w1", rnd(8, 3, 5, 5, s=0.2)), T("b1", rnd(8, 1, 1, s=0.1)), T("w2", rnd(16, 8, 5, 5, s=0.1)),
+             T("b2", rnd(16, 1, 1, s=0.1)), T("shape_x", i64(1, 64)), T("w3_4d", rnd(16, 2, 2, G.NCLS, s=0.2)),
+             T("shape_w", i64(64, G.NCLS)), T("b3", rnd(1, G.NCLS, s=0.1))]
+    return G.save(nodes, inits, path, in_shape=[1, 3, 8, 8], out_shape=(1, G.NCLS), opset=8)
 
 
 def one_line(stderr):
