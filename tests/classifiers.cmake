@@ -7,6 +7,9 @@
 #                          reconstructs and exports (ORT checks), else both fail with one message
 #   test_eval_cli          qdrop-gpu eval on ResNet-20: FP32 logits vs ONNX Runtime (<= 1e-4)
 # All generate their models and data (tests/gen_small_models.py); 77 without numpy/onnx/onnxruntime.
+#   test_canon_linear      the rewrite on hand-built graphs (fusion limits, shared weights, layers left
+#                          alone) and the .npy writer read back by the reader
+qd_add_test(test_canon_linear SOURCES unit/test_canon_linear.c LABELS unit)
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_Interpreter_FOUND)
   qd_add_script_test(test_classifier_forms

@@ -41,7 +41,7 @@ static qd_status forward_all(qd_exec *ex, qd_exec_mode mode, const qd_dataset *v
 }
 
 static qd_status add_accuracy(cJSON *acc, const char *prefix, const float *logits, const qd_dataset *val, int nclasses,
-                              double *top1) {
+                              double *top1, double *top5) {
     double t1 = NAN, t5 = NAN;
     if (val->labels) QD_TRY(qd_topk_accuracy(logits, val->labels, val->n, nclasses, &t1, &t5));
     char k[32];
@@ -52,12 +52,13 @@ static qd_status add_accuracy(cJSON *acc, const char *prefix, const float *logit
         cJSON_AddNumberToObject(acc, k, 100 * t5);
     }
     *top1 = t1;
+    *top5 = t5;
     return QD_OK;
 }
 
 qd_status qd_eval(qd_config *cfg, const char *from_dir, const qd_run_options *opt) {
     if (strcmp(cfg->model_type, "onnx") != 0)
-        return qd_errorf(QD_ERR_USAGE, "eval: model.type '%s': only ONNX models can be evaluated with `qdrop-gpu eval`",
+        return qd_errorf(QD_ERR_CONFIG, "model.type: '%s': `qdrop-gpu eval` evaluates ONNX models only",
                          cfg->model_type);
     if (!cfg->val_path[0])
         return qd_errorf(QD_ERR_CONFIG, "data.val_path: `qdrop-gpu eval` needs an evaluation set (ImageFolder or .npy)");
@@ -118,17 +119,17 @@ qd_status qd_eval(qd_config *cfg, const char *from_dir, const qd_run_options *op
     cJSON *acc = cJSON_AddObjectToObject(res, "accuracy");
     cJSON *files = cJSON_AddArrayToObject(res, "logits");
     int64_t dims[2] = {val.n, nclasses};
-    double fp1 = NAN, q1 = NAN;
+    double fp1 = NAN, fp5 = NAN, q1 = NAN, q5 = NAN;
     if (!from_dir || cfg->eval_fp32) {
         if ((st = forward_all(ex, QD_EXEC_FP, &val, cfg->eval_batch_size, nclasses, &lf)) != QD_OK) goto done;
-        if ((st = add_accuracy(acc, "fp32", lf, &val, nclasses, &fp1)) != QD_OK) goto done;
+        if ((st = add_accuracy(acc, "fp32", lf, &val, nclasses, &fp1, &fp5)) != QD_OK) goto done;
         if ((st = qd_path_join(path, sizeof path, cfg->out_dir, "logits_fp32.npy")) != QD_OK) goto done;
         if ((st = qd_npy_write_f32(path, lf, 2, dims)) != QD_OK) goto done;
         cJSON_AddItemToArray(files, cJSON_CreateString("logits_fp32.npy"));
     }
     if (from_dir) {
         if ((st = forward_all(ex, QD_EXEC_QUANT, &val, cfg->eval_batch_size, nclasses, &lq)) != QD_OK) goto done;
-        if ((st = add_accuracy(acc, "quant", lq, &val, nclasses, &q1)) != QD_OK) goto done;
+        if ((st = add_accuracy(acc, "quant", lq, &val, nclasses, &q1, &q5)) != QD_OK) goto done;
         if ((st = qd_path_join(path, sizeof path, cfg->out_dir, "logits_quant.npy")) != QD_OK) goto done;
         if ((st = qd_npy_write_f32(path, lq, 2, dims)) != QD_OK) goto done;
         cJSON_AddItemToArray(files, cJSON_CreateString("logits_quant.npy"));
@@ -143,12 +144,8 @@ qd_status qd_eval(qd_config *cfg, const char *from_dir, const qd_run_options *op
     }
     if (!opt->quiet) {
         printf("eval %s on %s: %d images, %d classes\n", cfg->model_path, cfg->val_path, val.n, nclasses);
-        if (lf) {
-            if (!isnan(fp1)) printf("FP32       top-1 %6.2f%%\n", 100 * fp1);
-        }
-        if (lq) {
-            if (!isnan(q1)) printf("quantized  top-1 %6.2f%%  (from %s)\n", 100 * q1, from_dir);
-        }
+        if (lf && !isnan(fp1)) printf("FP32       top-1 %6.2f%%  top-5 %6.2f%%\n", 100 * fp1, 100 * fp5);
+        if (lq && !isnan(q1)) printf("quantized  top-1 %6.2f%%  top-5 %6.2f%%  (from %s)\n", 100 * q1, 100 * q5, from_dir);
         printf("outputs in %s (eval.json%s%s)\n", cfg->out_dir, lf ? ", logits_fp32.npy" : "", lq ? ", logits_quant.npy" : "");
     }
 done:
