@@ -56,6 +56,24 @@ static qd_status add_accuracy(cJSON *acc, const char *prefix, const float *logit
     return QD_OK;
 }
 
+qd_status qd_write_logits(const char *out_dir, const float *fp, const float *q, int n, int nclasses) {
+    if (n == 0) {
+        qd_log_warn("logits_skipped", "output.logits: no evaluation set (data.val_path, eval.enabled): no logits written");
+        return QD_OK;
+    }
+    char path[QD_PATH_MAX + 64];
+    int64_t dims[2] = {n, nclasses};
+    if (fp) {
+        QD_TRY(qd_path_join(path, sizeof path, out_dir, "logits_fp32.npy"));
+        QD_TRY(qd_npy_write_f32(path, fp, 2, dims));
+    }
+    if (q) {
+        QD_TRY(qd_path_join(path, sizeof path, out_dir, "logits_quant.npy"));
+        QD_TRY(qd_npy_write_f32(path, q, 2, dims));
+    }
+    return QD_OK;
+}
+
 qd_status qd_eval(qd_config *cfg, const char *from_dir, const qd_run_options *opt) {
     if (strcmp(cfg->model_type, "onnx") != 0)
         return qd_errorf(QD_ERR_CONFIG, "model.type: '%s': `qdrop-gpu eval` evaluates ONNX models only",
@@ -118,22 +136,18 @@ qd_status qd_eval(qd_config *cfg, const char *from_dir, const qd_run_options *op
     cJSON_AddNumberToObject(res, "classes", nclasses);
     cJSON *acc = cJSON_AddObjectToObject(res, "accuracy");
     cJSON *files = cJSON_AddArrayToObject(res, "logits");
-    int64_t dims[2] = {val.n, nclasses};
     double fp1 = NAN, fp5 = NAN, q1 = NAN, q5 = NAN;
     if (!from_dir || cfg->eval_fp32) {
         if ((st = forward_all(ex, QD_EXEC_FP, &val, cfg->eval_batch_size, nclasses, &lf)) != QD_OK) goto done;
         if ((st = add_accuracy(acc, "fp32", lf, &val, nclasses, &fp1, &fp5)) != QD_OK) goto done;
-        if ((st = qd_path_join(path, sizeof path, cfg->out_dir, "logits_fp32.npy")) != QD_OK) goto done;
-        if ((st = qd_npy_write_f32(path, lf, 2, dims)) != QD_OK) goto done;
         cJSON_AddItemToArray(files, cJSON_CreateString("logits_fp32.npy"));
     }
     if (from_dir) {
         if ((st = forward_all(ex, QD_EXEC_QUANT, &val, cfg->eval_batch_size, nclasses, &lq)) != QD_OK) goto done;
         if ((st = add_accuracy(acc, "quant", lq, &val, nclasses, &q1, &q5)) != QD_OK) goto done;
-        if ((st = qd_path_join(path, sizeof path, cfg->out_dir, "logits_quant.npy")) != QD_OK) goto done;
-        if ((st = qd_npy_write_f32(path, lq, 2, dims)) != QD_OK) goto done;
         cJSON_AddItemToArray(files, cJSON_CreateString("logits_quant.npy"));
     }
+    if ((st = qd_write_logits(cfg->out_dir, lf, lq, val.n, nclasses)) != QD_OK) goto done;
     {
         char *txt = cJSON_Print(res);
         if (!txt) { st = qd_errorf(QD_ERR_INTERNAL, "eval: cannot serialise eval.json"); goto done; }

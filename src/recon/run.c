@@ -22,7 +22,6 @@
 #include "qdrop/fsutil.h"
 #include "qdrop/log.h"
 #include "qdrop/qdrop.h"
-#include "data/npy_write.h"
 #include "recon/ckpt.h"
 #include "recon/recon.h"
 
@@ -107,7 +106,7 @@ static int build_units(const qd_graph *g, int layerwise, qd_unit_spec **out) {
     return n;
 }
 
-qd_status qd_load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
+static qd_status load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
                              int sample_n, int max_images, qd_dataset *ds) {
     qd_data_options o;
     memset(&o, 0, sizeof o);
@@ -121,6 +120,11 @@ qd_status qd_load_images(const qd_config *cfg, const char *path, const char *lab
     o.max_images = max_images;
     o.seed = cfg->seed;
     return qd_dataset_load(path, labels, &o, c, h, w, ds);
+}
+
+qd_status qd_load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
+                         int sample_n, int max_images, qd_dataset *ds) {
+    return load_images(cfg, path, labels, c, h, w, sample_n, max_images, ds);
 }
 
 /* Forward the whole validation set; top-1/top-5, optionally the per-image argmax and the
@@ -448,12 +452,12 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
 
     /* data */
     t_phase = now_s();
-    if ((st = qd_load_images(cfg, cfg->calib_path, NULL, C, H, W, cfg->calibrate, 0, &S.calib)) != QD_OK) goto done;
+    if ((st = load_images(cfg, cfg->calib_path, NULL, C, H, W, cfg->calibrate, 0, &S.calib)) != QD_OK) goto done;
     if (S.calib.n < cfg->calibrate)
         qd_log_warn("calib_small", "calibration folder %s has %d images, fewer than quant.calibrate = %d: using all",
                     cfg->calib_path, S.calib.n, cfg->calibrate);
     if (cfg->eval_enabled && cfg->val_path[0]) {
-        if ((st = qd_load_images(cfg, cfg->val_path, cfg->val_labels_path[0] ? cfg->val_labels_path : NULL, C, H, W, 0,
+        if ((st = load_images(cfg, cfg->val_path, cfg->val_labels_path[0] ? cfg->val_labels_path : NULL, C, H, W, 0,
                               cfg->eval_max_images, &S.val)) != QD_OK)
             goto done;
         if (!S.val.labels) { st = qd_errorf(QD_ERR_DATA, "%s: validation data has no labels", cfg->val_path); goto done; }
@@ -658,18 +662,7 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
             if (st != QD_OK) goto done;
         }
     }
-    if (cfg->logits) {
-        /* output.logits: the evaluation set's logits, N x C float32 .npy, for comparisons with
-         * ONNX Runtime / PyTorch (README "Logits") */
-        int64_t dims[2] = {S.val.n, nclasses};
-        if (S.val.n == 0)
-            qd_log_warn("logits_skipped", "output.logits: no evaluation set (data.val_path, eval.enabled): no logits written");
-        if (S.logits_fp && (st = qd_path_join(path, sizeof path, cfg->out_dir, "logits_fp32.npy")) == QD_OK)
-            st = qd_npy_write_f32(path, S.logits_fp, 2, dims);
-        if (st == QD_OK && S.logits_q && (st = qd_path_join(path, sizeof path, cfg->out_dir, "logits_quant.npy")) == QD_OK)
-            st = qd_npy_write_f32(path, S.logits_q, 2, dims);
-        if (st != QD_OK) goto done;
-    }
+    if (cfg->logits && (st = qd_write_logits(cfg->out_dir, S.logits_fp, S.logits_q, S.val.n, nclasses)) != QD_OK) goto done;
     if (cfg->plots) write_plots(cfg->out_dir, S.reps, S.nreps);
 
     /* results.json */
