@@ -11,6 +11,8 @@ reconstruction + export + output.logits) and checks:
   - each original model in ONNX Runtime matches the engine's FP32 logits (max relative error
     <= 1e-4), and the exported model_qdq.onnx in ONNX Runtime (optimizations disabled) matches the
     engine's quantized logits (same argmax everywhere, max relative error <= 1e-4);
+  - the same in the layer-wise `adaround` and two-stage `brecq` modes (5 iterations), and on the
+    CUDA backend where a GPU is usable;
   - `qdrop-gpu eval --from RUN_DIR` reproduces the run's quantized logits bit for bit.
 Exit 0 pass, 1 fail, 77 without numpy/onnx/onnxruntime or the binary.
 """
@@ -95,6 +97,18 @@ def main():
                 a, b = open(os.path.join(base, fn), "rb").read(), open(os.path.join(runs[f], fn), "rb").read()
                 check(a == b, f"{f}: {fn} bit-identical to gemm_t1")
             check(enc(runs[f]) == enc(base), f"{f}: encodings.json identical to gemm_t1 (but for the model path)")
+        # layer-wise AdaRound and BRECQ (other unit lists and stages): still one model for the three
+        for mode in ("adaround", "brecq"):
+            got = {}
+            for f in FORMS:
+                out = os.path.join(WORK, f"{mode}_{f}")
+                r = G.run(BIN, "--config", os.path.join(WORK, f + ".json"), "--out", out, "--quiet",
+                          "--set", f"quant.mode={mode}", "--set", "quant.recon.iters=5", "--set", "quant.brecq.act_iters=5")
+                check(r.returncode == 0, f"{f} {mode}: exit {r.returncode} {r.stderr.strip()}")
+                if r.returncode == 0:
+                    got[f] = open(os.path.join(out, "logits_quant.npy"), "rb").read()
+            for f in FORMS[1:]:
+                check(f in got and got[f] == got.get(FORMS[0]), f"{f} {mode}: logits_quant.npy bit-identical to gemm_t1")
         # CUDA backend (where a GPU is usable): the same three forms, identical to each other
         if os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl"):
             cuda = {}
