@@ -17,6 +17,7 @@ typedef struct qd_run_options {
     int quiet;          /* errors only on stderr */
     int log_json;       /* stderr log as JSON lines */
     qd_progress_mode progress;
+    const char *command;   /* the command line as typed (shell-quoted), recorded in results.json; may be NULL */
 } qd_run_options;
 
 /* Run a whole job: load, calibrate, reconstruct, evaluate, export. Writes every output file

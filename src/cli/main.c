@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_report.h"
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
 #include "qdrop/log.h"
@@ -23,6 +24,8 @@ static void usage(FILE *f) {
             "usage: qdrop-gpu [--config FILE] [--set key.path=value]... [options]\n"
             "       qdrop-gpu --inspect MODEL [--config FILE]\n"
             "       qdrop-gpu eval [--config FILE | --from RUN_DIR] [--set key.path=value]... [--out DIR]\n"
+            "       qdrop-gpu report RUN_DIR [--out DIR]         render a finished run's report again\n"
+            "       qdrop-gpu compare RUN_A RUN_B... [--out DIR] one side-by-side report of several runs\n"
             "\n"
             "Post-training quantization of an ONNX model with QDrop (block reconstruction,\n"
             "AdaRound weights, LSQ activation scales, random drop of activation quantization).\n"
@@ -52,7 +55,8 @@ static void usage(FILE *f) {
             "  --help                  print this help\n"
             "\n"
             "outputs (in the output directory, each written atomically):\n"
-            "  resolved_config.json run.log results.json model_qdq.onnx encodings.json checkpoint\n"
+            "  resolved_config.json run.log results.json report.html report.md plots/ model_qdq.onnx\n"
+            "  encodings.json predictions.csv checkpoint.bin\n"
             "\n"
             "exit codes:\n"
             "   0  success\n"
@@ -106,12 +110,16 @@ int main(int argc, char **argv) {
     /* A file-size limit (ulimit -f) must surface as a failed write (EFBIG -> exit 74 naming the
      * file, temp file removed), not as death by SIGXFSZ with a partial file left behind. */
     signal(SIGXFSZ, SIG_IGN);
+    /* subcommands on a finished run's files */
+    if (argc > 1 && strcmp(argv[1], "report") == 0) return qd_cli_report(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "compare") == 0) return qd_cli_compare(argc - 1, argv + 1);
     const char *config_path = NULL, *device = NULL, *out = NULL, *inspect = NULL, *from = NULL;
     int eval_cmd = 0; /* `qdrop-gpu eval ...` (the one positional word allowed) */
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int nsets = 0, want_help = 0, want_version = 0;
-    qd_run_options opts = {0, 0, 0, 0, QD_PROGRESS_AUTO};
-    if (!sets) return fail(qd_errorf(QD_ERR_INTERNAL, "out of host memory"));
+    char *command = qd_cli_command_line(argc, argv);
+    qd_run_options opts = {0, 0, 0, 0, QD_PROGRESS_AUTO, command};
+    if (!sets || !command) { free(sets); free(command); return fail(qd_errorf(QD_ERR_INTERNAL, "out of host memory")); }
 
     opterr = 0; /* our own one-line messages */
     int c, rc = -1;
@@ -159,7 +167,7 @@ int main(int argc, char **argv) {
         rc = usage_error("%s: not valid with the eval command", opts.resume ? "--resume" : opts.dry_run ? "--dry-run" : "--inspect");
     if (rc < 0 && want_help) { usage(stdout); rc = 0; }
     if (rc < 0 && want_version) { print_version(); rc = 0; }
-    if (rc >= 0) { free(sets); return rc; }
+    if (rc >= 0) { free(sets); free(command); return rc; }
 
     qd_log_set_stderr(opts.log_json, opts.quiet);
     qd_progress_set_mode(opts.progress);
@@ -208,6 +216,7 @@ int main(int argc, char **argv) {
     if (st == QD_OK)
         st = eval_cmd ? qd_eval(&cfg, from, &opts) : inspect ? qd_inspect(cfg.model_path, &cfg) : qd_run(&cfg, &opts);
     qd_progress_done();
+    free(command);
     if (st != QD_OK) return fail(st);
     return 0;
 }

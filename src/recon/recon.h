@@ -39,7 +39,8 @@ typedef struct qd_unit_report {
     double seconds, it_per_s;
     int early_stopped;
     int nlayers, nact;
-    double *curve;                   /* loss per log window (malloc'd) */
+    double *curve;                   /* reconstruction loss, window means: iteration 1, then a point at
+                                      * least every 1% of the iterations (malloc'd) */
     int *curve_iter;
     int ncurve;
 } qd_unit_report;
