@@ -24,6 +24,7 @@
 #include "qdrop/qdrop.h"
 #include "recon/ckpt.h"
 #include "recon/recon.h"
+#include "qdrop/utf8.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -687,7 +688,9 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
         cJSON_AddNumberToObject(times, "total_s", now_s() - t_start);
         cJSON_AddItemToObject(r, "timing", times);
         times = NULL;
-        char *txt = cJSON_Print(r);
+        char *raw = cJSON_Print(r);
+        char *txt = raw ? qd_utf8_valid_dup(raw) : NULL; /* paths may hold non-UTF-8 bytes */
+        free(raw);
         cJSON_Delete(r);
         snprintf(path, sizeof path, "%s/results.json", cfg->out_dir);
         st = txt ? qd_write_file_atomic(path, txt, strlen(txt)) : qd_errorf(QD_ERR_INTERNAL, "cannot serialise results");
