@@ -24,6 +24,10 @@ qd_status qd_mkdir_p(const char *path) {
             int e = errno;
             struct stat sb;
             if (e == EEXIST || e == EISDIR) {
+                if (stat(buf, &sb) != 0 && (errno == ELOOP || errno == ENOENT)) /* a symlink that leads nowhere */
+                    return qd_errorf(QD_ERR_IO, "cannot create directory %s: %s is %s", path, buf,
+                                     errno == ELOOP ? "a symbolic link loop (too many levels of symbolic links)"
+                                                    : "a dangling symbolic link");
                 if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
                     return qd_errorf(QD_ERR_IO, "cannot create directory %s: %s exists and is not a directory", path, buf);
             } else if (!(stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode))) {

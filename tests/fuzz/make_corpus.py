@@ -242,9 +242,42 @@ def tokenizer_corpus():
     put("tokenizer", "vocab_dup", b"\x01[PAD]\n[PAD]\n\n\n[UNK]")
 
 
+def checkpoint_corpus():
+    """Checkpoint bodies WITHOUT the trailing checksum (fuzz_checkpoint appends it), for the graph
+    of tests/unit/ckpt_test_graph.h: weight quantizers of 2x3 and 3x2 elements, 2 activation
+    quantizers, at most 2 units. Layout: src/recon/ckpt.c (qd_ckpt_save)."""
+    def body(units, recon=(1, 0), ncurve=3, names=("block 0", "block 1")):
+        b = b"QDCKPT01" + struct.pack("<QQ", 0x1111222233334444, 0x5555666677778888)
+        b += struct.pack("<qq", units, 2)
+        for k, (ch, per) in enumerate(((2, 3), (3, 2))):
+            b += struct.pack("<qqq", ch, ch * per, recon[k])
+            b += struct.pack("<%df" % ch, *[0.25 * (c + 1) for c in range(ch)])
+            b += struct.pack("<%df" % ch, *[float(c + 3) for c in range(ch)])
+            b += struct.pack("<%df" % (ch * per), *[0.125 * (i - 2) for i in range(ch * per)])
+        b += struct.pack("<q", 2)
+        for a in range(2):
+            b += struct.pack("<ffq", 0.5 + a, float(a), 1)
+        b += struct.pack("<q", units)
+        for i in range(units):
+            b += names[i].encode().ljust(128, b"\0")
+            b += struct.pack("<qqqqq", 100, 100, 0, 1, 1)
+            b += struct.pack("<7d", 1.0 + i, 0.5, 0.01, 10.0, 20.0, 0.0, 0.0)
+            b += struct.pack("<q", ncurve)
+            for c in range(ncurve):
+                b += struct.pack("<dq", 1.0 / (c + 1), 50 * c)
+        return b
+    put("checkpoint", "units0.ckpt", body(0, recon=(0, 0)))
+    put("checkpoint", "units1.ckpt", body(1))
+    put("checkpoint", "units2.ckpt", body(2, recon=(1, 1)))
+    put("checkpoint", "units2_nocurve.ckpt", body(2, recon=(1, 1), ncurve=0))
+    put("checkpoint", "units_big.ckpt", body(0)[:24] + struct.pack("<q", 1 << 31) + body(0)[32:])
+    put("checkpoint", "truncated.ckpt", body(2)[:300])
+    put("checkpoint", "magic_only.ckpt", b"QDCKPT01")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for t in ("config", "jpeg", "npy", "onnx", "safetensors", "tokenizer"):
+    for t in ("config", "jpeg", "npy", "onnx", "safetensors", "tokenizer", "checkpoint"):
         os.makedirs(os.path.join(OUT, t), exist_ok=True)
     config_corpus()
     jpeg_corpus()
@@ -252,6 +285,7 @@ def main():
     onnx_corpus()
     safetensors_corpus()
     tokenizer_corpus()
+    checkpoint_corpus()
     for t in sorted(os.listdir(OUT)):
         files = os.listdir(os.path.join(OUT, t))
         print("%-12s %3d files %7d bytes" % (t, len(files), sum(os.path.getsize(os.path.join(OUT, t, n)) for n in files)))
