@@ -271,6 +271,25 @@ int main(void) {
     }
     qd_graph_free(g3);
 
+    /* the shared reader's size limit is checked from the size, before reading */
+    {
+        char big[512];
+        snprintf(big, sizeof big, "%s/big.bin", g_dir);
+        unsigned char zeros[100] = {0};
+        write_bytes(big, zeros, sizeof zeros);
+        void *d2 = NULL;
+        size_t n2 = 0;
+        qd_error_clear();
+        qd_status st = qd_read_input(big, "test file", 50, &d2, &n2);
+        CHECK(st == QD_ERR_DATA && d2 == NULL && strstr(qd_error_message(), "big.bin: 100 bytes, more than the 50-byte limit for a test file"),
+              "size limit: %s", qd_error_message());
+        qd_error_clear();
+        st = qd_read_input(big, "test file", 100, &d2, &n2);
+        CHECK(st == QD_OK && n2 == 100 && ((char *)d2)[100] == 0, "exactly at the limit: %s", qd_error_message());
+        free(d2);
+        unlink(big);
+    }
+
     free(b);
     free(data);
     unlink(path);
