@@ -544,6 +544,23 @@ static void line_col(const char *text, const char *at, int *line, int *col) {
  * pass: strings and escapes are tracked so brackets inside strings do not count. */
 static qd_status scan_json(const char *text, const char *origin) {
     int depth = 0, in_str = 0;
+    /* JSON text is UTF-8 (RFC 8259 §8.1); a path with other bytes could not be written back
+     * into resolved_config.json as the same path */
+    {
+        const unsigned char *u = (const unsigned char *)text;
+        size_t left = strlen(text);
+        while (left > 0) {
+            size_t l = qd_utf8_seq_len(u, left);
+            if (l == 0) {
+                int line, col;
+                line_col(text, (const char *)u, &line, &col);
+                return qd_errorf(QD_ERR_CONFIG, "%s:%d:%d: not valid UTF-8 (byte 0x%02x); a JSON config is UTF-8 text",
+                                 origin, line, col, *u);
+            }
+            u += l;
+            left -= l;
+        }
+    }
     for (const char *p = text; *p; p++) {
         if (in_str) {
             if (*p == '"') in_str = 0;

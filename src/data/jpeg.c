@@ -47,6 +47,22 @@ static void jerr_emit(j_common_ptr cinfo, int level) {
 
 static void jerr_output(j_common_ptr cinfo) { (void)cinfo; /* never print */ }
 
+/* A progressive JPEG may hold any number of scans, and each scan makes libjpeg walk the whole
+ * coefficient buffer: a few kilobytes of crafted scans keep the decoder busy for minutes (the
+ * fuzz_jpeg timeout). Real files have about 10; libjpeg-turbo's own fuzzers stop at 500
+ * (TJPARAM_SCANLIMIT), and so do we, through the progress monitor libjpeg calls per scan. */
+#define QD_JPEG_MAX_SCANS 500
+
+static void scan_limit_monitor(j_common_ptr cinfo) {
+    if (!cinfo->is_decompressor) return;
+    j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    if (d->input_scan_number > QD_JPEG_MAX_SCANS) {
+        jerr_mgr *m = (jerr_mgr *)cinfo->err;
+        snprintf(m->msg, sizeof m->msg, "more than %d progressive scans", QD_JPEG_MAX_SCANS);
+        longjmp(m->jb, 1);
+    }
+}
+
 /* Pillow's cmyk2rgb (Convert.c): r = 255 - c - k + c*k/255 computed as nk - nk*c/255. */
 static uint8_t muldiv255(int a, int b) {
     int t = a * b + 128;
@@ -80,6 +96,10 @@ int qd_jpeg_decode_mem_for(const unsigned char *buf, size_t len, const char *pat
         return QD_ERR_DATA;
     }
     jpeg_create_decompress(&cinfo);
+    struct jpeg_progress_mgr progress;
+    memset(&progress, 0, sizeof progress);
+    progress.progress_monitor = scan_limit_monitor;
+    cinfo.progress = &progress;
     jpeg_mem_src(&cinfo, (unsigned char *)buf, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
     {

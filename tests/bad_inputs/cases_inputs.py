@@ -165,6 +165,21 @@ def _patch_sof(jpeg, w, h):
     raise ValueError("no SOF marker")
 
 
+def _many_scans_jpeg(nscans=600):
+    """A valid 32x32 progressive JPEG whose last scan is repeated: libjpeg only warns about the
+    bogus progression and walks the coefficient buffer once per scan."""
+    import random
+    from PIL import Image  # tests only
+    rnd = random.Random(1)
+    img = Image.new("RGB", (32, 32))
+    img.putdata([(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)) for _ in range(1024)])
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", progressive=True, quality=90)
+    j = buf.getvalue()
+    last = j[j.rfind(b"\xff\xda"):-2]
+    return j[:-2] + last * nscans + b"\xff\xd9"
+
+
 def _prep_calib_extra(m, name, data):
     def prep(d):
         root = m.mk_calib_with(d, [])
@@ -364,6 +379,10 @@ def cases(m):
                     sets=["quant.calibrate=81", "data.preprocess=imagenet", "data.input_size=32", "data.resize_size=256"],
                     prep=_prep_calib_extra(m, "zz_thin.jpg", lambda: _jpeg_bytes(1, 37633)),
                     skip=_skip_no_pil, what="1x37633 JPEG, imagenet resize to 256 (would be 7 GB)"))
+    C.append(m.Case("jpeg_many_scans", 65, r"zz_scans\.jpg: corrupt or unsupported JPEG \(more than 500 progressive scans\)",
+                    config=tiny(calib="{calib}"), sets=["quant.calibrate=81"],
+                    prep=_prep_calib_extra(m, "zz_scans.jpg", _many_scans_jpeg), skip=_skip_no_pil,
+                    what="progressive 32x32 JPEG with 600 scans (decoder time bomb)"))
     C.append(m.Case("calib_symlink_cycle", 65, r"calib/cat/a: folder cycle", config=tiny(calib="{calib}"),
                     prep=_prep_cycle(m), what="three symlinks to '.' in a class folder"))
     # --- BERT model directories ---

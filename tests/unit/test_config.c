@@ -119,7 +119,8 @@ static void test_reject(void) {
      * strings do not confuse the scan */
     REJECT("{\"output\":{\"dir\":\"o_nul\\u0000/../../etc/evil\"}}", "t.json:1:", "\\u0000");
     REJECT("{\"model\":{\"path\":\"[[{\\\\u0000\"},\"output\":{\"dir\":\"\\u0000\"}}", "t.json:1:49:", "\\u0000");
-    /* 100,000-deep nesting: a clean message, not a recursion */
+    REJECT("{\"model\":{\"path\":\"m\xe9.onnx\"}}", "t.json:1:20: not valid UTF-8 (byte 0xe9)", NULL);
+        /* 100,000-deep nesting: a clean message, not a recursion */
     {
         size_t n = 100000;
         char *deep = malloc(2 * n + 1);
