@@ -20,8 +20,9 @@ int qd_jpeg_decode_mem_for(const unsigned char *buf, size_t len, const char *pat
 int qd_jpeg_decode_path_for(const char *path, const qd_data_options *o, int c, int h, int w, qd_image_u8 *img,
                             char *err, size_t errlen);
 /* Would qd_preprocess_image_r accept an iw x ih image? Same message as after decoding; an
- * ImageNet resize whose output would exceed QD_RESIZE_MAX_PIXELS (an extreme aspect ratio: a
- * 1x37633 image resized to shorter side 256 is 256x9633792) is refused too. Returns QD_OK or
+ * ImageNet resize whose output would exceed min(64 * resize_size^2, QD_RESIZE_MAX_PIXELS) pixels
+ * (an aspect ratio beyond 64:1: a 1x37633 image resized to shorter side 256 is 256x9634048) is
+ * refused too. Returns QD_OK or
  * QD_ERR_DATA with the message in err. */
 #define QD_RESIZE_MAX_PIXELS (1LL << 26)
 int qd_preprocess_check_dims_r(int iw, int ih, const char *name, const qd_data_options *o, int c, int h, int w,

@@ -172,11 +172,14 @@ int qd_preprocess_check_dims_r(int iw, int ih, const char *name, const qd_data_o
             snprintf(err, errlen, "%s: cannot resize a %dx%d image to shorter side %d", name, iw, ih, rs);
             return QD_ERR_DATA;
         }
-        if (rw * rh > QD_RESIZE_MAX_PIXELS) {
+        /* the resized image only feeds a center crop: an aspect ratio beyond 64:1 or more than
+         * QD_RESIZE_MAX_PIXELS is not a photo but a memory (and time) bomb */
+        long long limit = 64LL * rs * rs < QD_RESIZE_MAX_PIXELS ? 64LL * rs * rs : QD_RESIZE_MAX_PIXELS;
+        if (rw * rh > limit) {
             snprintf(err, errlen,
                      "%s: image is %dx%d (WxH); resizing it to shorter side %d gives %lldx%lld, more than the %lld-pixel "
-                     "limit (aspect ratio too extreme for imagenet preprocessing)",
-                     name, iw, ih, rs, rw, rh, (long long)QD_RESIZE_MAX_PIXELS);
+                     "limit (aspect ratio beyond 64:1 or too large for imagenet preprocessing)",
+                     name, iw, ih, rs, rw, rh, limit);
             return QD_ERR_DATA;
         }
         int cs = o->input_size;
