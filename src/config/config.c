@@ -24,7 +24,6 @@
 
 #include "qdrop/fsutil.h"
 #include "qdrop/utf8.h"
-#include "qdrop/utf8.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* schema                                                                                      */
@@ -538,10 +537,10 @@ static void line_col(const char *text, const char *at, int *line, int *col) {
     }
 }
 
-/* What cJSON would silently accept or answer vaguely: a \u0000 escape inside a string (cJSON
- * keeps the bytes before it, so "o_nul\u0000/../../etc/evil" would become "o_nul"), and nesting
- * deeper than QD_CONFIG_MAX_DEPTH (100,000 '[' would only give "malformed JSON"). A lexical
- * pass: strings and escapes are tracked so brackets inside strings do not count. */
+/* What cJSON would silently accept or answer vaguely: bytes that are not UTF-8, a \u0000 escape
+ * inside a string (cJSON keeps the bytes before it, so "o_nul\u0000/../../etc/evil" would become
+ * "o_nul"), and nesting deeper than QD_CONFIG_MAX_DEPTH (100,000 '[' would only give "malformed
+ * JSON"). A lexical pass: strings and escapes are tracked so brackets inside strings do not count. */
 static qd_status scan_json(const char *text, const char *origin) {
     int depth = 0, in_str = 0;
     /* JSON text is UTF-8 (RFC 8259 §8.1); a path with other bytes could not be written back
