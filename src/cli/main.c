@@ -132,7 +132,10 @@ int main(int argc, char **argv) {
                 rc = usage_error("--device: expected auto, cpu or cuda, got '%s'", optarg);
             device = optarg;
             break;
-        case OPT_OUT: out = optarg; break;
+        case OPT_OUT:
+            out = optarg;
+            if (!out[0]) rc = usage_error("--out: expected a directory, got an empty path%s", "");
+            break;
         case OPT_RESUME: opts.resume = 1; break;
         case OPT_DRY: opts.dry_run = 1; break;
         case OPT_INSPECT: inspect = optarg; break;

@@ -25,6 +25,7 @@
 #include "qdrop/report.h"
 #include "recon/ckpt.h"
 #include "recon/recon.h"
+#include "qdrop/utf8.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -175,7 +176,7 @@ static uint64_t config_hash_for_resume(const qd_config *cfg) {
 static qd_status file_hash(const char *path, uint64_t *h) {
     void *d = NULL;
     size_t n = 0;
-    QD_TRY(qd_read_file(path, &d, &n));
+    QD_TRY(qd_read_input(path, "ONNX model", (size_t)2 << 30, &d, &n));
     *h = qd_fnv1a64(d, n, 0);
     free(d);
     return QD_OK;
@@ -441,6 +442,23 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     cJSON_AddNumberToObject(times, "load_data_s", now_s() - t_phase);
 
     if (opt->dry_run) {
+        /* a dry run fails where the real run would: the requested device must exist, and the
+         * checkpoint --resume would read must be there and valid for this model and config */
+        if (cfg->device == QD_DEVICE_CUDA) {
+            qd_backend_options bo = {1, cfg->deterministic, cfg->tf32, cfg->device_memory_budget_mb * 1024 * 1024};
+            if ((st = qd_backend_create("cuda", &bo, &S.b)) != QD_OK) goto done;
+        }
+        if (opt->resume) {
+            int rep_cap = mp.brecq_act ? 2 * S.nunits : S.nunits, done_units = 0;
+            snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
+            if (access(path, F_OK) != 0) { /* anything else there is refused by qd_ckpt_load, saying what it is */
+                st = qd_errorf(QD_ERR_NOINPUT, "%s: no checkpoint to resume from (run without --resume to start)", path);
+                goto done;
+            }
+            S.reps = calloc((size_t)rep_cap + 1, sizeof(qd_unit_report));
+            if (!S.reps) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+            if ((st = qd_ckpt_load(path, S.g, cfg_hash, model_hash, &done_units, S.reps, rep_cap, &S.nreps)) != QD_OK) goto done;
+        }
         print_dry_run(cfg, &S, &mp);
         goto done;
     }
@@ -485,7 +503,7 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     if (!S.reps) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
     snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
     if (opt->resume) {
-        if (!qd_file_exists(path)) {
+        if (access(path, F_OK) != 0) { /* anything else there is refused by qd_ckpt_load, saying what it is */
             st = qd_errorf(QD_ERR_NOINPUT, "%s: no checkpoint to resume from (run without --resume to start)", path);
             goto done;
         }
@@ -685,7 +703,9 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
         cJSON_AddNumberToObject(times, "total_s", now_s() - t_start);
         cJSON_AddItemToObject(r, "timing", times);
         times = NULL;
-        char *txt = cJSON_Print(r);
+        char *raw = cJSON_Print(r);
+        char *txt = raw ? qd_utf8_valid_dup(raw) : NULL; /* paths may hold non-UTF-8 bytes */
+        free(raw);
         cJSON_Delete(r);
         snprintf(path, sizeof path, "%s/results.json", cfg->out_dir);
         st = txt ? qd_write_file_atomic(path, txt, strlen(txt)) : qd_errorf(QD_ERR_INTERNAL, "cannot serialise results");
