@@ -27,6 +27,7 @@
 #include "graph/graph_internal.h"
 #include "onnx.pb-c.h"
 #include "qdrop/graph.h"
+#include "qdrop/fsutil.h"
 
 #define S(x) ((x) ? (x) : "")
 #define MAX_CONST_NUMEL QD_MAX_TENSOR_NUMEL
@@ -1369,52 +1370,11 @@ static qd_status build(rd *r, const Onnx__ModelProto *m) {
 qd_status qd_onnx_load(const char *path, qd_graph **out) {
     *out = NULL;
     if (!path || !path[0]) return qd_errorf(QD_ERR_NOINPUT, "no ONNX model path given");
-    /* The model file is untrusted: a regular file (O_NONBLOCK so that a FIFO cannot block the
-     * open; /dev/zero or /dev/urandom would be read until memory runs out), read exactly as large
-     * as it is, and no larger than protobuf's 2 GiB message limit. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return qd_errorf(QD_ERR_NOINPUT, "%s: cannot open ONNX model: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        qd_status st = qd_errorf(QD_ERR_NOINPUT, "%s: cannot open ONNX model: %s", path, strerror(errno));
-        close(fd);
-        return st;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        close(fd);
-        return qd_errorf(QD_ERR_NOINPUT, "%s: is a directory, expected an ONNX model file", path);
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return qd_errorf(QD_ERR_DATA, "%s: not a regular file (an ONNX model must be a regular file)", path);
-    }
-    if ((uint64_t)sb.st_size > (uint64_t)INT32_MAX) {
-        close(fd);
-        return qd_errorf(QD_ERR_DATA, "%s: %lld bytes, larger than the 2 GiB protobuf limit (store the weights as "
-                         "ONNX external data)", path, (long long)sb.st_size);
-    }
-    size_t len = (size_t)sb.st_size, got = 0;
-    unsigned char *buf = malloc(len ? len : 1);
-    if (!buf) {
-        close(fd);
-        return qd_errorf(QD_ERR_INTERNAL, "%s: out of memory while reading", path);
-    }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    int rerr = 0;
-    while (got < len) {
-        ssize_t k = read(fd, buf + got, len - got);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) rerr = 1;
-        if (k <= 0) break; /* 0: shrank while reading, parse what is there */
-        got += (size_t)k;
-    }
-    close(fd);
-    if (rerr) {
-        free(buf);
-        return qd_errorf(QD_ERR_NOINPUT, "%s: read error", path);
-    }
-    len = got;
+    /* a regular file of at most protobuf's 2 GiB: never /dev/zero, a FIFO or a directory */
+    void *data = NULL;
+    size_t len = 0;
+    QD_TRY(qd_read_input(path, "ONNX model", (size_t)2 << 30, &data, &len));
+    unsigned char *buf = data;
     Onnx__ModelProto *m = len ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
     free(buf);
     if (!m) return qd_errorf(QD_ERR_DATA, "%s: not a valid ONNX model (protobuf parse failed)", path);
