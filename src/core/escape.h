@@ -2,10 +2,12 @@
  * to a terminal without letting them drive it.
  *
  * Well-formed UTF-8 that is not a control character passes through unchanged. Everything else
- * is written as C-style escapes: \n \r \t, \\ for a backslash, \xNN for other C0 controls, DEL,
+ * is written as C-style escapes: \n \r \t, \xNN for other C0 controls, DEL,
  * the C1 controls U+0080..U+009F (byte by byte, e.g. U+009B CSI -> \xc2\x9b) and every byte that
  * is not part of well-formed UTF-8. So an ESC sequence or a newline in a node name cannot move
  * the cursor, retitle the window or forge an extra output line, and the output stays valid UTF-8.
+ * A backslash is printed as is (messages quote JSON escapes such as \u0000 verbatim), so the
+ * escaping is for safety, not a reversible encoding.
  */
 #ifndef QD_CORE_ESCAPE_H
 #define QD_CORE_ESCAPE_H
@@ -16,7 +18,7 @@
 /* Length of the well-formed, printable UTF-8 sequence at s (1..4), or 0 when s[0] must be escaped. */
 static inline int qd_utf8_printable_len(const unsigned char *s) {
     unsigned c = s[0];
-    if (c >= 0x20 && c < 0x7f) return c == '\\' ? 0 : 1;
+    if (c >= 0x20 && c < 0x7f) return 1;
     if (c < 0xc2 || c > 0xf4) return 0; /* controls, DEL, continuation bytes, overlong leads */
     int n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
     for (int i = 1; i < n; i++)
@@ -36,7 +38,6 @@ static inline void qd_escape_byte(unsigned char c, char out[5]) {
     case '\n': snprintf(out, 5, "\\n"); break;
     case '\r': snprintf(out, 5, "\\r"); break;
     case '\t': snprintf(out, 5, "\\t"); break;
-    case '\\': snprintf(out, 5, "\\\\"); break;
     default: snprintf(out, 5, "\\x%02x", c); break;
     }
 }

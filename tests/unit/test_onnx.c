@@ -341,8 +341,8 @@ static void test_checked_arith(void) {
 /* core/escape.h: terminal controls and invalid UTF-8 escaped, printable UTF-8 kept. */
 static void test_escape(void) {
     char b[256];
-    CHECK(strcmp(qd_escape_text("conv\x1b]0;t\x07\n\\x", b, sizeof b), "conv\\x1b]0;t\\x07\\n\\\\x") == 0,
-          "ESC/BEL/newline/backslash: '%s'", b);
+    CHECK(strcmp(qd_escape_text("conv\x1b]0;t\x07\n\\x", b, sizeof b), "conv\\x1b]0;t\\x07\\n\\x") == 0,
+          "ESC/BEL/newline escaped, backslash kept: '%s'", b);
     CHECK(strcmp(qd_escape_text("caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x98\x80", b, sizeof b),
                  "caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x98\x80") == 0, "UTF-8 kept: '%s'", b);
     CHECK(strcmp(qd_escape_text("a\xc2\x9b" "31m\xff\xc0\xaf\xed\xa0\x80", b, sizeof b),
