@@ -129,7 +129,9 @@ def cmd_slurm(a):
     nt.write_text(summ_path, summary)
     array = f"--array=0-{len(runs) - 1}" + (f"%{a.max_parallel}" if a.max_parallel else "")
     sub_elem = [a.sbatch, "--parsable", array, elem_path]
-    sub_summ = [a.sbatch, "--parsable", "--dependency=afterany:{array_job}"] + (["--wait"] if a.wait else []) + [summ_path]
+    def summary_submit(array_job):
+        return [a.sbatch, "--parsable", f"--dependency=afterany:{array_job}"] + (["--wait"] if a.wait else []) + [summ_path]
+    sub_summ = summary_submit("{array_job}")
     if a.dry_run:
         print(shlex.join(sub_elem))
         print(shlex.join(sub_summ))
@@ -150,7 +152,7 @@ def cmd_slurm(a):
     array_job = r.stdout.strip().split(";")[0]
     if not array_job.isdigit():
         raise UsageError(f"sbatch (array) printed {r.stdout.strip()!r}, not a job id")
-    sub_summ[3] = f"--dependency=afterany:{array_job}"
+    sub_summ = summary_submit(array_job)
     jobs = {"array_job": array_job, "runs": [x["id"] for x in runs], "matrix": matrix_path, "out": out,
             "submitted_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     nt.write_json(os.path.join(sdir, "jobs.json"), jobs)
