@@ -60,7 +60,7 @@ cd "$tmp" || exit 1
 
 if [[ "$mode" == unit ]]; then
   python3 -c 'import yaml, kubernetes_validate' 2>/dev/null || missing "python packages pyyaml/kubernetes-validate" "pip"
-  command -v check-jsonschema >/dev/null 2>&1 || missing check-jsonschema "pip"
+  python3 -c "import check_jsonschema" 2>/dev/null || missing check-jsonschema "pip"
   cp "$src/tests/nightly_fake_engine.py" "$tmp/fake-qdrop-gpu"
   chmod +x "$tmp/fake-qdrop-gpu"
   cat >"$tmp/matrix.json" <<'J'
@@ -120,8 +120,8 @@ assert f['error'] == 'exit code 70', f
   # ---------------------------------------------------------------- Kubernetes manifest
   expect_rc 0 "k8s manifest generated" python3 "$nightly" k8s --matrix "$tmp/matrix.json" --name qdn-test --namespace bench \
     --image registry.example/qdrop-gpu:1.0 --results-mount "$tmp/k8s-runs" --parallelism 2 --models-pvc models --node-selector gpu=h100 -o "$tmp/k8s.yaml"
-  expect_rc 0 "kubernetes-validate --strict (schema of Kubernetes 1.37, bundled)" kubernetes-validate --strict --quiet "$tmp/k8s.yaml"
-  expect_rc 0 "kubernetes-validate --strict (schema of Kubernetes 1.30, bundled)" kubernetes-validate --strict --quiet -k 1.30.0 "$tmp/k8s.yaml"
+  expect_rc 0 "kubernetes-validate --strict (schema of Kubernetes 1.37, bundled)" python3 -m kubernetes_validate --strict --quiet "$tmp/k8s.yaml"
+  expect_rc 0 "kubernetes-validate --strict (schema of Kubernetes 1.30, bundled)" python3 -m kubernetes_validate --strict --quiet -k 1.30.0 "$tmp/k8s.yaml"
   pycheck "k8s: Indexed Job, one GPU per pod, index -> matrix element, summary Job" "
 import json, yaml
 d = list(yaml.safe_load_all(open('$tmp/k8s.yaml')))
@@ -155,7 +155,7 @@ d[1]["spec"]["completionMode"] = 7            # wrong type
 d[1]["spec"]["template"]["spec"]["containers"][0]["resource"] = {}   # misspelt key
 open(sys.argv[2], "w").write("".join("---\n" + json.dumps(x) + "\n" for x in d))
 PY
-  expect_rc 1 "kubernetes-validate rejects a broken copy" kubernetes-validate --strict --quiet "$tmp/k8s-bad.yaml"
+  expect_rc 1 "kubernetes-validate rejects a broken copy" python3 -m kubernetes_validate --strict --quiet "$tmp/k8s-bad.yaml"
   if grep -q "completionMode" "$tmp/last.out"; then ok "the rejection names completionMode"; else bad "the rejection does not name completionMode"; fi
   # the pods' program, run here: index i -> element i, with the fake engine as qdrop-gpu on PATH
   mkdir -p "$tmp/pbin"
@@ -207,9 +207,9 @@ pod = d[1]['spec']['template']['spec']
 assert 'limits' not in pod['containers'][0]['resources'] and 'tolerations' not in pod, pod
 assert d[1]['spec']['completions'] == 2
 "
-  expect_rc 0 "kubernetes-validate --strict the CPU manifest" kubernetes-validate --strict --quiet "$tmp/ci.yaml"
+  expect_rc 0 "kubernetes-validate --strict the CPU manifest" python3 -m kubernetes_validate --strict --quiet "$tmp/ci.yaml"
   expect_rc 0 "k8s manifest of the shipped full matrix (65 runs)" python3 "$nightly" k8s --matrix "$src/bench/nightly_matrix_full.json" --name full -o "$tmp/full.yaml"
-  expect_rc 0 "kubernetes-validate --strict the full manifest" kubernetes-validate --strict --quiet "$tmp/full.yaml"
+  expect_rc 0 "kubernetes-validate --strict the full manifest" python3 -m kubernetes_validate --strict --quiet "$tmp/full.yaml"
 
   # ---------------------------------------------------------------- GitHub Actions workflow
   wf="$src/.github/workflows/nightly.yml"
@@ -233,9 +233,9 @@ assert any(s.get('uses', '').startswith('actions/upload-artifact@') for s in ste
 assert steps[-1]['run'].startswith('exit'), steps[-1]
 "
   expect_rc 0 "workflow validates against SchemaStore's github-workflow schema (check-jsonschema, offline)" \
-    check-jsonschema --builtin-schema vendor.github-workflows "$wf"
+    python3 -m check_jsonschema --builtin-schema vendor.github-workflows "$wf"
   printf 'on: {schedule: [{cron: 1}]}\njobs: {nightly: {steps: []}}\n' >"$tmp/bad.yml"
-  expect_rc 1 "... and that schema rejects a broken workflow" check-jsonschema --builtin-schema vendor.github-workflows "$tmp/bad.yml"
+  expect_rc 1 "... and that schema rejects a broken workflow" python3 -m check_jsonschema --builtin-schema vendor.github-workflows "$tmp/bad.yml"
   if command -v actionlint >/dev/null 2>&1; then
     (cd "$src" && expect_rc 0 "actionlint .github/workflows/nightly.yml" actionlint .github/workflows/nightly.yml)
   else
