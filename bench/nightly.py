@@ -6,6 +6,10 @@ Subcommands
            with --previous). `--no-run` reports from the runs/*/ directories already in --out
            (used by the tests with synthetic results.json files, and to re-render a report).
   compare  compare two combined benchmark JSON files (today's and the previous night's).
+  run-one  run one element of the matrix (--id or --index) into --out/runs/<slug>/: what each Slurm
+           array task runs; `run --no-run` then summarises.
+  slurm    submit the matrix as one Slurm job array + an afterany summary job (nightly_sched.py).
+  k8s      write a Kubernetes Indexed Job manifest for the matrix (nightly_sched.py).
 
 Outputs in --out DIR (docs/nightly.md has the formats):
   benchmark.json          every metric, github-action-benchmark custom form [{"name","unit","value","extra"}]
