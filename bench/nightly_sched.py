@@ -117,6 +117,8 @@ def cmd_slurm(a):
     runs = nt.select_runs(matrix, a.only, a.matrix)
     check_ids(runs)
     out = os.path.abspath(a.out)
+    if re.search(r"\s", out):
+        raise UsageError(f"--out {out!r}: Slurm's #SBATCH --output cannot hold a path with white space")
     binary = os.path.abspath(a.bin) if os.sep in a.bin else (shutil.which(a.bin) or a.bin)
     py = a.python or sys.executable or "python3"
     if a.previous:
@@ -160,7 +162,8 @@ def cmd_slurm(a):
     if not a.wait:
         r = run_cmd(sub_summ)
         if r.returncode != 0:
-            raise UsageError(f"sbatch (summary) failed, exit {r.returncode}: {r.stderr.strip()}")
+            raise UsageError(f"sbatch (summary) failed, exit {r.returncode}: {r.stderr.strip()}; the array job "
+                             f"{array_job} runs anyway: summarise it later with bench/nightly.sh --no-run --out {out}")
         summary_job = r.stdout.strip().split(";")[0]
         jobs["summary_job"] = summary_job
         nt.write_json(os.path.join(sdir, "jobs.json"), jobs)

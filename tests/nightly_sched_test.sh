@@ -51,6 +51,7 @@ missing() {
 
 tmp="$(mktemp -d)"
 cleanup_extra=""
+# shellcheck disable=SC2317  # called by the trap
 cleanup() {
   if [[ -n "$cleanup_extra" ]]; then eval "$cleanup_extra"; fi
   rm -rf "$tmp"
@@ -100,6 +101,9 @@ assert '--gres' not in s and '#SBATCH --partition=gpu' in s, s
 "
   expect_rc 0 "slurm --cpu-only: no --gres" python3 "$nightly" slurm --dry-run --cpu-only --matrix "$tmp/matrix.json" --bin "$tmp/fake-qdrop-gpu" --out "$tmp/sl2"
   if grep -q -- '--gres' "$tmp/sl2/slurm/element.sbatch"; then bad "--cpu-only element script asks for a GPU"; else ok "--cpu-only element script asks for no GPU"; fi
+  expect_rc 2 "slurm: --out with white space is refused" python3 "$nightly" slurm --dry-run --matrix "$tmp/matrix.json" --bin "$tmp/fake-qdrop-gpu" --out "$tmp/a b"
+  expect_rc 2 "slurm: no sbatch is a usage error naming it" python3 "$nightly" slurm --sbatch "$tmp/no-sbatch" --matrix "$tmp/matrix.json" --bin "$tmp/fake-qdrop-gpu" --out "$tmp/sl3"
+  if grep -q "no-sbatch not found" "$tmp/last.out"; then ok "... named"; else bad "missing sbatch not named"; cat "$tmp/last.out"; fi
   # run-one by --id and --index, as an array task would, with the Slurm variables set
   SLURM_JOB_ID=41 SLURM_ARRAY_JOB_ID=40 SLURM_ARRAY_TASK_ID=1 SLURMD_NODENAME=n7 \
     expect_rc 0 "run-one --id (as Slurm array task 1)" python3 "$nightly" run-one --matrix "$tmp/matrix.json" --bin "$tmp/fake-qdrop-gpu" --out "$tmp/ro" --id resnet20_cifar10/w4a4/nearest
@@ -183,7 +187,7 @@ for i, rid in enumerate(ids):
   JOB_COMPLETION_INDEX=9 expect_rc 2 "k8s pod with an index outside the matrix: exit 2" sh "$tmp/pod.sh"
   mapfile -t scmd <"$tmp/summary.cmd"
   scmd[1]="$tmp/opt/nightly.py"
-  for i in "${!scmd[@]}"; do [[ "${scmd[$i]}" == /opt/nightly/matrix.json ]] && scmd[$i]="$tmp/opt/matrix.json"; done
+  for i in "${!scmd[@]}"; do [[ "${scmd[$i]}" == /opt/nightly/matrix.json ]] && scmd[i]="$tmp/opt/matrix.json"; done
   expect_rc 3 "k8s summary command (from the ConfigMap's files): two failed runs -> exit 3" "${scmd[@]}" --no-plots
   pycheck "k8s summary: metrics of the 3 good runs, failures and scheduler in summary.md" "
 import json
