@@ -53,6 +53,13 @@ def sbatch_lines(opts):
     return [f"#SBATCH {o}" for o in opts]
 
 
+def slurm_time(runs):
+    """Default array time limit: the longest run's timeout_s (the runner kills it then) + 10 min
+    for start-up and writing, as D-HH:MM:SS."""
+    s = int(max(r["timeout_s"] for r in runs)) + 600
+    return f"{s // 86400}-{s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def slurm_scripts(a, matrix_path, runs, binary, out, py):
     """-> (element script text, summary script text)."""
     nightly = os.path.join(nt.HERE, "nightly.py")
@@ -63,7 +70,7 @@ def slurm_scripts(a, matrix_path, runs, binary, out, py):
         common.append(f"--partition={a.partition}")
     if a.account:
         common.append(f"--account={a.account}")
-    elem = common + [f"--output={logs}/element-%A_%a.log", f"--time={a.time}"]
+    elem = common + [f"--output={logs}/element-%A_%a.log", f"--time={a.time or slurm_time(runs)}"]
     if not a.cpu_only:
         elem.append(f"--gres={a.gres}")
     if a.cpus_per_task:
@@ -369,7 +376,7 @@ def add_parsers(sub, add_threshold_args):
     s.add_argument("--cpu-only", action="store_true", help="no --gres (CPU partitions, the CPU matrix)")
     s.add_argument("--cpus-per-task", type=int)
     s.add_argument("--mem", help="per array element, e.g. 32G")
-    s.add_argument("--time", default="04:00:00", help="per array element (default 04:00:00)")
+    s.add_argument("--time", help="per array element (default: the matrix's longest timeout_s + 10 min)")
     s.add_argument("--summary-time", default="00:30:00")
     s.add_argument("--max-parallel", type=int, help="at most this many elements at once (--array=...%%N)")
     s.add_argument("--job-name", default="qdrop-nightly")

@@ -85,7 +85,7 @@ cmds = [l for l in open('$tmp/sl.out').read().splitlines() if l.startswith('sbat
 assert len(cmds) == 2, cmds
 assert '--array=0-4%2' in cmds[0] and cmds[0].endswith('element.sbatch'), cmds[0]
 assert '--dependency=afterany:{array_job}' in cmds[1] and cmds[1].endswith('summary.sbatch'), cmds[1]
-for o in ('--gres=gpu:1', '--partition=gpu', '--cpus-per-task=8', '--mem=32G', '--time=04:00:00', '--constraint=h100',
+for o in ('--gres=gpu:1', '--partition=gpu', '--cpus-per-task=8', '--mem=32G', '--time=0-00:11:00', '--constraint=h100',
           '--output=$tmp/sl/slurm/element-%A_%a.log'):
     assert '#SBATCH ' + o + '\n' in e, o
 ids = shlex.split(re.search(r'^ids=\((.*)\)$', e, re.M).group(1))
@@ -381,7 +381,7 @@ PY
   left=$((limit - ($(date +%s) - t_start) - 10))
   t0=$(date +%s)
   timeout "$left" bash "$src/bench/nightly.sh" slurm --matrix "$tmp/matrix.json" --bin "$bin" --out "$tmp/out" \
-    --partition debug --cpu-only --cpus-per-task 1 --time 00:05:00 --summary-time 00:05:00 --wait >"$tmp/sl.out" 2>&1
+    --partition debug --cpu-only --cpus-per-task 1 --summary-time 00:05:00 --wait >"$tmp/sl.out" 2>&1
   rc=$?
   sed 's/^/    /' "$tmp/sl.out" | tail -n 30
   if [[ "$rc" == 3 ]]; then
