@@ -123,6 +123,8 @@ def cmd_slurm(a):
     matrix = nt.load_matrix(matrix_path)
     runs = nt.select_runs(matrix, a.only, a.matrix)
     check_ids(runs)
+    if a.max_parallel is not None and a.max_parallel < 1:
+        raise UsageError(f"--max-parallel {a.max_parallel}: must be at least 1")
     out = os.path.abspath(a.out)
     if re.search(r"\s", out):
         raise UsageError(f"--out {out!r}: Slurm's #SBATCH --output cannot hold a path with white space")
@@ -138,6 +140,7 @@ def cmd_slurm(a):
     nt.write_text(summ_path, summary)
     array = f"--array=0-{len(runs) - 1}" + (f"%{a.max_parallel}" if a.max_parallel else "")
     sub_elem = [a.sbatch, "--parsable", array, elem_path]
+
     def summary_submit(array_job):
         return [a.sbatch, "--parsable", f"--dependency=afterany:{array_job}"] + (["--wait"] if a.wait else []) + [summ_path]
     sub_summ = summary_submit("{array_job}")
@@ -336,6 +339,9 @@ def cmd_k8s(a):
     check_ids(runs)
     if a.name is None:
         a.name = "qdrop-nightly-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+    for opt, v in (("--parallelism", a.parallelism), ("--gpus", a.gpus)):
+        if v is not None and v < 1:
+            raise UsageError(f"{opt} {v}: must be at least 1")
     for kv in a.node_selector or []:
         if "=" not in kv:
             raise UsageError(f"--node-selector {kv!r}: expected KEY=VALUE")
