@@ -130,6 +130,7 @@ static const key_def SCHEMA[] = {
     {"output.onnx_opset", K_INT, OFF(onnx_opset), 0, 0, 13, 21, 0, NULL, NULL},
     {"output.int4_weights", K_BOOL, OFF(int4_weights), 0, 0, 0, 0, 0, NULL, NULL},
     {"output.plots", K_BOOL, OFF(plots), 0, 0, 0, 0, 0, NULL, NULL},
+    {"output.logits", K_BOOL, OFF(logits), 0, 0, 0, 0, 0, NULL, NULL},
 };
 #define NKEYS ((int)(sizeof SCHEMA / sizeof SCHEMA[0]))
 
