@@ -10,3 +10,5 @@ qd_add_script_test(nan_fault COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nan_test.sh 
 qd_add_test(test_range_search SOURCES unit/test_range_search.c LABELS unit TIMEOUT 300)
 # Progress of every long phase (bar and log lines) and the --dry-run time estimate (seconds).
 qd_add_script_test(progress_estimate COMMAND bash ${CMAKE_SOURCE_DIR}/tests/progress_test.sh LABELS e2e TIMEOUT 600)
+# Checkpoints are untrusted input: crafted fields, truncation, odd lengths, non-regular files.
+qd_add_test(test_ckpt SOURCES unit/test_ckpt.c LABELS unit TIMEOUT 60)

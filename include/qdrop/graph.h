@@ -37,10 +37,14 @@ typedef enum qd_op {
 
 const char *qd_op_name(qd_op op);
 
+/* ONNX auto_pad of Conv / pools; resolved to explicit pads from the static input shape. */
+enum { QD_AUTO_PAD_NOTSET = 0, QD_AUTO_PAD_VALID, QD_AUTO_PAD_SAME_UPPER, QD_AUTO_PAD_SAME_LOWER };
+
 typedef struct qd_attrs {
     /* Conv, MaxPool, AveragePool (2-D spatial only) */
     int kernel[2], stride[2], dilation[2];
     int pads[4];              /* top, left, bottom, right */
+    int auto_pad;             /* QD_AUTO_PAD_*: shape inference turns it into pads, then NOTSET */
     int group;
     int ceil_mode, count_include_pad;
     /* Gemm: Y = alpha * A' * B' + beta * C */
@@ -156,7 +160,7 @@ void qd_graph_free(qd_graph *g);
 int qd_graph_add_value(qd_graph *g, const char *name);           /* returns id */
 int qd_graph_find_value(const qd_graph *g, const char *name);    /* -1 when absent */
 int qd_graph_add_node(qd_graph *g, const char *name, qd_op op, int ninputs, int noutputs);
-int64_t qd_value_numel(const qd_value *v);                       /* product of dims */
+int64_t qd_value_numel(const qd_value *v);                       /* product of dims; -1 if invalid */
 int64_t qd_value_sample_numel(const qd_value *v);                /* product of dims[1..] */
 
 /* ---- passes ---- */
@@ -165,6 +169,10 @@ QD_MUST_USE qd_status qd_graph_toposort(qd_graph *g);
 QD_MUST_USE qd_status qd_graph_infer_shapes(qd_graph *g);
 QD_MUST_USE qd_status qd_graph_fold_bn(qd_graph *g);        /* §8.6; removes folded BN nodes */
 QD_MUST_USE qd_status qd_graph_simplify(qd_graph *g);       /* drop Identity/Constant/Dropout */
+/* Fully connected layers in one layout (src/graph/canon_linear.c): MatMul and Gemm transB=0 with a
+ * 2-D constant weight become Gemm transB=1 with the weight transposed once to [out, in] (a MatMul's
+ * bias Add becomes Gemm's C). Needs shapes; runs before BN folding. */
+QD_MUST_USE qd_status qd_graph_canon_linear(qd_graph *g);
 QD_MUST_USE qd_status qd_graph_find_units(qd_graph *g);     /* §8.1 */
 
 typedef struct qd_quant_plan_opts {
@@ -174,7 +182,7 @@ typedef struct qd_quant_plan_opts {
 } qd_quant_plan_opts;
 QD_MUST_USE qd_status qd_graph_place_quantizers(qd_graph *g, const qd_quant_plan_opts *o); /* §6.1 */
 
-/* Convenience: load + simplify + shapes + fold BN + units. */
+/* Convenience: load + simplify + shapes + canonical linear layers + fold BN + units. */
 QD_MUST_USE qd_status qd_graph_prepare(const char *path, qd_graph **out);
 
 /* Human-readable summary of units, layers and quantizers (--inspect, --dry-run). */

@@ -6,10 +6,13 @@
  * executor can substitute any batch size without re-inferring shapes.
  * Also resolves what needs the input shape: Conv kernel from the weight, Slice starts/steps over
  * all dims, negative axes (Concat/Softmax/Flatten/ReduceMean), default Transpose perm.
+ * Sizes come from an untrusted file: every sum and product is checked (core/checked.h) and every
+ * output holds at most QD_MAX_TENSOR_NUMEL elements, so later int arithmetic cannot overflow.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checked.h"
 #include "graph/graph_internal.h"
 #include "qdrop/graph.h"
 
@@ -20,26 +23,71 @@ static const char *src(const qd_graph *g) { return g->source_path ? g->source_pa
 static qd_status set_out(qd_graph *g, const qd_node *n, int ndim, const int64_t *dims, int sym) {
     if (n->noutputs < 1 || n->outputs[0] < 0) FAIL(QD_ERR_DATA, "%s: node '%s' has no output", src(g), n->name);
     if (ndim > QD_MAX_DIMS) FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s': more than %d dims", src(g), n->name, QD_MAX_DIMS);
+    for (int d = 0; d < ndim; d++)
+        if (dims[d] < 0) FAIL(QD_ERR_DATA, "%s: node '%s': negative output dimension", src(g), n->name);
+    int64_t numel;
+    if (!qd_shape_numel_checked(ndim, dims, QD_MAX_TENSOR_NUMEL, &numel))
+        FAIL(QD_ERR_DATA, "%s: node '%s' (%s): output has more than %lld elements", src(g), n->name, qd_op_name(n->op),
+             (long long)QD_MAX_TENSOR_NUMEL);
     qd_value *o = &g->values[n->outputs[0]];
     o->ndim = ndim;
-    for (int d = 0; d < ndim; d++) {
-        if (dims[d] < 0) FAIL(QD_ERR_DATA, "%s: node '%s': negative output dimension", src(g), n->name);
-        o->dims[d] = dims[d];
-    }
+    for (int d = 0; d < ndim; d++) o->dims[d] = dims[d];
     o->dtype = QD_DT_FLOAT;
     o->batch_symbolic = sym;
     return QD_OK;
 }
 
-static int norm_axis(int64_t a, int nd) { return (int)(a < 0 ? a + nd : a); }
+/* Axis in [-nd, nd) -> [0, nd); -1 when out of range (never truncates an int64 into range). */
+static int norm_axis(int64_t a, int nd) {
+    if (a < -(int64_t)nd || a >= nd) return -1;
+    return (int)(a < 0 ? a + nd : a);
+}
 
-static qd_status pool_dims(qd_graph *g, const qd_node *n, const qd_value *x, int cout, int64_t *od) {
+/* ONNX auto_pad -> explicit pads from the static spatial shape, as ONNX Runtime computes them:
+ * VALID pads nothing; SAME_* pads so that out = ceil(in / stride), the odd pixel at the end
+ * (SAME_UPPER) or the beginning (SAME_LOWER). ceil_mode does not apply to SAME (the output
+ * size is fixed), so it is cleared to keep the explicit-pads formula exact. */
+static qd_status resolve_auto_pad(qd_graph *g, qd_node *n, const qd_value *x) {
+    qd_attrs *a = &n->a;
+    if (a->auto_pad == QD_AUTO_PAD_NOTSET) return QD_OK;
+    for (int i = 0; i < 2; i++) {
+        int64_t in = x->dims[2 + i], s = a->stride[i];
+        int64_t k = (int64_t)a->dilation[i] * (a->kernel[i] - 1) + 1;
+        int64_t total = 0;
+        if (a->auto_pad != QD_AUTO_PAD_VALID) {
+            int64_t out = (in + s - 1) / s;
+            total = (out - 1) * s + k - in;
+            if (total < 0) total = 0;
+        }
+        if (total > INT32_MAX)
+            FAIL(QD_ERR_DATA, "%s: node '%s' (%s): auto_pad needs %lld pixels of padding", src(g), n->name,
+                 qd_op_name(n->op), (long long)total);
+        int64_t lo = a->auto_pad == QD_AUTO_PAD_SAME_LOWER ? total - total / 2 : total / 2;
+        a->pads[i] = (int)lo;
+        a->pads[2 + i] = (int)(total - lo);
+    }
+    if (a->auto_pad != QD_AUTO_PAD_VALID) a->ceil_mode = 0;
+    a->auto_pad = QD_AUTO_PAD_NOTSET;
+    return QD_OK;
+}
+
+static qd_status pool_dims(qd_graph *g, qd_node *n, const qd_value *x, int cout, int64_t *od) {
+    QD_TRY(resolve_auto_pad(g, n, x));
     const qd_attrs *a = &n->a;
     od[0] = x->dims[0];
     od[1] = cout;
     for (int i = 0; i < 2; i++) {
+        /* pads, kernel, stride, dilation are ints (checked at load), dims <= QD_MAX_TENSOR_NUMEL:
+         * these int64 sums cannot overflow; the padded extent must still fit an int for the
+         * backends' index arithmetic. */
         int64_t in = x->dims[2 + i] + a->pads[i] + a->pads[2 + i];
         int64_t k = (int64_t)a->dilation[i] * (a->kernel[i] - 1) + 1;
+        if (in > INT32_MAX || k > INT32_MAX)
+            FAIL(QD_ERR_DATA, "%s: node '%s' (%s): padded input %lld or dilated kernel %lld exceeds %d", src(g),
+                 n->name, qd_op_name(n->op), (long long)in, (long long)k, INT32_MAX);
+        if (n->op != QD_OP_CONV && (a->pads[i] >= a->kernel[i] || a->pads[2 + i] >= a->kernel[i]))
+            FAIL(QD_ERR_DATA, "%s: node '%s' (%s): pads (%d, %d) must be smaller than the kernel (%d)", src(g), n->name,
+                 qd_op_name(n->op), a->pads[i], a->pads[2 + i], a->kernel[i]);
         if (in < k) FAIL(QD_ERR_DATA, "%s: node '%s': kernel %d larger than padded input %lld", src(g), n->name,
                          a->kernel[i], (long long)in);
         int64_t num = in - k;
@@ -200,7 +248,7 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
         break;
     }
     case QD_OP_FLATTEN: {
-        a->axis = norm_axis(a->axis, nd);
+        a->axis = a->axis == nd ? nd : norm_axis(a->axis, nd); /* Flatten allows axis == rank */
         if (a->axis < 0 || a->axis > nd) FAIL(QD_ERR_DATA, "%s: node '%s' (Flatten): axis out of range", src(g), n->name);
         if (batchy && a->axis == 0)
             FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Flatten): axis 0 would merge the batch", src(g), n->name);
@@ -228,14 +276,14 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
                 neg = d;
             } else if (od[d] < 0) {
                 FAIL(QD_ERR_DATA, "%s: node '%s' (Reshape): bad target dim %lld", src(g), n->name, (long long)od[d]);
-            } else {
-                known *= od[d];
+            } else if (!qd_mul_i64_checked(known, od[d], &known) || known > QD_MAX_TENSOR_NUMEL) {
+                FAIL(QD_ERR_DATA, "%s: node '%s' (Reshape): target shape has more than %lld elements", src(g), n->name,
+                     (long long)QD_MAX_TENSOR_NUMEL);
             }
         }
         if (neg >= 0) od[neg] = known ? numel / known : 0;
-        int64_t chk = 1;
-        for (int d = 0; d < nd; d++) chk *= od[d];
-        if (chk != numel)
+        int64_t chk;
+        if (!qd_shape_numel_checked(nd, od, QD_MAX_TENSOR_NUMEL, &chk) || chk != numel)
             FAIL(QD_ERR_DATA, "%s: node '%s' (Reshape): %lld elements cannot take the target shape", src(g), n->name,
                  (long long)numel);
         /* With the batch carried as 1, the batch stays axis 0 only if the result keeps it there. */
@@ -248,7 +296,11 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
         if (a->nperm != 0 && a->nperm != nd)
             FAIL(QD_ERR_DATA, "%s: node '%s' (Pad): pads describe %d dims, input has %d", src(g), n->name, a->nperm, nd);
         a->nperm = 0;
-        for (int d = 0; d < nd; d++) od[d] = x->dims[d] + a->pad_begin[d] + a->pad_end[d];
+        for (int d = 0; d < nd; d++)
+            if (a->pad_begin[d] < 0 || a->pad_end[d] < 0 || !qd_add_i64_checked(x->dims[d], a->pad_begin[d], &od[d]) ||
+                !qd_add_i64_checked(od[d], a->pad_end[d], &od[d]) || od[d] > QD_MAX_TENSOR_NUMEL)
+                FAIL(QD_ERR_DATA, "%s: node '%s' (Pad): pads %lld + %lld on dimension %d of %lld are too large", src(g),
+                     n->name, (long long)a->pad_begin[d], (long long)a->pad_end[d], d, (long long)x->dims[d]);
         if (batchy && (a->pad_begin[0] || a->pad_end[0]))
             FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Pad): padding the batch dimension", src(g), n->name);
         break;
@@ -263,23 +315,33 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
                  n->name);
         for (int d = 0; d < nd; d++) { a->slice_start[d] = 0; a->slice_step[d] = 1; }
         int64_t k = qd_value_numel(sv);
+        if ((av && qd_value_numel(av) != k) || (pv && qd_value_numel(pv) != k) || k > nd)
+            FAIL(QD_ERR_DATA, "%s: node '%s' (Slice): starts/ends/axes/steps of different lengths", src(g), n->name);
+        unsigned char seen[QD_MAX_DIMS] = {0};
         for (int64_t j = 0; j < k; j++) {
             int ax = norm_axis(av ? av->idata[j] : j, nd);
-            if (ax < 0 || ax >= nd) FAIL(QD_ERR_DATA, "%s: node '%s' (Slice): axis out of range", src(g), n->name);
+            if (ax < 0 || seen[ax]) FAIL(QD_ERR_DATA, "%s: node '%s' (Slice): axis out of range or repeated", src(g), n->name);
+            seen[ax] = 1;
             int64_t st = pv ? pv->idata[j] : 1, dim = x->dims[ax];
             if (st == 0) FAIL(QD_ERR_DATA, "%s: node '%s' (Slice): step 0", src(g), n->name);
+            /* ONNX/ONNX Runtime clamping, without overflow for any int64 start/end/step */
             int64_t b = sv->idata[j], e = ev->idata[j], len;
-            if (b < 0) b += dim;
-            if (e < 0) e = e < INT64_MIN / 2 ? -1 : e + dim;
+            if (b < 0) b = b < -dim ? -1 : b + dim;
+            if (e < 0) e = e < -dim ? -1 : e + dim;
+            uint64_t mag = st > 0 ? (uint64_t)st : (uint64_t)0 - (uint64_t)st;
             if (st > 0) {
                 b = b < 0 ? 0 : (b > dim ? dim : b);
                 e = e < 0 ? 0 : (e > dim ? dim : e);
-                len = e > b ? (e - b + st - 1) / st : 0;
+                len = e > b ? (int64_t)((uint64_t)(e - b - 1) / mag + 1) : 0;
             } else {
-                b = b < 0 ? -1 : (b > dim - 1 ? dim - 1 : b);
+                b = b < 0 ? 0 : b;
+                b = b > dim - 1 ? dim - 1 : b; /* an empty dimension: -1, nothing to take */
                 e = e < -1 ? -1 : (e > dim - 1 ? dim - 1 : e);
-                len = b > e ? (b - e - st - 1) / (-st) : 0;
+                len = b > e ? (int64_t)((uint64_t)(b - e - 1) / mag + 1) : 0;
             }
+            /* one element or none: any step selects the same; 1 keeps the backends' start + i * step
+             * and step * stride products small (with len >= 2, |step| < dim) */
+            if (len <= 1) st = 1;
             if (batchy && ax == 0 && !(b == 0 && st == 1 && len == dim && sv->idata[j] == 0 && ev->idata[j] >= INT32_MAX))
                 FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Slice): slicing the batch dimension", src(g), n->name);
             a->slice_start[ax] = b;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/escape.h"
 #include "core/qmath.h"
 #include "graph/graph_internal.h"
 #include "qdrop/graph.h"
@@ -214,9 +215,11 @@ qd_status qd_graph_find_units(qd_graph *g) {
             free(segs);
             return st;
         }
-        char buf[1024];
+        /* unit names reach the progress bar, the log and results.json: node names escaped */
+        char buf[1024], e0[400], e1[400];
         snprintf(buf, sizeof buf, "%s %d: %s..%s", s->kind == QD_UNIT_BLOCK ? "block" : "layer",
-                 s->kind == QD_UNIT_BLOCK ? nb : nl, g->nodes[s->begin].name, g->nodes[s->end - 1].name);
+                 s->kind == QD_UNIT_BLOCK ? nb : nl, qd_escape_text(g->nodes[s->begin].name, e0, sizeof e0),
+                 qd_escape_text(g->nodes[s->end - 1].name, e1, sizeof e1));
         if (s->kind == QD_UNIT_BLOCK) nb++;
         else nl++;
         u->name = malloc(strlen(buf) + 1);
@@ -391,9 +394,15 @@ qd_status qd_graph_place_quantizers(qd_graph *g, const qd_quant_plan_opts *o) {
         if (n->op == QD_OP_CONV) q->ch_axis = 0;
         else if (n->op == QD_OP_GEMM) q->ch_axis = n->a.trans_b ? 0 : 1; /* [O,I] vs [I,O] */
         else q->ch_axis = w->ndim - 1;                                    /* MatMul B [.., K, N] */
-        if (q->ch_axis != 0 && q->ch_axis != w->ndim - 1) {
+        if (q->ch_axis != 0) {
+            /* AdaRound, the range search and the export index weights channel-major; a 2-D
+             * classifier is brought there by qd_graph_canon_linear (qd_graph_prepare), so only
+             * layers with no [out, in] form get here: reject them at the plan, not mid-run. */
             free(mark);
-            return qd_errorf(QD_ERR_UNSUPPORTED, "%s: node '%s': weight channel axis %d", src(g), n->name, q->ch_axis);
+            return qd_errorf(QD_ERR_UNSUPPORTED,
+                             "%s: node '%s' (%s): weight '%s' has its output channel on axis %d; only Conv, Gemm and "
+                             "MatMul on a 2-D [batch, features] input with a 2-D weight can be quantized",
+                             src(g), n->name, qd_op_name(n->op), w->name, q->ch_axis);
         }
         int64_t numel = qd_value_numel(w);
         q->channels = (int)w->dims[q->ch_axis];
@@ -426,9 +435,13 @@ static void print_dims(FILE *f, const qd_value *v) {
     fputc(']', f);
 }
 
+/* Names come from the model file: printed escaped (core/escape.h), never raw to the terminal. */
+#define ESC(s) qd_fputs_escaped((s), f)
+
 static void print_node(FILE *f, const qd_graph *g, int i, const char *indent) {
     const qd_node *n = &g->nodes[i];
-    fprintf(f, "%s%-18s %s", indent, qd_op_name(n->op), n->name);
+    fprintf(f, "%s%-18s ", indent, qd_op_name(n->op));
+    ESC(n->name);
     if (n->noutputs > 0 && n->outputs[0] >= 0) {
         fputs(" -> ", f);
         print_dims(f, &g->values[n->outputs[0]]);
@@ -442,7 +455,9 @@ static void print_node(FILE *f, const qd_graph *g, int i, const char *indent) {
         int v = n->outputs[k];
         if (v < 0 || g->values[v].act_quant < 0 || g->values[v].act_quant >= g->nact) continue;
         const qd_act_quant *a = &g->act[g->values[v].act_quant];
-        fprintf(f, "  | A%d %s quantizer on '%s'", a->bits, a->one_sided ? "one-sided" : "signed", g->values[v].name);
+        fprintf(f, "  | A%d %s quantizer on '", a->bits, a->one_sided ? "one-sided" : "signed");
+        ESC(g->values[v].name);
+        fputc('\'', f);
     }
     fputc('\n', f);
 }
@@ -451,15 +466,22 @@ void qd_graph_print_plan(const qd_graph *g, void *file) {
     FILE *f = file ? (FILE *)file : stdout;
     int nb = 0;
     for (int u = 0; u < g->nunits; u++) nb += g->units[u].kind == QD_UNIT_BLOCK;
-    fprintf(f, "model: %s (opset %d%s%s)\n", src(g), g->opset, g->producer && g->producer[0] ? ", " : "",
-            g->producer ? g->producer : "");
+    fputs("model: ", f);
+    ESC(src(g));
+    fprintf(f, " (opset %d%s", g->opset, g->producer && g->producer[0] ? ", " : "");
+    ESC(g->producer ? g->producer : "");
+    fputs(")\n", f);
     for (int k = 0; k < g->ninputs; k++) {
-        fprintf(f, "input:  %s ", g->values[g->inputs[k]].name);
+        fputs("input:  ", f);
+        ESC(g->values[g->inputs[k]].name);
+        fputc(' ', f);
         print_dims(f, &g->values[g->inputs[k]]);
         fputs(" (not quantized)\n", f);
     }
     for (int k = 0; k < g->noutputs; k++) {
-        fprintf(f, "output: %s ", g->values[g->outputs[k]].name);
+        fputs("output: ", f);
+        ESC(g->values[g->outputs[k]].name);
+        fputc(' ', f);
         print_dims(f, &g->values[g->outputs[k]]);
         fputc('\n', f);
     }
@@ -474,9 +496,12 @@ void qd_graph_print_plan(const qd_graph *g, void *file) {
             continue;
         }
         const qd_unit *un = &g->units[u];
-        fprintf(f, "  unit %d  %s  (%d layer%s) in '%s' out '%s'\n", u, un->name, un->nlayers,
-                un->nlayers == 1 ? "" : "s", un->input_value >= 0 ? g->values[un->input_value].name : "?",
-                un->output_value >= 0 ? g->values[un->output_value].name : "?");
+        fprintf(f, "  unit %d  %s", u, un->name); /* built from escaped node names */
+        fprintf(f, "  (%d layer%s) in '", un->nlayers, un->nlayers == 1 ? "" : "s");
+        ESC(un->input_value >= 0 ? g->values[un->input_value].name : "?");
+        fputs("' out '", f);
+        ESC(un->output_value >= 0 ? g->values[un->output_value].name : "?");
+        fputs("'\n", f);
         while (i < g->nnodes && g->nodes[i].unit == u) print_node(f, g, i++, "      ");
     }
 }

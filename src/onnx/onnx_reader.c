@@ -14,18 +14,23 @@
  *     initializer or input at fault. Nothing here aborts on bad input.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/checked.h"
 #include "graph/graph_internal.h"
 #include "onnx.pb-c.h"
 #include "qdrop/graph.h"
+#include "qdrop/fsutil.h"
 
 #define S(x) ((x) ? (x) : "")
-#define MAX_CONST_NUMEL ((int64_t)1 << 31)
+#define MAX_CONST_NUMEL QD_MAX_TENSOR_NUMEL
 
 static const char k_supported[] =
     "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Relu, Clip, Sigmoid, BatchNormalization, MaxPool, "
@@ -38,7 +43,23 @@ typedef struct rd {
     char *dir;       /* directory of the model file, for external data */
     qd_graph *g;
     int opset;
+    int64_t file_elems; /* elements of constant tensors stored in the file (initializers, Constant) */
+    int64_t fold_elems; /* elements of constants computed by folding so far */
+    /* The batch size as a symbol (x.view(x.size(0), -1)): per value id, SYM_SHAPE for the output of
+     * Shape on an activation (only its element 0, the batch, can be read), SYM_MASK for a small
+     * int64 constant whose elements in symm (bit e = element e) are the batch size; those
+     * elements hold 0, which is what Reshape needs there ("copy dimension 0"). */
+    unsigned char *symk;
+    unsigned char *symm;
+    int nsym;
 } rd;
+
+enum { SYM_NONE = 0, SYM_SHAPE = 1, SYM_MASK = 2 };
+
+/* Constant folding may not amplify a small file into a huge amount of work and memory: all
+ * constants it computes together hold at most 2^24 elements plus twice the constant data the
+ * file itself stores (so a Transpose or Reshape of a large weight still folds). */
+#define FOLD_BUDGET_BASE ((int64_t)1 << 24)
 
 /* ------------------------------------------------------------------------------------------ */
 /* small helpers                                                                               */
@@ -52,6 +73,20 @@ static const Onnx__AttributeProto *find_attr(const Onnx__NodeProto *n, const cha
 static int64_t attr_i(const Onnx__NodeProto *n, const char *name, int64_t def) {
     const Onnx__AttributeProto *a = find_attr(n, name);
     return a ? a->i : def;
+}
+
+static const char *node_label(const Onnx__NodeProto *n);
+
+/* An integer attribute stored in an int field: the int64 from the file must lie in [lo, hi]
+ * (a plain cast would read 2^32 + 1 as 1). */
+static qd_status attr_int(const rd *r, const Onnx__NodeProto *n, const char *name, int64_t def, int64_t lo,
+                          int64_t hi, int *out) {
+    int64_t v = attr_i(n, name, def);
+    if (v < lo || v > hi)
+        return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): attribute '%s' is %lld (expected %lld..%lld)", r->path,
+                         node_label(n), n->op_type ? n->op_type : "", name, (long long)v, (long long)lo, (long long)hi);
+    *out = (int)v;
+    return QD_OK;
 }
 
 static float attr_f(const Onnx__NodeProto *n, const char *name, float def) {
@@ -107,17 +142,18 @@ static int is_float_dt(int dt) { return dt == 1 || dt == 11; }
 /* ------------------------------------------------------------------------------------------ */
 /* constant values                                                                             */
 /* ------------------------------------------------------------------------------------------ */
-/* New constant value of the given dtype (QD_DT_FLOAT or QD_DT_INT64) and shape, zero-filled. */
+/* New constant value of the given dtype (QD_DT_FLOAT or QD_DT_INT64) and shape, zero-filled.
+ * Returns the value id, -2 when the shape is invalid (rank > QD_MAX_DIMS, a negative dimension,
+ * more than MAX_CONST_NUMEL elements), -1 when out of memory. */
 static int new_const(rd *r, const char *name, int dtype, int ndim, const int64_t *dims) {
     qd_graph *g = r->g;
-    int64_t n = 1;
+    int64_t n;
     if (ndim < 0 || ndim > QD_MAX_DIMS) return -2;
     /* dims may point into g->values, which qd_graph_add_value can reallocate: copy it first */
     int64_t dd[QD_MAX_DIMS];
     for (int d = 0; d < ndim; d++) dd[d] = dims[d];
     dims = dd;
-    for (int d = 0; d < ndim; d++) n *= dims[d];
-    if (n < 0 || n > MAX_CONST_NUMEL) return -2;
+    if (!qd_shape_numel_checked(ndim, dims, MAX_CONST_NUMEL, &n)) return -2;
     int v = qd_graph_add_value(g, name);
     if (v < 0) return -1;
     qd_value *val = &g->values[v];
@@ -132,6 +168,42 @@ static int new_const(rd *r, const char *name, int dtype, int ndim, const int64_t
     return v;
 }
 
+/* "[d0,d1,...]" into buf, for messages. */
+static const char *fmt_dims(char *buf, size_t cap, int ndim, const int64_t *dims) {
+    size_t o = 0;
+    buf[0] = 0;
+    o += (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < ndim && o < cap; d++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", d ? "," : "", (long long)dims[d]);
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+    return buf;
+}
+
+/* The error for new_const's -2 (bad shape) or -1 (out of memory) on node `nm` (op `op`). */
+static qd_status const_fail(const rd *r, int v, const char *nm, const char *op, int ndim, const int64_t *dims) {
+    if (v != -2) return oom(r);
+    if (ndim < 0 || ndim > QD_MAX_DIMS)
+        return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): result has rank %d (at most %d)", r->path, nm, op, ndim,
+                         QD_MAX_DIMS);
+    char b[256];
+    return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): result shape %s has a negative dimension or more than %lld "
+                     "elements", r->path, nm, op, fmt_dims(b, sizeof b, ndim, dims), (long long)MAX_CONST_NUMEL);
+}
+
+/* Parses a decimal int64 external-data field; the whole string must be a number. */
+static int parse_i64_field(const char *s, int64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!s[0] || errno || !end || *end) return 0;
+    *out = v;
+    return 1;
+}
+
+/* External data is untrusted like the model: the location must name a regular file inside the
+ * model's directory after resolving symbolic links (no "..", no absolute path, no link to
+ * /dev/zero or out of the directory, no FIFO that would block), and the file must hold the
+ * declared bytes at the declared offset before anything is allocated or read. */
 static qd_status read_external(rd *r, const Onnx__TensorProto *t, const char *tname, size_t want, unsigned char **out) {
     const char *loc = NULL;
     int64_t offset = 0, length = -1;
@@ -140,8 +212,10 @@ static qd_status read_external(rd *r, const Onnx__TensorProto *t, const char *tn
         if (!e) continue;
         const char *k = S(e->key), *val = S(e->value);
         if (strcmp(k, "location") == 0) loc = val;
-        else if (strcmp(k, "offset") == 0) offset = strtoll(val, NULL, 10);
-        else if (strcmp(k, "length") == 0) length = strtoll(val, NULL, 10);
+        else if ((strcmp(k, "offset") == 0 && !parse_i64_field(val, &offset)) ||
+                 (strcmp(k, "length") == 0 && !parse_i64_field(val, &length)))
+            return qd_errorf(QD_ERR_DATA, "%s: initializer '%s': external data %s '%s' is not an integer", r->path,
+                             tname, k, val);
     }
     if (!loc || !loc[0])
         return qd_errorf(QD_ERR_DATA, "%s: initializer '%s' is stored externally but has no location", r->path, tname);
@@ -149,33 +223,75 @@ static qd_status read_external(rd *r, const Onnx__TensorProto *t, const char *tn
     if (loc[0] == '/' || strstr(loc, "..") != NULL)
         return qd_errorf(QD_ERR_DATA, "%s: initializer '%s': external data location '%s' must be a relative path "
                          "inside the model's directory", r->path, tname, loc);
-    if (offset < 0 || (length >= 0 && (size_t)length != want))
-        return qd_errorf(QD_ERR_DATA, "%s: initializer '%s': external data length %lld does not match its shape "
-                         "(%zu bytes)", r->path, tname, (long long)length, want);
+    if (offset < 0 || (length >= 0 && (uint64_t)length != (uint64_t)want))
+        return qd_errorf(QD_ERR_DATA, "%s: initializer '%s': external data offset %lld / length %lld do not match its "
+                         "shape (%zu bytes)", r->path, tname, (long long)offset, (long long)length, want);
     size_t plen = strlen(r->dir) + strlen(loc) + 2;
     char *p = malloc(plen);
     if (!p) return oom(r);
     snprintf(p, plen, "%s/%s", r->dir, loc);
-    FILE *f = fopen(p, "rb");
-    if (!f) {
-        qd_status st = qd_errorf(QD_ERR_NOINPUT, "%s: external data file '%s' of initializer '%s' cannot be opened: %s",
-                                 r->path, p, tname, strerror(errno));
-        free(p);
-        return st;
+    qd_status st = QD_OK;
+    unsigned char *buf = NULL;
+    int fd = -1;
+    char *rdir = realpath(r->dir, NULL);
+    char *rfile = rdir ? realpath(p, NULL) : NULL;
+    if (!rdir || !rfile) {
+        st = qd_errorf(QD_ERR_NOINPUT, "%s: external data file '%s' of initializer '%s' cannot be opened: %s", r->path,
+                       p, tname, strerror(errno));
+        goto done;
     }
-    unsigned char *buf = malloc(want ? want : 1);
-    int ok = buf && fseeko(f, (off_t)offset, SEEK_SET) == 0 && fread(buf, 1, want, f) == want;
-    fclose(f);
-    if (!ok) {
-        free(buf);
-        qd_status st = qd_errorf(QD_ERR_DATA, "%s: external data file '%s' is too short for initializer '%s' "
-                                 "(offset %lld, %zu bytes)", r->path, p, tname, (long long)offset, want);
-        free(p);
-        return st;
+    size_t dl = strlen(rdir);
+    int inside = strncmp(rfile, rdir, dl) == 0 && (dl == 1 || rfile[dl] == '/') && rfile[dl] != 0;
+    if (!inside) {
+        st = qd_errorf(QD_ERR_DATA, "%s: initializer '%s': external data '%s' resolves to '%s', outside the model's "
+                       "directory", r->path, tname, loc, rfile);
+        goto done;
     }
-    free(p);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then rejects it. */
+    fd = open(rfile, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        st = qd_errorf(QD_ERR_NOINPUT, "%s: external data file '%s' of initializer '%s' cannot be opened: %s", r->path,
+                       p, tname, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = qd_errorf(QD_ERR_DATA, "%s: external data '%s' of initializer '%s' is not a regular file", r->path, p,
+                       tname);
+        goto done;
+    }
+    int64_t end;
+    if (!qd_add_i64_checked(offset, (int64_t)want, &end) || (int64_t)sb.st_size < end) {
+        st = qd_errorf(QD_ERR_DATA, "%s: external data file '%s' is too short for initializer '%s' (%lld bytes; needs "
+                       "offset %lld + %zu bytes)", r->path, p, tname, (long long)sb.st_size, (long long)offset, want);
+        goto done;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    buf = malloc(want ? want : 1);
+    if (!buf) {
+        st = oom(r);
+        goto done;
+    }
+    for (size_t got = 0; got < want;) {
+        ssize_t k = pread(fd, buf + got, want - got, (off_t)offset + (off_t)got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            st = qd_errorf(QD_ERR_DATA, "%s: external data file '%s' is too short for initializer '%s' (offset %lld, "
+                           "%zu bytes)", r->path, p, tname, (long long)offset, want);
+            goto done;
+        }
+        got += (size_t)k;
+    }
     *out = buf;
-    return QD_OK;
+    buf = NULL;
+done:
+    if (fd >= 0) close(fd);
+    free(buf);
+    free(rfile);
+    free(rdir);
+    free(p);
+    return st;
 }
 
 /* TensorProto -> new constant value named `name`. */
@@ -189,17 +305,17 @@ static qd_status load_tensor(rd *r, const Onnx__TensorProto *t, const char *name
         return qd_errorf(QD_ERR_UNSUPPORTED, "%s: tensor '%s' has %zu dimensions (at most %d)", r->path, name,
                          t->n_dims, QD_MAX_DIMS);
     int64_t dims[QD_MAX_DIMS];
-    int64_t n = 1;
+    int64_t n;
     for (size_t d = 0; d < t->n_dims; d++) {
         dims[d] = t->dims[d];
-        if (dims[d] < 0 || dims[d] > MAX_CONST_NUMEL)
+        if (dims[d] < 0)
             return qd_errorf(QD_ERR_DATA, "%s: tensor '%s' has invalid dimension %lld", r->path, name, (long long)dims[d]);
-        n *= dims[d];
-        if (n > MAX_CONST_NUMEL) return qd_errorf(QD_ERR_UNSUPPORTED, "%s: tensor '%s' is too large", r->path, name);
     }
-    int v = new_const(r, name, is_float_dt(dt) ? QD_DT_FLOAT : QD_DT_INT64, (int)t->n_dims, dims);
-    if (v < 0) return oom(r);
-    qd_value *val = &r->g->values[v];
+    if (!qd_shape_numel_checked((int)t->n_dims, dims, MAX_CONST_NUMEL, &n))
+        return qd_errorf(QD_ERR_UNSUPPORTED, "%s: tensor '%s' has more than %lld elements", r->path, name,
+                         (long long)MAX_CONST_NUMEL);
+    /* The data must be there before anything is allocated: a few bytes of file declaring a
+     * 2^31-element tensor without its data cost nothing. */
     size_t want = (size_t)n * (size_t)es;
     const unsigned char *raw = NULL;
     unsigned char *ext = NULL;
@@ -211,7 +327,26 @@ static qd_status load_tensor(rd *r, const Onnx__TensorProto *t, const char *name
             return qd_errorf(QD_ERR_DATA, "%s: tensor '%s' has %zu bytes of raw data, its shape needs %zu", r->path,
                              name, t->raw_data.len, want);
         raw = t->raw_data.data;
+    } else {
+        size_t have;
+        switch (dt) {
+        case 1: have = t->n_float_data; break;
+        case 11: have = t->n_double_data; break;
+        case 7: have = t->n_int64_data; break;
+        case 12: case 13: have = t->n_uint64_data; break;
+        default: have = t->n_int32_data; break; /* int8/16/32, uint8/16, bool are stored as int32 */
+        }
+        if (have != (size_t)n)
+            return qd_errorf(QD_ERR_DATA, "%s: tensor '%s' holds %zu values, its shape needs %lld", r->path, name, have,
+                             (long long)n);
     }
+    r->file_elems += n;
+    int v = new_const(r, name, is_float_dt(dt) ? QD_DT_FLOAT : QD_DT_INT64, (int)t->n_dims, dims);
+    if (v < 0) {
+        free(ext);
+        return oom(r);
+    }
+    qd_value *val = &r->g->values[v];
     if (raw) {
         /* ONNX raw_data is little-endian, as is every host we build for. */
         for (int64_t i = 0; i < n; i++) {
@@ -231,17 +366,6 @@ static qd_status load_tensor(rd *r, const Onnx__TensorProto *t, const char *name
         }
         free(ext);
     } else {
-        size_t have;
-        switch (dt) {
-        case 1: have = t->n_float_data; break;
-        case 11: have = t->n_double_data; break;
-        case 7: have = t->n_int64_data; break;
-        case 12: case 13: have = t->n_uint64_data; break;
-        default: have = t->n_int32_data; break; /* int8/16/32, uint8/16, bool are stored as int32 */
-        }
-        if (have != (size_t)n)
-            return qd_errorf(QD_ERR_DATA, "%s: tensor '%s' holds %zu values, its shape needs %lld", r->path, name, have,
-                             (long long)n);
         for (int64_t i = 0; i < n; i++) {
             switch (dt) {
             case 1: val->fdata[i] = t->float_data[i]; break;
@@ -260,13 +384,28 @@ static qd_status load_tensor(rd *r, const Onnx__TensorProto *t, const char *name
 /* constant folding of helper ops (all inputs constant)                                         */
 /* ------------------------------------------------------------------------------------------ */
 static double cget(const qd_value *v, int64_t i) { return v->fdata ? (double)v->fdata[i] : (double)v->idata[i]; }
-static void cset(qd_value *v, int64_t i, double x) {
-    if (v->fdata) v->fdata[i] = (float)x;
-    else v->idata[i] = (int64_t)x;
+
+/* Typed element copy; float -> int64 truncates toward zero like ONNX Cast and fails (returns 0)
+ * for NaN, Inf and values outside the int64 range instead of invoking undefined behaviour. */
+static int ccopy(qd_value *dst, int64_t di, const qd_value *src, int64_t si) {
+    if (dst->fdata) {
+        dst->fdata[di] = src->fdata ? src->fdata[si] : (float)src->idata[si];
+        return 1;
+    }
+    if (src->idata) {
+        dst->idata[di] = src->idata[si];
+        return 1;
+    }
+    return qd_f64_to_i64_checked((double)src->fdata[si], &dst->idata[di]);
 }
-static void ccopy(qd_value *dst, int64_t di, const qd_value *src, int64_t si) {
-    if (dst->fdata) dst->fdata[di] = src->fdata ? src->fdata[si] : (float)src->idata[si];
-    else dst->idata[di] = src->idata ? src->idata[si] : (int64_t)src->fdata[si];
+
+/* ONNX Cast 'to' -> the in-memory dtype: -1 for types the reader does not hold (strings, ...). */
+static int cast_dtype(int64_t to) {
+    switch (to) {
+    case 1: case 10: case 11: case 16: return QD_DT_FLOAT;
+    case 2: case 3: case 4: case 5: case 6: case 7: case 9: case 12: case 13: return QD_DT_INT64;
+    default: return -1;
+    }
 }
 
 static void unravel(int64_t i, int ndim, const int64_t *dims, int64_t *idx) {
@@ -277,42 +416,126 @@ static void unravel(int64_t i, int ndim, const int64_t *dims, int64_t *idx) {
     }
 }
 
+/* Row-major strides of a shape whose element count is known to be <= MAX_CONST_NUMEL. */
 static void strides_of(int ndim, const int64_t *dims, int64_t *st) {
     int64_t s = 1;
     for (int d = ndim - 1; d >= 0; d--) {
         st[d] = s;
-        s *= dims[d];
+        s *= dims[d] > 0 ? dims[d] : 1;
     }
+}
+
+/* Number of elements ONNX Slice takes from [b, e) (already clamped) with step s != 0, without
+ * overflow for any step (INT64_MAX, INT64_MIN included). */
+static int64_t slice_len(int64_t b, int64_t e, int64_t s) {
+    uint64_t mag = s > 0 ? (uint64_t)s : (uint64_t)0 - (uint64_t)s;
+    if (s > 0) return e > b ? (int64_t)((uint64_t)(e - b - 1) / mag + 1) : 0;
+    return b > e ? (int64_t)((uint64_t)(b - e - 1) / mag + 1) : 0;
+}
+
+/* Clamps ONNX Slice starts/ends for a dimension of extent dim >= 0 (both may be any int64), as
+ * the ONNX spec and ONNX Runtime do: start in [0, dim] ([0, dim-1] for negative steps), end in
+ * [0, dim] ([-1, dim-1]). Negative values count from the back; b + dim is only formed when it
+ * cannot overflow. */
+static void slice_clamp(int64_t dim, int64_t s, int64_t *pb, int64_t *pe) {
+    int64_t b = *pb, e = *pe;
+    if (b < 0) b = b < -dim ? -1 : b + dim;
+    if (e < 0) e = e < -dim ? -1 : e + dim;
+    if (s > 0) {
+        b = b < 0 ? 0 : (b > dim ? dim : b);
+        e = e < 0 ? 0 : (e > dim ? dim : e);
+    } else {
+        b = b < 0 ? 0 : b;
+        b = b > dim - 1 ? dim - 1 : b; /* an empty dimension: -1, nothing to take */
+        e = e < -1 ? -1 : (e > dim - 1 ? dim - 1 : e);
+    }
+    *pb = b;
+    *pe = e;
+}
+
+/* Normalises an axis in [-nd, nd) (or [-nd, nd] when allow_end) to >= 0; -1 when out of range. */
+static int axis_norm(int64_t a, int nd, int allow_end) {
+    int64_t hi = allow_end ? nd : nd - 1;
+    if (a < -(int64_t)nd || a > hi) return -1;
+    return (int)(a < 0 ? a + nd : a);
+}
+
+static int sym_kind(const rd *r, int v) { return v >= 0 && v < r->nsym ? r->symk[v] : SYM_NONE; }
+static unsigned sym_mask(const rd *r, int v) { return v >= 0 && v < r->nsym ? r->symm[v] : 0u; }
+
+static qd_status sym_set(rd *r, int v, int kind, unsigned mask) {
+    if (v >= r->nsym) {
+        int n = r->g->nvalues > v + 1 ? r->g->nvalues : v + 1;
+        unsigned char *k = realloc(r->symk, (size_t)n), *m = realloc(r->symm, (size_t)n);
+        if (k) r->symk = k;
+        if (m) r->symm = m;
+        if (!k || !m) return oom(r);
+        memset(r->symk + r->nsym, 0, (size_t)(n - r->nsym));
+        memset(r->symm + r->nsym, 0, (size_t)(n - r->nsym));
+        r->nsym = n;
+    }
+    r->symk[v] = (unsigned char)kind;
+    r->symm[v] = (unsigned char)mask;
+    return QD_OK;
+}
+
+static qd_status fold_budget(rd *r, const char *nm, const char *op, int ndim, const int64_t *dims) {
+    int64_t n;
+    if (ndim < 0 || ndim > QD_MAX_DIMS || !qd_shape_numel_checked(ndim, dims, MAX_CONST_NUMEL, &n))
+        return QD_OK; /* new_const reports the bad shape */
+    int64_t budget = FOLD_BUDGET_BASE + 2 * r->file_elems;
+    if (r->fold_elems + n > budget)
+        return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): constant folding would compute %lld more elements, over its "
+                         "budget of %lld (2^24 + twice the model's stored constants)", r->path, nm, op, (long long)n,
+                         (long long)budget);
+    r->fold_elems += n;
+    return QD_OK;
 }
 
 static const qd_value *in_value(const qd_graph *g, const int *in, int nin, int k) {
     return k < nin && in[k] >= 0 ? &g->values[in[k]] : NULL;
 }
 
-/* Evaluates node `n` (op `op`) on constant inputs `in[0..nin)`, creating the output constant. */
-static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, const int *in, int nin, int *out_v) {
+/* Evaluates node `n` (op `op`) on constant inputs `in[0..nin)`, creating the output constant.
+ * Every size and int64 result is checked: a model whose constants overflow is a data error
+ * naming the node, never undefined behaviour. */
+static qd_status fold_plain(rd *r, const Onnx__NodeProto *n, const char *op, const int *in, int nin, int *out_v) {
     qd_graph *g = r->g;
     const char *oname = S(n->output[0]);
     const char *nm = node_label(n);
     const int nin_ = nin;
 #define IN(k) in_value(g, in, nin_, (k))
 #define BAD(...) qd_errorf(QD_ERR_DATA, __VA_ARGS__)
+#define NEWC(dt, nd_, dims_)                                                  \
+    do {                                                                      \
+        QD_TRY(fold_budget(r, nm, op, (nd_), (dims_)));                       \
+        v = new_const(r, oname, (dt), (nd_), (dims_));                        \
+        if (v < 0) return const_fail(r, v, nm, op, (nd_), (dims_));           \
+    } while (0)
+#define NOT_INT(i) BAD("%s: node '%s' (%s): element %lld is not a finite value in the int64 range", r->path, nm, op, \
+                       (long long)(i))
     const qd_value *x = IN(0);
     int v = -1;
     if (strcmp(op, "Identity") == 0 || strcmp(op, "Dropout") == 0 || strcmp(op, "Cast") == 0) {
         if (!x) return BAD("%s: node '%s' (%s) has no input", r->path, nm, op);
         int dt = x->dtype;
-        if (strcmp(op, "Cast") == 0) dt = is_float_dt((int)attr_i(n, "to", 1)) ? QD_DT_FLOAT : QD_DT_INT64;
-        v = new_const(r, oname, dt, x->ndim, x->dims);
-        if (v < 0) return oom(r);
+        if (strcmp(op, "Cast") == 0) {
+            int64_t to = attr_i(n, "to", 1);
+            dt = cast_dtype(to);
+            if (dt < 0) return QD_ERR_UNSUPPORTED;
+        }
+        int64_t dims[QD_MAX_DIMS];
+        int nd = x->ndim;
+        memcpy(dims, x->dims, sizeof dims);
+        NEWC(dt, nd, dims);
         x = IN(0); /* values may have moved */
         int64_t cnt = qd_value_numel(x);
-        for (int64_t i = 0; i < cnt; i++) cset(&g->values[v], i, cget(x, i));
+        for (int64_t i = 0; i < cnt; i++)
+            if (!ccopy(&g->values[v], i, x, i)) return NOT_INT(i);
     } else if (strcmp(op, "Shape") == 0) {
         if (!x) return BAD("%s: node '%s' (Shape) has no input", r->path, nm);
         int64_t d1 = x->ndim;
-        v = new_const(r, oname, QD_DT_INT64, 1, &d1);
-        if (v < 0) return oom(r);
+        NEWC(QD_DT_INT64, 1, &d1);
         x = IN(0);
         for (int d = 0; d < x->ndim; d++) g->values[v].idata[d] = x->dims[d];
     } else if (strcmp(op, "ConstantOfShape") == 0) {
@@ -324,19 +547,18 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
         const Onnx__AttributeProto *a = find_attr(n, "value");
         int fill_v = -1;
         if (a && a->t) QD_TRY(load_tensor(r, a->t, "", &fill_v));
+        if (fill_v >= 0 && qd_value_numel(&g->values[fill_v]) != 1)
+            return BAD("%s: node '%s' (ConstantOfShape): value must hold one element", r->path, nm);
         int dt = fill_v >= 0 ? g->values[fill_v].dtype : QD_DT_FLOAT;
-        double fill = fill_v >= 0 && qd_value_numel(&g->values[fill_v]) > 0 ? cget(&g->values[fill_v], 0) : 0.0;
-        v = new_const(r, oname, dt, nd, dims);
-        if (v == -2) return BAD("%s: node '%s' (ConstantOfShape): bad shape", r->path, nm);
-        if (v < 0) return oom(r);
+        NEWC(dt, nd, dims);
         int64_t cnt = qd_value_numel(&g->values[v]);
-        for (int64_t i = 0; i < cnt; i++) cset(&g->values[v], i, fill);
+        if (fill_v >= 0)
+            for (int64_t i = 0; i < cnt; i++) (void)ccopy(&g->values[v], i, &g->values[fill_v], 0); /* same dtype */
     } else if (strcmp(op, "Concat") == 0) {
         if (!x) return BAD("%s: node '%s' (Concat) has no input", r->path, nm);
         int nd = x->ndim;
-        int64_t axis = attr_i(n, "axis", 0);
-        if (axis < 0) axis += nd;
-        if (axis < 0 || axis >= nd) return BAD("%s: node '%s' (Concat): axis out of range", r->path, nm);
+        int axis = axis_norm(attr_i(n, "axis", 0), nd, 0);
+        if (axis < 0) return BAD("%s: node '%s' (Concat): axis out of range", r->path, nm);
         int64_t dims[QD_MAX_DIMS];
         memcpy(dims, x->dims, sizeof dims);
         dims[axis] = 0;
@@ -346,19 +568,19 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
             for (int d = 0; d < nd; d++)
                 if (d != axis && a->dims[d] != x->dims[d])
                     return BAD("%s: node '%s' (Concat): input shapes differ", r->path, nm);
-            dims[axis] += a->dims[axis];
+            dims[axis] += a->dims[axis]; /* each <= MAX_CONST_NUMEL, at most 16 inputs: no overflow */
         }
-        v = new_const(r, oname, x->dtype, nd, dims);
-        if (v < 0) return oom(r);
+        NEWC(x->dtype, nd, dims);
         int64_t outer = 1, inner = 1;
         for (int d = 0; d < axis; d++) outer *= dims[d];
-        for (int d = (int)axis + 1; d < nd; d++) inner *= dims[d];
+        for (int d = axis + 1; d < nd; d++) inner *= dims[d];
         int64_t pos = 0;
         for (int64_t o = 0; o < outer; o++)
             for (int k = 0; k < nin; k++) {
                 const qd_value *a = IN(k);
                 int64_t blk = a->dims[axis] * inner;
-                for (int64_t e = 0; e < blk; e++) ccopy(&g->values[v], pos++, a, o * blk + e);
+                for (int64_t e = 0; e < blk; e++)
+                    if (!ccopy(&g->values[v], pos++, a, o * blk + e)) return NOT_INT(pos - 1);
             }
     } else if (strcmp(op, "Reshape") == 0 || strcmp(op, "Unsqueeze") == 0 || strcmp(op, "Squeeze") == 0 ||
                strcmp(op, "Flatten") == 0) {
@@ -375,21 +597,29 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
             for (int d = 0; d < nd; d++) {
                 dims[d] = s->idata[d];
                 if (dims[d] == 0 && d < x->ndim) dims[d] = x->dims[d];
-                if (dims[d] == -1) neg = d;
-                else known *= dims[d];
+                if (dims[d] == -1) {
+                    if (neg >= 0) return BAD("%s: node '%s' (Reshape): two -1 dims", r->path, nm);
+                    neg = d;
+                } else if (dims[d] < 0) {
+                    return BAD("%s: node '%s' (Reshape): bad target dim %lld", r->path, nm, (long long)dims[d]);
+                } else if (!qd_mul_i64_checked(known, dims[d], &known) || known > MAX_CONST_NUMEL) {
+                    return BAD("%s: node '%s' (Reshape): target shape has more than %lld elements", r->path, nm,
+                               (long long)MAX_CONST_NUMEL);
+                }
             }
             if (neg >= 0) dims[neg] = known ? numel / known : 0;
         } else if (op[0] == 'F') {
-            int64_t axis = attr_i(n, "axis", 1);
-            if (axis < 0) axis += x->ndim;
+            int axis = axis_norm(attr_i(n, "axis", 1), x->ndim, 1);
+            if (axis < 0) return BAD("%s: node '%s' (Flatten): axis out of range", r->path, nm);
             int64_t a = 1;
-            for (int d = 0; d < axis && d < x->ndim; d++) a *= x->dims[d];
+            for (int d = 0; d < axis; d++) a *= x->dims[d];
             dims[0] = a;
             dims[1] = a ? numel / a : 0;
             nd = 2;
         } else {
             int64_t axes[QD_MAX_DIMS];
             int na = attr_ints(n, "axes", axes, QD_MAX_DIMS);
+            if (na == -2) return BAD("%s: node '%s' (%s): too many axes", r->path, nm, op);
             const qd_value *ax = IN(1);
             if (na < 0 && ax) {
                 if (!ax->idata || qd_value_numel(ax) > QD_MAX_DIMS) return BAD("%s: node '%s': bad axes", r->path, nm);
@@ -402,42 +632,48 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
                 if (nd > QD_MAX_DIMS) return BAD("%s: node '%s' (Unsqueeze): too many dims", r->path, nm);
                 unsigned char ins[QD_MAX_DIMS] = {0};
                 for (int k = 0; k < na; k++) {
-                    int64_t a = axes[k] < 0 ? axes[k] + nd : axes[k];
-                    if (a < 0 || a >= nd) return BAD("%s: node '%s' (Unsqueeze): axis out of range", r->path, nm);
+                    int a = axis_norm(axes[k], nd, 0);
+                    if (a < 0 || ins[a]) return BAD("%s: node '%s' (Unsqueeze): axis out of range or repeated", r->path, nm);
                     ins[a] = 1;
                 }
                 for (int d = 0, s = 0; d < nd; d++) dims[d] = ins[d] ? 1 : x->dims[s++];
             } else {
-                for (int d = 0; d < x->ndim; d++) {
-                    int drop = 0;
-                    if (na < 0) drop = x->dims[d] == 1;
-                    for (int k = 0; k < na; k++) drop |= (axes[k] < 0 ? axes[k] + x->ndim : axes[k]) == d;
-                    if (!drop) dims[nd++] = x->dims[d];
+                unsigned char drop[QD_MAX_DIMS] = {0};
+                for (int k = 0; k < na; k++) {
+                    int a = axis_norm(axes[k], x->ndim, 0);
+                    if (a < 0 || x->dims[a] != 1)
+                        return BAD("%s: node '%s' (Squeeze): axis %lld out of range or not of size 1", r->path, nm,
+                                   (long long)axes[k]);
+                    drop[a] = 1;
                 }
+                for (int d = 0; d < x->ndim; d++)
+                    if (!(na < 0 ? x->dims[d] == 1 : drop[d])) dims[nd++] = x->dims[d];
             }
         }
-        int64_t check = 1;
-        for (int d = 0; d < nd; d++) check *= dims[d];
-        if (check != numel) return BAD("%s: node '%s' (%s): element count changes", r->path, nm, op);
-        v = new_const(r, oname, x->dtype, nd, dims);
-        if (v < 0) return oom(r);
+        int64_t check;
+        if (!qd_shape_numel_checked(nd, dims, MAX_CONST_NUMEL, &check) || check != numel)
+            return BAD("%s: node '%s' (%s): element count changes", r->path, nm, op);
+        NEWC(x->dtype, nd, dims);
         x = IN(0);
-        for (int64_t i = 0; i < numel; i++) ccopy(&g->values[v], i, x, i);
+        for (int64_t i = 0; i < numel; i++) (void)ccopy(&g->values[v], i, x, i); /* same dtype */
     } else if (strcmp(op, "Transpose") == 0) {
         if (!x) return BAD("%s: node '%s' (Transpose) has no input", r->path, nm);
         int64_t perm[QD_MAX_DIMS], dims[QD_MAX_DIMS], st[QD_MAX_DIMS], idx[QD_MAX_DIMS];
         int np = attr_ints(n, "perm", perm, QD_MAX_DIMS);
+        if (np == -2) return BAD("%s: node '%s' (Transpose): perm too long", r->path, nm);
         if (np < 0) {
             np = x->ndim;
             for (int d = 0; d < np; d++) perm[d] = np - 1 - d;
         }
         if (np != x->ndim) return BAD("%s: node '%s' (Transpose): perm length mismatch", r->path, nm);
+        unsigned char seen[QD_MAX_DIMS] = {0};
         for (int d = 0; d < np; d++) {
-            if (perm[d] < 0 || perm[d] >= np) return BAD("%s: node '%s' (Transpose): bad perm", r->path, nm);
+            if (perm[d] < 0 || perm[d] >= np || seen[perm[d]])
+                return BAD("%s: node '%s' (Transpose): perm is not a permutation", r->path, nm);
+            seen[perm[d]] = 1;
             dims[d] = x->dims[perm[d]];
         }
-        v = new_const(r, oname, x->dtype, np, dims);
-        if (v < 0) return oom(r);
+        NEWC(x->dtype, np, dims);
         x = IN(0);
         strides_of(x->ndim, x->dims, st);
         int64_t cnt = qd_value_numel(x);
@@ -445,7 +681,7 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
             unravel(i, np, dims, idx);
             int64_t s = 0;
             for (int d = 0; d < np; d++) s += idx[d] * st[perm[d]];
-            ccopy(&g->values[v], i, x, s);
+            (void)ccopy(&g->values[v], i, x, s); /* same dtype */
         }
     } else if (strcmp(op, "Slice") == 0) {
         if (!x) return BAD("%s: node '%s' (Slice) has no input", r->path, nm);
@@ -455,30 +691,23 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
         const qd_value *sv = IN(1), *ev = IN(2), *av = IN(3), *pv = IN(4);
         if (!sv || !ev || !sv->idata || !ev->idata) return BAD("%s: node '%s' (Slice): bad starts/ends", r->path, nm);
         int64_t k = qd_value_numel(sv);
+        if (qd_value_numel(ev) != k || (av && (!av->idata || qd_value_numel(av) != k)) ||
+            (pv && (!pv->idata || qd_value_numel(pv) != k)) || k > nd)
+            return BAD("%s: node '%s' (Slice): starts/ends/axes/steps of different lengths", r->path, nm);
+        unsigned char seen[QD_MAX_DIMS] = {0};
         for (int64_t j = 0; j < k; j++) {
-            int64_t a = av && av->idata ? av->idata[j] : j;
-            if (a < 0) a += nd;
-            if (a < 0 || a >= nd) return BAD("%s: node '%s' (Slice): axis out of range", r->path, nm);
-            int64_t s = pv && pv->idata ? pv->idata[j] : 1, dim = x->dims[a];
+            int a = axis_norm(av ? av->idata[j] : j, nd, 0);
+            if (a < 0 || seen[a]) return BAD("%s: node '%s' (Slice): axis out of range or repeated", r->path, nm);
+            seen[a] = 1;
+            int64_t s = pv ? pv->idata[j] : 1, dim = x->dims[a];
             if (s == 0) return BAD("%s: node '%s' (Slice): step 0", r->path, nm);
             int64_t b = sv->idata[j], e = ev->idata[j];
-            if (b < 0) b += dim;
-            if (e < 0 && e > INT64_MIN + dim) e += dim;
-            else if (e < 0) e = -1;
-            if (s > 0) {
-                b = b < 0 ? 0 : (b > dim ? dim : b);
-                e = e < 0 ? 0 : (e > dim ? dim : e);
-                dims[a] = e > b ? (e - b + s - 1) / s : 0;
-            } else {
-                b = b < 0 ? -1 : (b > dim - 1 ? dim - 1 : b);
-                e = e < -1 ? -1 : (e > dim - 1 ? dim - 1 : e);
-                dims[a] = b > e ? (b - e + (-s) - 1) / (-s) : 0;
-            }
+            slice_clamp(dim, s, &b, &e);
+            dims[a] = slice_len(b, e, s);
             start[a] = b;
             step[a] = s;
         }
-        v = new_const(r, oname, x->dtype, nd, dims);
-        if (v < 0) return oom(r);
+        NEWC(x->dtype, nd, dims);
         x = IN(0);
         int64_t st[QD_MAX_DIMS], idx[QD_MAX_DIMS];
         strides_of(nd, x->dims, st);
@@ -486,34 +715,34 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
         for (int64_t i = 0; i < cnt; i++) {
             unravel(i, nd, dims, idx);
             int64_t s = 0;
+            /* start + idx * step stays inside [0, dim): idx < len, so |idx * step| < dim */
             for (int d = 0; d < nd; d++) s += (start[d] + idx[d] * step[d]) * st[d];
-            ccopy(&g->values[v], i, x, s);
+            (void)ccopy(&g->values[v], i, x, s); /* same dtype */
         }
     } else if (strcmp(op, "Gather") == 0) {
         const qd_value *ix = IN(1);
         if (!x || !ix || !ix->idata) return BAD("%s: node '%s' (Gather): bad inputs", r->path, nm);
-        int64_t axis = attr_i(n, "axis", 0);
-        if (axis < 0) axis += x->ndim;
-        if (axis < 0 || axis >= x->ndim || x->ndim - 1 + ix->ndim > QD_MAX_DIMS)
+        int axis = axis_norm(attr_i(n, "axis", 0), x->ndim, 0);
+        if (axis < 0 || x->ndim - 1 + ix->ndim > QD_MAX_DIMS)
             return BAD("%s: node '%s' (Gather): axis out of range", r->path, nm);
         int64_t dims[QD_MAX_DIMS];
         int nd = 0;
         for (int d = 0; d < axis; d++) dims[nd++] = x->dims[d];
         for (int d = 0; d < ix->ndim; d++) dims[nd++] = ix->dims[d];
-        for (int d = (int)axis + 1; d < x->ndim; d++) dims[nd++] = x->dims[d];
-        v = new_const(r, oname, x->dtype, nd, dims);
-        if (v < 0) return oom(r);
+        for (int d = axis + 1; d < x->ndim; d++) dims[nd++] = x->dims[d];
+        NEWC(x->dtype, nd, dims);
         x = IN(0);
         ix = IN(1);
         int64_t outer = 1, inner = 1, ni = qd_value_numel(ix), dim = x->dims[axis];
         for (int d = 0; d < axis; d++) outer *= x->dims[d];
-        for (int d = (int)axis + 1; d < x->ndim; d++) inner *= x->dims[d];
+        for (int d = axis + 1; d < x->ndim; d++) inner *= x->dims[d];
         int64_t pos = 0;
         for (int64_t o = 0; o < outer; o++)
             for (int64_t j = 0; j < ni; j++) {
-                int64_t t = ix->idata[j] < 0 ? ix->idata[j] + dim : ix->idata[j];
-                if (t < 0 || t >= dim) return BAD("%s: node '%s' (Gather): index out of range", r->path, nm);
-                for (int64_t e = 0; e < inner; e++) ccopy(&g->values[v], pos++, x, (o * dim + t) * inner + e);
+                int64_t t = ix->idata[j];
+                if (t < -dim || t >= dim) return BAD("%s: node '%s' (Gather): index out of range", r->path, nm);
+                if (t < 0) t += dim;
+                for (int64_t e = 0; e < inner; e++) (void)ccopy(&g->values[v], pos++, x, (o * dim + t) * inner + e);
             }
     } else if (strcmp(op, "Add") == 0 || strcmp(op, "Sub") == 0 || strcmp(op, "Mul") == 0 ||
                strcmp(op, "Div") == 0) {
@@ -530,8 +759,7 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
             dims[d] = xd[d] == 1 ? yd[d] : xd[d];
         }
         int dt = (x->dtype == QD_DT_FLOAT || y->dtype == QD_DT_FLOAT) ? QD_DT_FLOAT : QD_DT_INT64;
-        v = new_const(r, oname, dt, nd, dims);
-        if (v < 0) return oom(r);
+        NEWC(dt, nd, dims);
         x = IN(0);
         y = IN(1);
         int64_t xs[QD_MAX_DIMS], ys[QD_MAX_DIMS], idx[QD_MAX_DIMS];
@@ -550,9 +778,16 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
                 float p = (float)cget(x, a), q = (float)cget(y, b);
                 o->fdata[i] = op[0] == 'A' ? p + q : op[0] == 'S' ? p - q : op[0] == 'M' ? p * q : p / q;
             } else {
-                int64_t p = x->idata[a], q = y->idata[b];
-                if (op[0] == 'D' && q == 0) return BAD("%s: node '%s' (Div): integer division by zero", r->path, nm);
-                o->idata[i] = op[0] == 'A' ? p + q : op[0] == 'S' ? p - q : op[0] == 'M' ? p * q : p / q;
+                int64_t p = x->idata[a], q = y->idata[b], res = 0;
+                int ok = op[0] == 'A' ? qd_add_i64_checked(p, q, &res)
+                       : op[0] == 'S' ? qd_sub_i64_checked(p, q, &res)
+                       : op[0] == 'M' ? qd_mul_i64_checked(p, q, &res)
+                                      : qd_div_i64_checked(p, q, &res);
+                if (!ok)
+                    return BAD("%s: node '%s' (%s): int64 %s of %lld and %lld at element %lld", r->path, nm, op,
+                               op[0] == 'D' && q == 0 ? "division by zero" : "overflow", (long long)p, (long long)q,
+                               (long long)i);
+                o->idata[i] = res;
             }
         }
     } else {
@@ -560,8 +795,81 @@ static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, cons
     }
 #undef IN
 #undef BAD
+#undef NEWC
+#undef NOT_INT
     *out_v = v;
     return QD_OK;
+}
+
+/* Folding when an input carries the batch size as a symbol: only the shape arithmetic torch
+ * writes around x.view(x.size(0), ...) is followed (Gather of element 0 of Shape, then
+ * Unsqueeze/Squeeze/Concat/Reshape/Cast/Identity that keep elements in order); anything that
+ * computes with the batch size is unsupported, with the reason. */
+static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, const int *in, int nin, int *out_v) {
+    int anysym = 0;
+    for (int k = 0; k < nin; k++) anysym |= sym_kind(r, in[k]) != SYM_NONE;
+    if (!anysym) return fold_plain(r, n, op, in, nin, out_v);
+    const qd_graph *g = r->g;
+    const char *nm = node_label(n);
+#define SYMFAIL(why) qd_errorf(QD_ERR_UNSUPPORTED, "%s: node '%s' (%s): %s (only x.view(x.size(0), ...)-style use of " \
+                               "the batch size is supported)", r->path, nm, op, why)
+    int x = in[0];
+    for (int k = 1; k < nin; k++)
+        if (sym_kind(r, in[k]) != SYM_NONE && strcmp(op, "Concat") != 0) return SYMFAIL("computes with the batch size");
+    if (strcmp(op, "Gather") == 0) {
+        const qd_value *ix = nin > 1 && in[1] >= 0 ? &g->values[in[1]] : NULL;
+        if (attr_i(n, "axis", 0) != 0 || !ix || !ix->idata || ix->ndim > 1 || qd_value_numel(ix) > QD_MAX_DIMS ||
+            qd_value_numel(ix) < 1)
+            return SYMFAIL("indexes a shape in an unsupported way");
+        int64_t ni = qd_value_numel(ix), len = qd_value_numel(&g->values[x]);
+        unsigned mask = 0, xm = sym_mask(r, x);
+        for (int64_t j = 0; j < ni; j++) {
+            int64_t t = ix->idata[j];
+            if (sym_kind(r, x) == SYM_SHAPE) {
+                if (t != 0) return SYMFAIL("reads a non-batch dimension of an activation's shape");
+                mask |= 1u << j;
+                continue;
+            }
+            if (t < -len || t >= len) return qd_errorf(QD_ERR_DATA, "%s: node '%s' (Gather): index out of range", r->path, nm);
+            if (t < 0) t += len;
+            if (xm >> t & 1u) mask |= 1u << j;
+        }
+        if (sym_kind(r, x) == SYM_SHAPE) {
+            /* the result holds zeros where the batch is: build it directly (the Shape value has no
+             * real extent to gather from) */
+            int64_t dims[1] = {ni};
+            int v = new_const(r, S(n->output[0]), QD_DT_INT64, ix->ndim, dims);
+            if (v < 0) return const_fail(r, v, nm, op, ix->ndim, dims);
+            QD_TRY(sym_set(r, v, SYM_MASK, mask));
+            *out_v = v;
+            return QD_OK;
+        }
+        QD_TRY(fold_plain(r, n, op, in, nin, out_v));
+        return sym_set(r, *out_v, SYM_MASK, mask);
+    }
+    if (sym_kind(r, x) == SYM_SHAPE) return SYMFAIL("uses an activation's whole shape (only its element 0 is supported)");
+    if (strcmp(op, "Concat") == 0) {
+        unsigned mask = 0;
+        int64_t off = 0;
+        for (int k = 0; k < nin; k++) {
+            if (in[k] < 0) continue;
+            const qd_value *a = &g->values[in[k]];
+            if (sym_kind(r, in[k]) == SYM_SHAPE || a->ndim != 1) return SYMFAIL("concatenates shapes in an unsupported way");
+            mask |= sym_mask(r, in[k]) << off;
+            off += a->dims[0];
+            if (off > QD_MAX_DIMS) return SYMFAIL("builds a shape of more than 8 dimensions");
+        }
+        QD_TRY(fold_plain(r, n, op, in, nin, out_v));
+        return sym_set(r, *out_v, SYM_MASK, mask);
+    }
+    int keeps_order = strcmp(op, "Unsqueeze") == 0 || strcmp(op, "Squeeze") == 0 || strcmp(op, "Identity") == 0 ||
+                      strcmp(op, "Dropout") == 0 || strcmp(op, "Reshape") == 0 || strcmp(op, "Flatten") == 0 ||
+                      (strcmp(op, "Cast") == 0 && cast_dtype(attr_i(n, "to", 1)) == QD_DT_INT64);
+    if (!keeps_order) return SYMFAIL("computes with the batch size");
+    unsigned mask = sym_mask(r, x);
+    QD_TRY(fold_plain(r, n, op, in, nin, out_v));
+    return sym_set(r, *out_v, SYM_MASK, mask);
+#undef SYMFAIL
 }
 
 /* Constant node -> constant value. */
@@ -579,17 +887,19 @@ static qd_status load_constant(rd *r, const Onnx__NodeProto *n, int *out_v) {
         if (v >= 0) r->g->values[v].idata[0] = a->i;
     } else if ((a = find_attr(n, "value_floats"))) {
         one = (int64_t)a->n_floats;
+        r->file_elems += one;
         v = new_const(r, oname, QD_DT_FLOAT, 1, &one);
         for (size_t i = 0; v >= 0 && i < a->n_floats; i++) r->g->values[v].fdata[i] = a->floats[i];
     } else if ((a = find_attr(n, "value_ints"))) {
         one = (int64_t)a->n_ints;
+        r->file_elems += one;
         v = new_const(r, oname, QD_DT_INT64, 1, &one);
         for (size_t i = 0; v >= 0 && i < a->n_ints; i++) r->g->values[v].idata[i] = a->ints[i];
     } else {
         return qd_errorf(QD_ERR_UNSUPPORTED, "%s: Constant node '%s' has no value/value_float(s)/value_int(s) "
                          "attribute (sparse and string constants are not supported)", r->path, node_label(n));
     }
-    if (v < 0) return oom(r);
+    if (v < 0) return const_fail(r, v, node_label(n), "Constant", 1, &one);
     *out_v = v;
     return QD_OK;
 }
@@ -621,44 +931,47 @@ static qd_status unsupported(const rd *r, const Onnx__NodeProto *n, const char *
                      S(n->op_type), r->opset, why ? ": " : "", why ? why : "", k_supported);
 }
 
-/* 2-D spatial attributes of Conv / pools. */
-static qd_status spatial_attrs(const rd *r, const Onnx__NodeProto *n, qd_attrs *a) {
+/* Copies a 2- or 4-element int64 attribute into ints, rejecting values outside [lo, INT32_MAX]
+ * (a cast would read 2^32 + 1 as 1). Absent: leaves out untouched. */
+static qd_status spatial_ints(const rd *r, const Onnx__NodeProto *n, const char *name, int want, int64_t lo,
+                              int *out) {
     int64_t t[8];
-    int k;
+    int k = attr_ints(n, name, t, 8);
+    if (k == -1) return QD_OK;
+    if (k != want) return unsupported(r, n, want == 4 ? "only 2-D pads" : "only 2-D kernels/strides/dilations");
+    for (int i = 0; i < k; i++)
+        if (t[i] < lo || t[i] > INT32_MAX)
+            return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): %s[%d] is %lld (expected %lld..%d)", r->path,
+                             node_label(n), S(n->op_type), name, i, (long long)t[i], (long long)lo, INT32_MAX);
+    for (int i = 0; i < k; i++) out[i] = (int)t[i];
+    return QD_OK;
+}
+
+/* 2-D spatial attributes of Conv / pools. auto_pad is kept as a mode: shape inference resolves
+ * it to explicit pads from the static spatial shape (the export then writes explicit pads). */
+static qd_status spatial_attrs(const rd *r, const Onnx__NodeProto *n, qd_attrs *a) {
     char ap[32];
     attr_str(n, "auto_pad", "NOTSET", ap, sizeof ap);
-    if (strcmp(ap, "NOTSET") != 0 && strcmp(ap, "VALID") != 0)
-        return unsupported(r, n, "auto_pad SAME_UPPER/SAME_LOWER (export with explicit pads)");
-    if ((k = attr_ints(n, "kernel_shape", t, 8)) >= 0) {
-        if (k != 2) return unsupported(r, n, "only 2-D kernels");
-        a->kernel[0] = (int)t[0];
-        a->kernel[1] = (int)t[1];
-    }
-    if ((k = attr_ints(n, "strides", t, 8)) >= 0) {
-        if (k != 2) return unsupported(r, n, "only 2-D strides");
-        a->stride[0] = (int)t[0];
-        a->stride[1] = (int)t[1];
-    }
-    if ((k = attr_ints(n, "dilations", t, 8)) >= 0) {
-        if (k != 2) return unsupported(r, n, "only 2-D dilations");
-        a->dilation[0] = (int)t[0];
-        a->dilation[1] = (int)t[1];
-    }
-    if ((k = attr_ints(n, "pads", t, 8)) >= 0) {
-        if (k != 4) return unsupported(r, n, "only 2-D pads");
-        /* ONNX order [h_begin, w_begin, h_end, w_end] == qd_attrs top, left, bottom, right */
-        for (int i = 0; i < 4; i++) a->pads[i] = (int)t[i];
-    }
-    for (int i = 0; i < 2; i++)
-        if (a->stride[i] < 1 || a->dilation[i] < 1 || a->kernel[i] < 0 || a->pads[i] < 0 || a->pads[i + 2] < 0)
-            return qd_errorf(QD_ERR_DATA, "%s: node '%s': invalid kernel/stride/dilation/pads", r->path, node_label(n));
+    if (strcmp(ap, "NOTSET") == 0) a->auto_pad = QD_AUTO_PAD_NOTSET;
+    else if (strcmp(ap, "VALID") == 0) a->auto_pad = QD_AUTO_PAD_VALID;
+    else if (strcmp(ap, "SAME_UPPER") == 0) a->auto_pad = QD_AUTO_PAD_SAME_UPPER;
+    else if (strcmp(ap, "SAME_LOWER") == 0) a->auto_pad = QD_AUTO_PAD_SAME_LOWER;
+    else return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): unknown auto_pad value", r->path, node_label(n), S(n->op_type));
+    QD_TRY(spatial_ints(r, n, "kernel_shape", 2, 1, a->kernel));
+    QD_TRY(spatial_ints(r, n, "strides", 2, 1, a->stride));
+    QD_TRY(spatial_ints(r, n, "dilations", 2, 1, a->dilation));
+    /* ONNX order [h_begin, w_begin, h_end, w_end] == qd_attrs top, left, bottom, right */
+    QD_TRY(spatial_ints(r, n, "pads", 4, 0, a->pads));
+    if (a->auto_pad != QD_AUTO_PAD_NOTSET && (a->pads[0] || a->pads[1] || a->pads[2] || a->pads[3]))
+        return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): auto_pad %s together with non-zero pads", r->path,
+                         node_label(n), S(n->op_type), ap);
     return QD_OK;
 }
 
 static const qd_value *const_input(const rd *r, const Onnx__NodeProto *n, size_t k) {
     if (k >= n->n_input || !S(n->input[k])[0]) return NULL;
     int v = qd_graph_find_value(r->g, n->input[k]);
-    if (v < 0 || !r->g->values[v].is_const) return NULL;
+    if (v < 0 || !r->g->values[v].is_const || sym_kind(r, v) != SYM_NONE) return NULL;
     return &r->g->values[v];
 }
 
@@ -669,26 +982,30 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
     switch (op) {
     case QD_OP_CONV:
         QD_TRY(spatial_attrs(r, n, a));
-        a->group = (int)attr_i(n, "group", 1);
-        if (a->group < 1) return qd_errorf(QD_ERR_DATA, "%s: node '%s': group %d", r->path, nm, a->group);
+        QD_TRY(attr_int(r, n, "group", 1, 1, INT32_MAX, &a->group));
         break;
     case QD_OP_MAXPOOL:
     case QD_OP_AVGPOOL:
         QD_TRY(spatial_attrs(r, n, a));
         if (a->kernel[0] <= 0 || a->kernel[1] <= 0) return unsupported(r, n, "kernel_shape missing");
-        a->ceil_mode = (int)attr_i(n, "ceil_mode", 0);
-        a->count_include_pad = (int)attr_i(n, "count_include_pad", 0);
+        QD_TRY(attr_int(r, n, "ceil_mode", 0, 0, 1, &a->ceil_mode));
+        QD_TRY(attr_int(r, n, "count_include_pad", 0, 0, 1, &a->count_include_pad));
         if (op == QD_OP_MAXPOOL && n->n_output > 1 && S(n->output[1])[0]) return unsupported(r, n, "Indices output");
         break;
     case QD_OP_GEMM:
         a->alpha = attr_f(n, "alpha", 1.0f);
         a->beta = attr_f(n, "beta", 1.0f);
-        a->trans_a = (int)attr_i(n, "transA", 0);
-        a->trans_b = (int)attr_i(n, "transB", 0);
+        if (!isfinite(a->alpha) || !isfinite(a->beta))
+            return qd_errorf(QD_ERR_DATA, "%s: node '%s' (Gemm): alpha/beta must be finite", r->path, nm);
+        QD_TRY(attr_int(r, n, "transA", 0, 0, 1, &a->trans_a));
+        QD_TRY(attr_int(r, n, "transB", 0, 0, 1, &a->trans_b));
         break;
     case QD_OP_BATCHNORM:
         a->epsilon = attr_f(n, "epsilon", 1e-5f);
-        if (attr_i(n, "training_mode", 0)) return unsupported(r, n, "training_mode=1");
+        if (!(a->epsilon >= 0.0f) || !isfinite(a->epsilon))
+            return qd_errorf(QD_ERR_DATA, "%s: node '%s' (BatchNormalization): epsilon %g must be finite and >= 0",
+                             r->path, nm, (double)a->epsilon);
+        if (attr_i(n, "training_mode", 0) != 0) return unsupported(r, n, "training_mode=1");
         for (size_t i = 1; i < n->n_output; i++)
             if (S(n->output[i])[0]) return unsupported(r, n, "training outputs (running mean/var)");
         break;
@@ -707,14 +1024,14 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
         }
         break;
     case QD_OP_FLATTEN:
-        a->axis = (int)attr_i(n, "axis", 1);
+        QD_TRY(attr_int(r, n, "axis", 1, -QD_MAX_DIMS, QD_MAX_DIMS, &a->axis));
         break;
     case QD_OP_CONCAT:
         if (!find_attr(n, "axis")) return qd_errorf(QD_ERR_DATA, "%s: node '%s' (Concat) has no axis", r->path, nm);
-        a->axis = (int)attr_i(n, "axis", 1);
+        QD_TRY(attr_int(r, n, "axis", 1, -QD_MAX_DIMS, QD_MAX_DIMS - 1, &a->axis));
         break;
     case QD_OP_SOFTMAX:
-        a->axis = (int)attr_i(n, "axis", r->opset < 13 ? 1 : -1);
+        QD_TRY(attr_int(r, n, "axis", r->opset < 13 ? 1 : -1, -QD_MAX_DIMS, QD_MAX_DIMS - 1, &a->axis));
         break;
     case QD_OP_TRANSPOSE:
         k = attr_ints(n, "perm", a->perm, QD_MAX_DIMS);
@@ -722,7 +1039,7 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
         a->nperm = k > 0 ? k : 0;
         break;
     case QD_OP_REDUCEMEAN:
-        a->keepdims = (int)attr_i(n, "keepdims", 1);
+        QD_TRY(attr_int(r, n, "keepdims", 1, 0, 1, &a->keepdims));
         k = attr_ints(n, "axes", a->axes, QD_MAX_DIMS);
         if (k == -2) return unsupported(r, n, "more than 8 axes");
         if (k < 0 && n->n_input > 1 && S(n->input[1])[0]) { /* opset 18: axes as an input */
@@ -784,7 +1101,7 @@ static qd_status add_compute_node(rd *r, const Onnx__NodeProto *n, qd_op op) {
     qd_graph *g = r->g;
     const char *nm = node_label(n);
     if (n->n_output < 1) return qd_errorf(QD_ERR_DATA, "%s: node '%s' has no output", r->path, nm);
-    if (op == QD_OP_IDENTITY && strcmp(S(n->op_type), "Cast") == 0 && !is_float_dt((int)attr_i(n, "to", 1)))
+    if (op == QD_OP_IDENTITY && strcmp(S(n->op_type), "Cast") == 0 && cast_dtype(attr_i(n, "to", 1)) != QD_DT_FLOAT)
         return unsupported(r, n, "Cast of an activation to a non-float type");
     /* Dropout's optional mask output is not created: a node reading it fails as "never produced". */
     qd_attrs a;
@@ -815,6 +1132,15 @@ static qd_status add_compute_node(rd *r, const Onnx__NodeProto *n, qd_op op) {
         if (ins[k] < 0)
             return qd_errorf(QD_ERR_DATA, "%s: node '%s' reads '%s', which no node, initializer or graph input "
                              "produces (nodes out of order?)", r->path, nm, iname);
+        if (sym_kind(r, ins[k]) != SYM_NONE) {
+            /* x.view(x.size(0), -1): the batch size as element 0 of a Reshape target is Reshape's
+             * "copy dimension 0" (the element holds 0); anywhere else it is not supported */
+            int ok = op == QD_OP_RESHAPE && k == 1 && sym_kind(r, ins[k]) == SYM_MASK &&
+                     (sym_mask(r, ins[k]) & ~1u) == 0 && attr_i(n, "allowzero", 0) == 0;
+            if (!ok)
+                return unsupported(r, n, "the batch size (Shape of an activation) used other than as dimension 0 of "
+                                   "a Reshape target");
+        }
     }
     for (int e = 0; e < extra; e++) {
         char buf[512];
@@ -894,11 +1220,21 @@ static qd_status load_node(rd *r, const Onnx__NodeProto *n) {
         if (st == QD_ERR_UNSUPPORTED) return unsupported(r, n, "on constant inputs");
         return st;
     }
+    if (strcmp(type, "Shape") == 0 && nin >= 1 && ins[0] >= 0 && n->n_output >= 1) {
+        /* Shape of an activation: only the batch (element 0) can be used, as a symbol */
+        if (qd_graph_find_value(g, S(n->output[0])) >= 0)
+            return qd_errorf(QD_ERR_DATA, "%s: node '%s' writes '%s', which is already defined", r->path,
+                             node_label(n), S(n->output[0]));
+        const Onnx__AttributeProto *as = find_attr(n, "start"), *ae = find_attr(n, "end");
+        int64_t one = 1;
+        int v = new_const(r, S(n->output[0]), QD_DT_INT64, 1, &one);
+        if (v < 0) return oom(r);
+        if (!as && !ae) return sym_set(r, v, SYM_SHAPE, 1u);
+        if ((as ? as->i : 0) == 0 && ae && ae->i == 1) return sym_set(r, v, SYM_MASK, 1u);
+        return unsupported(r, n, "Shape of an activation with start/end other than 0/1");
+    }
     qd_op op;
     if (!map_op(type, &op)) {
-        if (strcmp(type, "Shape") == 0)
-            return unsupported(r, n, "Shape of an activation (export torch.flatten / a static reshape instead of "
-                               "x.view(x.size(0), -1))");
         return unsupported(r, n, NULL);
     }
     return add_compute_node(r, n, op);
@@ -946,6 +1282,12 @@ static qd_status load_graph_input(rd *r, const Onnx__ValueInfoProto *vi) {
                              (long long)dim->dim_value);
         val->dims[d] = dim->dim_value;
     }
+    int64_t numel;
+    if (!qd_shape_numel_checked(val->ndim, val->dims, QD_MAX_TENSOR_NUMEL, &numel)) {
+        char b[256];
+        return qd_errorf(QD_ERR_DATA, "%s: graph input '%s' has shape %s: more than %lld elements", r->path, name,
+                         fmt_dims(b, sizeof b, val->ndim, val->dims), (long long)QD_MAX_TENSOR_NUMEL);
+    }
     int *ni = realloc(g->inputs, sizeof(int) * (size_t)(g->ninputs + 1));
     if (!ni) return oom(r);
     g->inputs = ni;
@@ -978,14 +1320,17 @@ static qd_status build(rd *r, const Onnx__ModelProto *m) {
     qd_graph *g = r->g;
     if (!m->graph) return qd_errorf(QD_ERR_DATA, "%s: not a valid ONNX model (no graph)", r->path);
     r->opset = -1;
+    int64_t opset = -1;
     for (size_t i = 0; i < m->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *o = m->opset_import[i];
-        if (o && (!S(o->domain)[0] || strcmp(o->domain, "ai.onnx") == 0)) r->opset = (int)o->version;
+        if (o && (!S(o->domain)[0] || strcmp(o->domain, "ai.onnx") == 0)) opset = o->version;
     }
-    if (r->opset < 0) return qd_errorf(QD_ERR_DATA, "%s: not a valid ONNX model (no ai.onnx opset_import)", r->path);
-    if (r->opset < 7 || r->opset > 22)
-        return qd_errorf(QD_ERR_UNSUPPORTED, "%s: opset %d is not supported (7..22; exporters default to 13..17)",
-                         r->path, r->opset);
+    if (opset == -1) return qd_errorf(QD_ERR_DATA, "%s: not a valid ONNX model (no ai.onnx opset_import)", r->path);
+    /* compared as int64: a cast first would read 2^32 + 13 as 13 */
+    if (opset < 7 || opset > 22)
+        return qd_errorf(QD_ERR_UNSUPPORTED, "%s: opset %lld is not supported (7..22; exporters default to 13..17)",
+                         r->path, (long long)opset);
+    r->opset = (int)opset;
     g->opset = r->opset;
     const Onnx__GraphProto *gp = m->graph;
     if (gp->n_sparse_initializer)
@@ -1012,6 +1357,10 @@ static qd_status build(rd *r, const Onnx__ModelProto *m) {
         if (v < 0) return qd_errorf(QD_ERR_DATA, "%s: graph output '%s' is never produced", r->path, oname);
         if (g->values[v].is_const)
             return qd_errorf(QD_ERR_UNSUPPORTED, "%s: graph output '%s' is a constant", r->path, oname);
+        for (int k = 0; k < g->ninputs; k++)
+            if (g->inputs[k] == v)
+                return qd_errorf(QD_ERR_UNSUPPORTED, "%s: graph output '%s' is the graph input: the model computes "
+                                 "nothing to quantize", r->path, oname);
         g->outputs[g->noutputs++] = v;
     }
     qd_graph_recount(g);
@@ -1021,31 +1370,11 @@ static qd_status build(rd *r, const Onnx__ModelProto *m) {
 qd_status qd_onnx_load(const char *path, qd_graph **out) {
     *out = NULL;
     if (!path || !path[0]) return qd_errorf(QD_ERR_NOINPUT, "no ONNX model path given");
-    FILE *f = fopen(path, "rb");
-    if (!f) return qd_errorf(QD_ERR_NOINPUT, "%s: cannot open ONNX model: %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : (1 << 20);
-            unsigned char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return qd_errorf(QD_ERR_INTERNAL, "%s: out of memory while reading", path);
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
-        free(buf);
-        return qd_errorf(QD_ERR_NOINPUT, "%s: read error", path);
-    }
+    /* a regular file of at most protobuf's 2 GiB: never /dev/zero, a FIFO or a directory */
+    void *data = NULL;
+    size_t len = 0;
+    QD_TRY(qd_read_input(path, "ONNX model", (size_t)2 << 30, &data, &len));
+    unsigned char *buf = data;
     Onnx__ModelProto *m = len ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
     free(buf);
     if (!m) return qd_errorf(QD_ERR_DATA, "%s: not a valid ONNX model (protobuf parse failed)", path);
@@ -1080,6 +1409,8 @@ qd_status qd_onnx_load(const char *path, qd_graph **out) {
     qd_status st = build(&r, m);
     onnx__model_proto__free_unpacked(m, NULL);
     free(r.dir);
+    free(r.symk);
+    free(r.symm);
     if (st != QD_OK) {
         qd_graph_free(r.g);
         return st;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
+#include "qdrop/data.h"
 #include "qdrop/exec.h"
 #include "qdrop/graph.h"
 
@@ -93,6 +94,14 @@ QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd
 QD_MUST_USE qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, float *rec_loss,
                                           float *reg_loss, float **V_out, float *scales_out);
 int qd_default_threads(const qd_config *cfg);
+/* Images of `path` (ImageFolder or .npy) preprocessed per the config's data.* keys to [n, c, h, w]
+ * (src/recon/run.c; also used by `qdrop-gpu eval`). sample_n > 0 draws that many (seeded),
+ * max_images > 0 keeps the first ones. */
+/* output.logits / eval (src/recon/eval_run.c): logits_fp32.npy and logits_quant.npy ([n, nclasses]
+ * float32, atomic) in out_dir for whichever of fp / q is not NULL; a warning when n == 0. */
+QD_MUST_USE qd_status qd_write_logits(const char *out_dir, const float *fp, const float *q, int n, int nclasses);
+QD_MUST_USE qd_status qd_load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
+                                     int sample_n, int max_images, qd_dataset *ds);
 
 /* Cost-estimate hook: warm-up + `iters` timed iterations of unit u; mean seconds per iteration. */
 QD_MUST_USE qd_status qd_recon_unit_time(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, double *iter_s);

@@ -25,6 +25,7 @@
 #include "qdrop/report.h"
 #include "recon/ckpt.h"
 #include "recon/recon.h"
+#include "qdrop/utf8.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -123,8 +124,15 @@ static qd_status load_images(const qd_config *cfg, const char *path, const char 
     return qd_dataset_load(path, labels, &o, c, h, w, ds);
 }
 
+qd_status qd_load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
+                         int sample_n, int max_images, qd_dataset *ds) {
+    return load_images(cfg, path, labels, c, h, w, sample_n, max_images, ds);
+}
+
+/* Forward the whole validation set; top-1/top-5, optionally the per-image argmax and the
+ * [n, nclasses] logits themselves (*logits_out, malloc'd, for output.logits). */
 static qd_status evaluate(qd_exec *ex, qd_exec_mode mode, const qd_dataset *val, int batch, int nclasses,
-                          double *top1, double *top5, int **pred_out) {
+                          double *top1, double *top5, int **pred_out, float **logits_out) {
     float *logits = malloc(sizeof(float) * (size_t)batch * (size_t)nclasses);
     float *all = malloc(sizeof(float) * (size_t)val->n * (size_t)nclasses);
     if (!logits || !all) { free(logits); free(all); return qd_errorf(QD_ERR_INTERNAL, "out of host memory"); }
@@ -147,6 +155,10 @@ static qd_status evaluate(qd_exec *ex, qd_exec_mode mode, const qd_dataset *val,
         if (pred) qd_argmax_rows(all, val->n, nclasses, pred);
         *pred_out = pred;
     }
+    if (st == QD_OK && logits_out) {
+        *logits_out = all;
+        all = NULL;
+    }
     free(all);
     return st;
 }
@@ -160,7 +172,7 @@ static uint64_t config_hash_for_resume(const qd_config *cfg) {
     c.eval_enabled = 0; c.eval_batch_size = 0; c.eval_max_images = 0; c.eval_fp32 = 0;
     memset(c.val_path, 0, sizeof c.val_path);
     memset(c.val_labels_path, 0, sizeof c.val_labels_path);
-    c.export_onnx = 0; c.onnx_opset = 0; c.int4_weights = 0; c.plots = 0;
+    c.export_onnx = 0; c.onnx_opset = 0; c.int4_weights = 0; c.plots = 0; c.logits = 0;
     c.recon.log_every = 0; c.threads = 0; c.device = QD_DEVICE_AUTO;
     if (c.mode != QD_MODE_BRECQ) memset(&c.brecq, 0, sizeof c.brecq);   /* unused by the other modes */
     return qd_config_hash(&c);
@@ -169,7 +181,7 @@ static uint64_t config_hash_for_resume(const qd_config *cfg) {
 static qd_status file_hash(const char *path, uint64_t *h) {
     void *d = NULL;
     size_t n = 0;
-    QD_TRY(qd_read_file(path, &d, &n));
+    QD_TRY(qd_read_input(path, "ONNX model", (size_t)2 << 30, &d, &n));
     *h = qd_fnv1a64(d, n, 0);
     free(d);
     return QD_OK;
@@ -210,6 +222,7 @@ typedef struct run_state {
     qd_unit_report *reps;
     int nunits, nreps;
     int *pred_fp, *pred_q;
+    float *logits_fp, *logits_q;   /* [val.n, nclasses] when output.logits */
 } run_state;
 
 static void run_free(run_state *s) {
@@ -218,6 +231,8 @@ static void run_free(run_state *s) {
     free(s->units);
     free(s->pred_fp);
     free(s->pred_q);
+    free(s->logits_fp);
+    free(s->logits_q);
     qd_exec_free(s->ex);
     if (s->b) qd_backend_destroy(s->b);
     qd_dataset_free(&s->calib);
@@ -435,6 +450,23 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     cJSON_AddNumberToObject(times, "load_data_s", now_s() - t_phase);
 
     if (opt->dry_run) {
+        /* a dry run fails where the real run would: the requested device must exist, and the
+         * checkpoint --resume would read must be there and valid for this model and config */
+        if (cfg->device == QD_DEVICE_CUDA) {
+            qd_backend_options bo = {1, cfg->deterministic, cfg->tf32, cfg->device_memory_budget_mb * 1024 * 1024};
+            if ((st = qd_backend_create("cuda", &bo, &S.b)) != QD_OK) goto done;
+        }
+        if (opt->resume) {
+            int rep_cap = mp.brecq_act ? 2 * S.nunits : S.nunits, done_units = 0;
+            snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
+            if (access(path, F_OK) != 0) { /* anything else there is refused by qd_ckpt_load, saying what it is */
+                st = qd_errorf(QD_ERR_NOINPUT, "%s: no checkpoint to resume from (run without --resume to start)", path);
+                goto done;
+            }
+            S.reps = calloc((size_t)rep_cap + 1, sizeof(qd_unit_report));
+            if (!S.reps) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+            if ((st = qd_ckpt_load(path, S.g, cfg_hash, model_hash, &done_units, S.reps, rep_cap, &S.nreps)) != QD_OK) goto done;
+        }
         print_dry_run(cfg, &S, &mp);
         qd_estimate_plan ep = {mp.reconstruct, mp.act_in_unit, mp.learn_scales, mp.brecq_act,
                                mp.drop ? cfg->recon.drop_prob : 1.0f, mp.upstream};
@@ -469,7 +501,8 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     double fp_top1 = NAN, fp_top5 = NAN, q_top1 = NAN, q_top5 = NAN;
     if (S.val.n > 0 && cfg->eval_fp32) {
         t_phase = now_s();
-        if ((st = evaluate(S.ex, QD_EXEC_FP, &S.val, cfg->eval_batch_size, nclasses, &fp_top1, &fp_top5, &S.pred_fp)) != QD_OK) goto done;
+        if ((st = evaluate(S.ex, QD_EXEC_FP, &S.val, cfg->eval_batch_size, nclasses, &fp_top1, &fp_top5, &S.pred_fp,
+                           cfg->logits ? &S.logits_fp : NULL)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "eval_fp32_s", now_s() - t_phase);
         qd_log_info("eval_fp32", "FP32 top-1 %.2f%% top-5 %.2f%% (%d images)", 100 * fp_top1, 100 * fp_top5, S.val.n);
     }
@@ -483,7 +516,7 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     if (!S.reps) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
     snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
     if (opt->resume) {
-        if (!qd_file_exists(path)) {
+        if (access(path, F_OK) != 0) { /* anything else there is refused by qd_ckpt_load, saying what it is */
             st = qd_errorf(QD_ERR_NOINPUT, "%s: no checkpoint to resume from (run without --resume to start)", path);
             goto done;
         }
@@ -605,7 +638,8 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     /* quantized evaluation */
     if (S.val.n > 0) {
         t_phase = now_s();
-        if ((st = evaluate(S.ex, QD_EXEC_QUANT, &S.val, cfg->eval_batch_size, nclasses, &q_top1, &q_top5, &S.pred_q)) != QD_OK) goto done;
+        if ((st = evaluate(S.ex, QD_EXEC_QUANT, &S.val, cfg->eval_batch_size, nclasses, &q_top1, &q_top5, &S.pred_q,
+                           cfg->logits ? &S.logits_q : NULL)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "eval_quant_s", now_s() - t_phase);
         qd_log_info("eval_quant", "quantized W%dA%d top-1 %.2f%% top-5 %.2f%%", cfg->w_qconfig.bit, cfg->a_qconfig.bit,
                     100 * q_top1, 100 * q_top5);
@@ -635,6 +669,7 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
             if (st != QD_OK) goto done;
         }
     }
+    if (cfg->logits && (st = qd_write_logits(cfg->out_dir, S.logits_fp, S.logits_q, S.val.n, nclasses)) != QD_OK) goto done;
 
     /* results.json */
     {
@@ -681,7 +716,9 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
         cJSON_AddNumberToObject(times, "total_s", now_s() - t_start);
         cJSON_AddItemToObject(r, "timing", times);
         times = NULL;
-        char *txt = cJSON_Print(r);
+        char *raw = cJSON_Print(r);
+        char *txt = raw ? qd_utf8_valid_dup(raw) : NULL; /* paths may hold non-UTF-8 bytes */
+        free(raw);
         cJSON_Delete(r);
         snprintf(path, sizeof path, "%s/results.json", cfg->out_dir);
         st = txt ? qd_write_file_atomic(path, txt, strlen(txt)) : qd_errorf(QD_ERR_INTERNAL, "cannot serialise results");

@@ -55,7 +55,36 @@ def config_corpus():
     put("config", "malformed.json", '{"quant": {"recon": {"iters": 2,, }}')
     put("config", "escapes.json", '{"model": {"path": "a\\u00e9\\ud83d\\ude00\\n\\t\\"b"}, "data": {"mean": [1e308, -1e-308, 0]}}')
     put("config", "deep.json", "[" * 64 + "]" * 64)
+    put("config", "nul_in_path.json", '{"output": {"dir": "o_nul\\u0000/../../etc/evil"}}')
+    put("config", "escaped_backslash_u0000.json", '{"output": {"dir": "a\\\\u0000b"}}')
+    put("config", "deep_30000.json", "[" * 30000 + "]" * 30000)
+    put("config", "non_utf8_path.json", b'{"model": {"path": "m\xe9\xff.onnx"}}')
     put("config", "numbers.json", '{"quant": {"calibrate": 1e400, "w_qconfig": {"bit": 4.0}, "recon": {"iters": -0}}}')
+
+
+def patch_sof(jpeg, w, h):
+    """Rewrite the frame size in the SOF header (the scan data no longer matches it)."""
+    b = bytearray(jpeg)
+    i = 2
+    while i + 4 < len(b):
+        mk, ln = b[i + 1], struct.unpack_from(">H", b, i + 2)[0]
+        if mk in (0xC0, 0xC1, 0xC2):
+            struct.pack_into(">HH", b, i + 5, h, w)
+            return bytes(b)
+        i += 2 + ln
+    raise ValueError("no SOF marker")
+
+
+def many_scans(nscans=600):
+    """A 32x32 progressive JPEG whose last scan is repeated (the scan-count time bomb)."""
+    from PIL import Image
+    rnd = np.random.RandomState(1)
+    img = Image.fromarray(rnd.randint(0, 256, (32, 32, 3)).astype(np.uint8))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", progressive=True, quality=90)
+    j = buf.getvalue()
+    last = j[j.rfind(b"\xff\xda"):-2]
+    return j[:-2] + last * nscans + b"\xff\xd9"
 
 
 def jpeg_corpus():
@@ -78,6 +107,12 @@ def jpeg_corpus():
     save(Image.fromarray(px).convert("CMYK"), "cmyk.jpg")
     save(Image.fromarray(px), "restart.jpg", progressive=True, optimize=True)
     save(Image.fromarray(px[:1, :1]), "1x1.jpg")
+    save(Image.new("RGB", (1, 37633), (120, 30, 200)), "thin_1x37633.jpg", quality=90)
+    small = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 30, 200)).save(small, format="JPEG", quality=90)
+    put("jpeg", "header_16000x16000.jpg", patch_sof(small.getvalue(), 16000, 16000))
+    put("jpeg", "header_8000x6000.jpg", patch_sof(small.getvalue(), 8000, 6000))
+    put("jpeg", "progressive_600_scans.jpg", many_scans())
     good = open(os.path.join(OUT, "jpeg", "rgb444.jpg"), "rb").read()
     put("jpeg", "truncated.jpg", good[: len(good) // 2])
     put("jpeg", "soi_only.jpg", b"\xff\xd8\xff\xd9")
@@ -197,6 +232,68 @@ def onnx_corpus():
     raw = open(os.path.join(OUT, "onnx", "conv_bn_gemm.onnx"), "rb").read()
     put("onnx", "truncated.onnx", raw[: len(raw) // 2])
     put("onnx", "random.onnx", bytes(rng.integers(0, 256, 256, dtype=np.uint8)))
+    onnx_fold_shape_seeds(model, rng)
+
+
+def onnx_fold_shape_seeds(model, rng):
+    """Seeds that reach constant folding (every foldable op, int64 values at the overflow
+    boundaries that are still valid) and shape inference (Pad, Slice, Reshape, Concat, Transpose,
+    Softmax, ReduceMean, auto_pad Conv/pools) with valid graphs, so mutations start deep inside."""
+    from onnx import TensorProto, helper, numpy_helper
+    f = TensorProto.FLOAT
+    i64 = lambda n, v: numpy_helper.from_array(np.array(v, np.int64), n)
+    x = helper.make_tensor_value_info("x", f, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", f, None)
+    W = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "W")
+    big, small = (1 << 63) - 1, -(1 << 63)
+    # int64 folding: every op on constants, values near the limits without overflowing
+    inits = [i64("a", [big - 5, small + 5, 7, -7]), i64("b", [5, -5, 2, 3]), i64("shp", [2, 3]),
+             i64("ax0", [0]), i64("ax1", [1]), i64("st", [0, -1]), i64("en", [big, small]),
+             i64("sax", [0, 1]), i64("sp", [1, -2]), i64("idx", [1, -1]), i64("rs", [3, -1])]
+    fold = [
+        helper.make_node("Add", ["a", "b"], ["s_add"], name="f_add"),
+        helper.make_node("Sub", ["a", "b"], ["s_sub"], name="f_sub"),
+        helper.make_node("Mul", ["b", "b"], ["s_mul"], name="f_mul"),
+        helper.make_node("Div", ["a", "b"], ["s_div"], name="f_div"),
+        helper.make_node("ConstantOfShape", ["shp"], ["cos"], name="f_cos",
+                         value=numpy_helper.from_array(np.array([3], np.int64), "v")),
+        helper.make_node("Concat", ["cos", "cos"], ["cat"], name="f_concat", axis=0),
+        helper.make_node("Transpose", ["cat"], ["tr"], name="f_transpose", perm=[1, 0]),
+        helper.make_node("Slice", ["tr", "st", "en", "sax", "sp"], ["sl"], name="f_slice"),
+        helper.make_node("Gather", ["a", "idx"], ["ga"], name="f_gather", axis=0),
+        helper.make_node("Unsqueeze", ["ga", "ax1"], ["un"], name="f_unsqueeze"),
+        helper.make_node("Squeeze", ["un", "ax1"], ["sq"], name="f_squeeze"),
+        helper.make_node("Reshape", ["tr", "rs"], ["re"], name="f_reshape"),
+        helper.make_node("Flatten", ["re"], ["fl"], name="f_flatten", axis=1),
+        helper.make_node("Cast", ["fl"], ["cf"], name="f_cast", to=f),
+        helper.make_node("Cast", ["cf"], ["ci"], name="f_cast_back", to=TensorProto.INT64),
+        helper.make_node("Shape", ["ci"], ["sh"], name="f_shape"),
+        helper.make_node("Relu", ["x"], ["y"], name="relu"),
+    ]
+    model(fold, inits, [x], [y], "fold_int64_ops")
+    # shape inference over the activation ops, with auto_pad and Slice/Pad/Reshape resolved from
+    # constant inputs
+    sinits = [W, i64("pads", [0, 0, 1, 0, 0, 0, 0, 1]), i64("ss", [1, 0]), i64("se", [big, -1]),
+              i64("sa", [2, 3]), i64("sst", [2, big]), i64("rshape", [0, 4, -1]), i64("perm_unused", [0])]
+    shape_nodes = [
+        helper.make_node("Conv", ["x", "W"], ["c"], name="conv_same", auto_pad="SAME_UPPER", strides=[2, 2]),
+        helper.make_node("MaxPool", ["c"], ["mp"], name="pool_same", auto_pad="SAME_LOWER", kernel_shape=[3, 3]),
+        helper.make_node("AveragePool", ["mp"], ["ap"], name="pool_valid", auto_pad="VALID", kernel_shape=[2, 2]),
+        helper.make_node("Pad", ["ap", "pads"], ["pd"], name="pad"),
+        helper.make_node("Slice", ["pd", "ss", "se", "sa", "sst"], ["sl"], name="slice"),
+        helper.make_node("Reshape", ["sl", "rshape"], ["rsh"], name="reshape"),
+        helper.make_node("Transpose", ["rsh"], ["tp"], name="transpose", perm=[0, 2, 1]),
+        helper.make_node("Softmax", ["tp"], ["sm"], name="softmax", axis=-1),
+        helper.make_node("Concat", ["sm", "sm"], ["cc"], name="concat", axis=1),
+        helper.make_node("ReduceMean", ["cc"], ["y"], name="mean", axes=[1], keepdims=0),
+    ]
+    model(shape_nodes, sinits, [x], [y], "shape_inference_ops")
+    # a 2^31-1-element boundary that must be rejected without allocating, and a valid wide input
+    model([helper.make_node("ConstantOfShape", ["bshp"], ["bc"], name="cos_cap"),
+           helper.make_node("Relu", ["x"], ["y"], name="relu")], [i64("bshp", [46341, 46341])], [x], [y],
+          "fold_cap_boundary")
+    model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [],
+          [helper.make_tensor_value_info("x", f, [1, 1, 1, 1 << 20])], [y], "wide_input")
 
 
 def safetensors_corpus():
@@ -242,16 +339,51 @@ def tokenizer_corpus():
     put("tokenizer", "vocab_dup", b"\x01[PAD]\n[PAD]\n\n\n[UNK]")
 
 
+def checkpoint_corpus():
+    """Checkpoint bodies WITHOUT the trailing checksum (fuzz_checkpoint appends it), for the graph
+    of tests/unit/ckpt_test_graph.h: weight quantizers of 2x3 and 3x2 elements, 2 activation
+    quantizers, at most 2 units. Layout: src/recon/ckpt.c (qd_ckpt_save)."""
+    def body(units, recon=(1, 0), ncurve=3, names=("block 0", "block 1")):
+        b = b"QDCKPT01" + struct.pack("<QQ", 0x1111222233334444, 0x5555666677778888)
+        b += struct.pack("<qq", units, 2)
+        for k, (ch, per) in enumerate(((2, 3), (3, 2))):
+            b += struct.pack("<qqq", ch, ch * per, recon[k])
+            b += struct.pack("<%df" % ch, *[0.25 * (c + 1) for c in range(ch)])
+            b += struct.pack("<%df" % ch, *[float(c + 3) for c in range(ch)])
+            b += struct.pack("<%df" % (ch * per), *[0.125 * (i - 2) for i in range(ch * per)])
+        b += struct.pack("<q", 2)
+        for a in range(2):
+            b += struct.pack("<ffq", 0.5 + a, float(a), 1)
+        b += struct.pack("<q", units)
+        for i in range(units):
+            b += names[i].encode().ljust(128, b"\0")
+            b += struct.pack("<qqqqq", 100, 100, 0, 1, 1)
+            b += struct.pack("<7d", 1.0 + i, 0.5, 0.01, 10.0, 20.0, 0.0, 0.0)
+            b += struct.pack("<q", ncurve)
+            for c in range(ncurve):
+                b += struct.pack("<dq", 1.0 / (c + 1), 50 * c)
+        return b
+    put("checkpoint", "units0.ckpt", body(0, recon=(0, 0)))
+    put("checkpoint", "units1.ckpt", body(1))
+    put("checkpoint", "units2.ckpt", body(2, recon=(1, 1)))
+    put("checkpoint", "units2_nocurve.ckpt", body(2, recon=(1, 1), ncurve=0))
+    put("checkpoint", "units_big.ckpt", body(0)[:24] + struct.pack("<q", 1 << 31) + body(0)[32:])
+    put("checkpoint", "truncated.ckpt", body(2)[:300])
+    put("checkpoint", "magic_only.ckpt", b"QDCKPT01")
+
+
 def main():
+    """python3 tests/fuzz/make_corpus.py [TARGET...]: regenerate every corpus, or only those named."""
+    targets = {"config": config_corpus, "jpeg": jpeg_corpus, "npy": npy_corpus, "onnx": onnx_corpus,
+               "safetensors": safetensors_corpus, "tokenizer": tokenizer_corpus, "checkpoint": checkpoint_corpus}
+    want = sys.argv[1:] or list(targets)
+    for t in want:
+        if t not in targets:
+            sys.exit("make_corpus: unknown target '%s' (%s)" % (t, ", ".join(targets)))
     os.makedirs(OUT, exist_ok=True)
-    for t in ("config", "jpeg", "npy", "onnx", "safetensors", "tokenizer"):
+    for t in want:
         os.makedirs(os.path.join(OUT, t), exist_ok=True)
-    config_corpus()
-    jpeg_corpus()
-    npy_corpus()
-    onnx_corpus()
-    safetensors_corpus()
-    tokenizer_corpus()
+        targets[t]()
     for t in sorted(os.listdir(OUT)):
         files = os.listdir(os.path.join(OUT, t))
         print("%-12s %3d files %7d bytes" % (t, len(files), sum(os.path.getsize(os.path.join(OUT, t, n)) for n in files)))

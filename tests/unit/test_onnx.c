@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/checked.h"
+#include "core/escape.h"
 #include "qdrop/graph.h"
 #include "qdrop/status.h"
 
@@ -210,14 +212,23 @@ static void test_fold_bn(void) {
         double bg = g->values[fc->inputs[2]].fdata[o];
         CHECK(fabs(bg - bw) <= 1e-5 * fabs(bw) + 1e-6, "gemm b'[%d] %g vs %g", o, bg, bw);
     }
-    /* a Gemm with transB = 0 gets its weight quantizer on axis 1 */
+    /* a Gemm with transB = 0 is rewritten to transB = 1 with the weight transposed once
+     * (qd_graph_canon_linear), so its quantizer is on axis 0 like every other layer */
+    float gfold[24];
+    memcpy(gfold, g->values[gw].fdata, sizeof gfold);
+    st = qd_graph_canon_linear(g);
+    CHECK(st == QD_OK && g->nnodes == 3 && g->nodes[2].a.trans_b == 1 && g->nodes[2].inputs[1] == gw, "canon gemm");
+    CHECK(g->values[gw].dims[0] == 3 && g->values[gw].dims[1] == 8, "canon weight [3,8]");
+    for (int o = 0; o < 3; o++)
+        for (int i = 0; i < 8; i++)
+            CHECK(g->values[gw].fdata[o * 8 + i] == gfold[i * 3 + o], "canon W[%d,%d] transposed", o, i);
     st = qd_graph_find_units(g);
     CHECK(st == QD_OK && g->nunits == 2, "units %d", g->nunits);
     qd_quant_plan_opts po = {4, 4, 0, 0};
     st = qd_graph_place_quantizers(g, &po);
     CHECK(st == QD_OK && g->nwq == 2, "wq");
     if (st == QD_OK && g->nwq == 2) {
-        CHECK(g->wq[1].ch_axis == 1 && g->wq[1].channels == 3 && g->wq[1].per_channel == 8, "gemm ch_axis 1");
+        CHECK(g->wq[1].ch_axis == 0 && g->wq[1].channels == 3 && g->wq[1].per_channel == 8, "gemm ch_axis 0");
         CHECK(g->wq[0].ch_axis == 0 && g->wq[0].channels == 2 && g->wq[0].per_channel == 4, "conv ch_axis 0");
         /* conv output feeds the glue Flatten: a linear layer output -> signed quantizer; logits none */
         CHECK(g->nact == 1 && g->act[0].value == y && !g->act[0].one_sided && g->act[0].unit == 0, "signed quantizer");
@@ -294,10 +305,102 @@ static void test_bad_inputs(void) {
     }
 }
 
+/* core/checked.h: exact results or failure, never a wrapped value. */
+static void test_checked_arith(void) {
+    int64_t r = 0;
+    CHECK(qd_add_i64_checked(INT64_MAX - 1, 1, &r) && r == INT64_MAX, "add to the max");
+    CHECK(!qd_add_i64_checked(INT64_MAX, 1, &r) && r == INT64_MAX, "add overflow fails, leaves *out");
+    CHECK(!qd_sub_i64_checked(INT64_MIN, 1, &r), "sub overflow");
+    CHECK(!qd_mul_i64_checked((int64_t)1 << 32, (int64_t)1 << 32, &r), "2^32 * 2^32 overflows (it wraps to 0)");
+    CHECK(qd_mul_i64_checked(-((int64_t)1 << 62), 2, &r) && r == INT64_MIN, "mul to the min");
+    CHECK(!qd_div_i64_checked(INT64_MIN, -1, &r) && !qd_div_i64_checked(1, 0, &r), "INT64_MIN / -1 and / 0 fail");
+    CHECK(qd_div_i64_checked(-7, 2, &r) && r == -3, "division truncates toward zero");
+    CHECK(!qd_f64_to_i64_checked(NAN, &r) && !qd_f64_to_i64_checked(INFINITY, &r) &&
+              !qd_f64_to_i64_checked(9223372036854775808.0, &r), "NaN, Inf, 2^63 do not convert");
+    CHECK(qd_f64_to_i64_checked(-9223372036854775808.0, &r) && r == INT64_MIN, "-2^63 converts");
+    CHECK(qd_f64_to_i64_checked(-2.9, &r) && r == -2, "truncation like ONNX Cast");
+    int iv = 0;
+    CHECK(!qd_i64_to_int_checked(((int64_t)1 << 32) + 1, &iv) && qd_i64_to_int_checked(-5, &iv) && iv == -5,
+          "int range");
+    int64_t d1[] = {65536, 65536}, d2[] = {1 << 30, 0, 1 << 30}, d3[] = {3, -1}, d4[] = {46340, 46340};
+    int64_t d5[] = {(int64_t)1 << 40, 0}, n = -1;
+    CHECK(!qd_shape_numel_checked(2, d1, QD_MAX_TENSOR_NUMEL, &n), "2^32 elements exceed the cap");
+    CHECK(qd_shape_numel_checked(3, d2, QD_MAX_TENSOR_NUMEL, &n) && n == 0, "a zero dim gives 0");
+    CHECK(!qd_shape_numel_checked(2, d3, QD_MAX_TENSOR_NUMEL, &n), "negative dim");
+    CHECK(qd_shape_numel_checked(2, d4, QD_MAX_TENSOR_NUMEL, &n) && n == 46340 * 46340, "just below the cap");
+    CHECK(!qd_shape_numel_checked(2, d5, QD_MAX_TENSOR_NUMEL, &n), "a dim above the cap fails even next to 0");
+    qd_value v;
+    memset(&v, 0, sizeof v);
+    v.ndim = 3;
+    v.dims[0] = (int64_t)1 << 32;
+    v.dims[1] = (int64_t)1 << 32;
+    v.dims[2] = 1;
+    CHECK(qd_value_numel(&v) == -1, "qd_value_numel reports overflow as -1, not a wrapped 0");
+}
+
+/* core/escape.h: terminal controls and invalid UTF-8 escaped, printable UTF-8 kept. */
+static void test_escape(void) {
+    char b[256];
+    CHECK(strcmp(qd_escape_text("conv\x1b]0;t\x07\n\\x", b, sizeof b), "conv\\x1b]0;t\\x07\\n\\x") == 0,
+          "ESC/BEL/newline escaped, backslash kept: '%s'", b);
+    CHECK(strcmp(qd_escape_text("caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x98\x80", b, sizeof b),
+                 "caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x98\x80") == 0, "UTF-8 kept: '%s'", b);
+    CHECK(strcmp(qd_escape_text("a\xc2\x9b" "31m\xff\xc0\xaf\xed\xa0\x80", b, sizeof b),
+                 "a\\xc2\\x9b31m\\xff\\xc0\\xaf\\xed\\xa0\\x80") == 0,
+          "C1 CSI, invalid byte, overlong, surrogate escaped: '%s'", b);
+    CHECK(strcmp(qd_escape_text("abc\x1b", b, 6), "abc") == 0, "truncated at a whole escape: '%s'", b);
+    CHECK(strcmp(qd_escape_text("\xe2\x86", b, sizeof b), "\\xe2\\x86") == 0, "cut sequence at the end: '%s'", b);
+}
+
+static const qd_value *val(const qd_graph *g, const char *name) {
+    int v = qd_graph_find_value(g, name);
+    return v >= 0 ? &g->values[v] : NULL;
+}
+
+static int ivals(const qd_value *v, int ndim, const int64_t *dims, const int64_t *want) {
+    if (!v || !v->is_const || !v->idata || v->ndim != ndim) return 0;
+    for (int d = 0; d < ndim; d++)
+        if (v->dims[d] != dims[d]) return 0;
+    for (int64_t i = 0; i < qd_value_numel(v); i++)
+        if (v->idata[i] != want[i]) return 0;
+    return 1;
+}
+
+/* Constant folding of every foldable op on int64 values at the limits (fuzz seed generated by
+ * tests/fuzz/make_corpus.py: values are exact, nothing wraps). */
+static void test_fold_int64(void) {
+    const char *p = "tests/fuzz/corpus/onnx/fold_int64_ops.onnx";
+    qd_graph *g = NULL;
+    qd_status st = qd_onnx_load(p, &g);
+    CHECK(st == QD_OK, "load %s: %s", p, qd_error_message());
+    if (st != QD_OK) return;
+    const int64_t big = INT64_MAX, small = INT64_MIN;
+    int64_t d4[] = {4}, d2[] = {2}, d23[] = {2, 3}, d34[] = {3, 4}, d32[] = {3, 2};
+    int64_t add[] = {big, small, 9, -4}, sub[] = {big - 10, small + 10, 5, -10}, mul[] = {25, 25, 4, 9};
+    int64_t dv[] = {(big - 5) / 5, (small + 5) / -5, 3, -2}, three[12], gat[] = {small + 5, -7}, shp[] = {3, 4};
+    int64_t sl[] = {3, 3, 3, 3, 3, 3};
+    for (int i = 0; i < 12; i++) three[i] = 3;
+    CHECK(ivals(val(g, "s_add"), 1, d4, add), "Add at the limits");
+    CHECK(ivals(val(g, "s_sub"), 1, d4, sub), "Sub at the limits");
+    CHECK(ivals(val(g, "s_mul"), 1, d4, mul), "Mul");
+    CHECK(ivals(val(g, "s_div"), 1, d4, dv), "Div truncates toward zero");
+    CHECK(ivals(val(g, "cos"), 2, d23, three), "ConstantOfShape int64 fill");
+    CHECK(ivals(val(g, "tr"), 2, d34, three), "Concat + Transpose");
+    CHECK(ivals(val(g, "sl"), 2, d32, sl), "Slice ends INT64_MAX/INT64_MIN, steps 1/-2: [3,2]");
+    CHECK(ivals(val(g, "ga"), 1, d2, gat), "Gather with a negative index");
+    CHECK(ivals(val(g, "sq"), 1, d2, gat), "Unsqueeze + Squeeze");
+    CHECK(ivals(val(g, "ci"), 2, d34, three), "Reshape/Flatten/Cast round trip");
+    CHECK(ivals(val(g, "sh"), 1, d2, shp), "Shape");
+    qd_graph_free(g);
+}
+
 int main(void) {
     test_resnet20_units_and_quantizers();
     test_fold_bn();
     test_bad_inputs();
+    test_checked_arith();
+    test_escape();
+    test_fold_int64();
     if (fails) {
         fprintf(stderr, "%d check(s) failed\n", fails);
         return 1;
