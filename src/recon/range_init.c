@@ -229,21 +229,24 @@ static void est_chunk(void *p, int64_t b, int64_t e) {
 /* Rank the candidates on the histogram points (val, wt)[0..m) and write the `refine` best
  * (by estimate; ties: lower index) to pick[] in candidate order; returns their number.
  * Many candidates on many points (the 2-D search): first every candidate on coarse points
- * (QD_FAST_COARSE consecutive points merged at their weighted mean), then the
- * QD_FAST_COARSE_KEEP best of those on all points. scratch: ncand + 2 * m / QD_FAST_COARSE + 2
- * doubles. Each estimate is summed by one thread in a fixed order. */
+ * (up to QD_FAST_COARSE consecutive points merged at their weighted mean, keeping >= 64 coarse
+ * points per grid step), then the QD_FAST_COARSE_KEEP best of those on all points.
+ * scratch: ncand + 2 * (m / 2 + 2) doubles. Each estimate is summed by one thread in a fixed order. */
 #define QD_FAST_COARSE 16
 #define QD_FAST_COARSE_KEEP 64
 static int rank_candidates(const float *val, const double *wt, int64_t m, const float *lo, const float *hi,
                            int64_t ncand, int qmin, int qmax, int refine, int threads, double *scratch, int64_t *pick) {
     double *est = scratch;
-    if (ncand > 4 * QD_FAST_COARSE_KEEP && m > 16 * QD_FAST_COARSE) {
+    /* merge factor: coarse points must stay >= 64 per step of the full-range grid */
+    int64_t G = m / (64 * (int64_t)(qmax - qmin + 1));
+    G = G > QD_FAST_COARSE ? QD_FAST_COARSE : G;
+    if (ncand > 4 * QD_FAST_COARSE_KEEP && G >= 2) {
         int64_t mc = 0;
         double *cw = scratch + ncand;
-        float *cv = (float *)(cw + m / QD_FAST_COARSE + 1);
-        for (int64_t i = 0; i < m; i += QD_FAST_COARSE, mc++) {
+        float *cv = (float *)(cw + m / 2 + 1);
+        for (int64_t i = 0; i < m; i += G, mc++) {
             double sw = 0, swv = 0;
-            for (int64_t k = i; k < m && k < i + QD_FAST_COARSE; k++) { sw += wt[k]; swv += wt[k] * (double)val[k]; }
+            for (int64_t k = i; k < m && k < i + G; k++) { sw += wt[k]; swv += wt[k] * (double)val[k]; }
             cw[mc] = sw;
             cv[mc] = (float)(swv / sw);
         }
@@ -287,7 +290,7 @@ static void search_slice(const float *x, int64_t n, int64_t stride, int mode, in
         int64_t *cnt = calloc((size_t)bins * 2, sizeof(int64_t));
         float *val = malloc(sizeof(float) * (size_t)bins);
         double *wt = malloc(sizeof(double) * (size_t)bins);
-        double *est = malloc(sizeof(double) * (size_t)(ncand + 2 * (bins / QD_FAST_COARSE + 2)));
+        double *est = malloc(sizeof(double) * (size_t)(ncand + 2 * (bins / 2 + 2)));
         if (cnt && val && wt && est) {
             qd_hist h = {bins, (double)mn, (double)bins / ((double)mx - (double)mn), cnt, cnt + bins};
             hist_add(&h, x, 0, n, stride);
@@ -410,7 +413,7 @@ static int act_fast(const float *xs, int64_t nn, int64_t n_total, float mn, floa
     qd_hist h[16];
     float *val = malloc(sizeof(float) * (size_t)B);
     double *wt = malloc(sizeof(double) * (size_t)B);
-    double *est = malloc(sizeof(double) * (size_t)(ncand + 2 * (B / QD_FAST_COARSE + 2)));
+    double *est = malloc(sizeof(double) * (size_t)(ncand + 2 * (B / 2 + 2)));
     int np = -1;
     if (mem && val && wt && est) {
         for (int t = 0; t < parts; t++)
