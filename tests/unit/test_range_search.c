@@ -102,6 +102,20 @@ int main(void) {
             compare(what, x, n, 1, bits, se, ze, sf, zf);
         }
     }
+    /* 8 bits, 2-D (25 600 candidates) on a small signed tensor: the case where a ranking on too
+     * coarse points misses the optimum */
+    {
+        const int64_t n8 = 40000;
+        fill(x, n8, OUTLIERS);
+        float se, ze, sf, zf;
+        CHECK(qd_act_range_search_method(x, n8, 8, 2, QD_RANGE_EXACT, &se, &ze) == QD_OK, "exact search");
+        CHECK(qd_act_range_search_method(x, n8, 8, 2, QD_RANGE_FAST, &sf, &zf) == QD_OK, "fast search");
+        compare("activation outliers (40k)", x, n8, 1, 8, se, ze, sf, zf);
+        fill(x, n8, LAPLACE);
+        CHECK(qd_act_range_search_method(x, n8, 8, 2, QD_RANGE_EXACT, &se, &ze) == QD_OK, "exact search");
+        CHECK(qd_act_range_search_method(x, n8, 8, 2, QD_RANGE_FAST, &sf, &zf) == QD_OK, "fast search");
+        compare("activation laplace (40k)", x, n8, 1, 8, se, ze, sf, zf);
+    }
     /* weights: 8 channels x 768 (channel-major, MobileNet-like 1x1 convs) and the transposed layout, 2 and 4 bits; at 8
      * bits the channels are too short for a histogram finer than the grid: exact, same bits */
     enum { C = 8, K = 768 };
