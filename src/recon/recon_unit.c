@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "core/qmath.h"
+#include "qdrop/interrupt.h"
 #include "qdrop/log.h"
 #include "qdrop/qdrop.h"
 #include "recon/recon.h"
@@ -464,25 +465,31 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
     snprintf(rep->name, sizeof rep->name, "%s", u->name);
     rep->iters_planned = cfg->recon.iters;
     double t0 = now_s();
+    /* One exit for every outcome (success, error, NaN, interruption): the unit's buffers are
+     * freed there, and on failure the report's loss curve too, so that no path leaks. */
+    void *graph = NULL;
+    int it = 0;
     qd_status st = rt_setup(&rt);
-    if (st != QD_OK) { rt_free(&rt); return st; }
+    if (st != QD_OK) goto out;
     rep->nlayers = rt.nlayers;
     rep->nact = rt.nq;
     st = unit_sqnr(&rt, ctx->ncal < 256 ? ctx->ncal : 256, &rep->sqnr_before_db);
-    if (st != QD_OK) { rt_free(&rt); return st; }
+    if (st != QD_OK) goto out;
 
     int every = cfg->recon.log_every > 0 ? cfg->recon.log_every : 500;
     int ncurve_cap = cfg->recon.iters / every + 2;
     rep->curve = calloc((size_t)ncurve_cap, sizeof(double));
     rep->curve_iter = calloc((size_t)ncurve_cap, sizeof(int));
-    void *graph = NULL;
+    if (!rep->curve || !rep->curve_iter) { st = qd_errorf(QD_ERR_INTERNAL, "unit '%s': out of host memory", u->name); goto out; }
     int use_graph = b->ops->capture_begin != NULL && getenv("QD_NO_GRAPH") == NULL;
     double best = INFINITY;
     int windows_without_improvement = 0;
     double t_train = now_s();
-    int it = 0;
     int window_start = 0;
     while (it < cfg->recon.iters) {
+        /* SIGINT/SIGTERM: stop between iterations; the unit is discarded and the run keeps the
+         * checkpoint of the units before it (no message here: the run reports where it stopped) */
+        if (qd_interrupted()) { st = QD_ERR_INTERRUPTED; break; }
         /* The first iteration runs eagerly (cuDNN algorithm choice and lazy module loading
          * must happen outside stream capture); iteration 2 onwards replays one captured
          * iteration, which reads the schedule from the device-side counter. */
@@ -503,8 +510,8 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
             if (st != QD_OK) break;
             rep->loss_start = l0;
             if (it < cfg->recon.iters) {
-                QD_TRY(b->ops->zero(b, rt.loss, sizeof(float)));
-                QD_TRY(b->ops->zero(b, rt.reg, sizeof(float)));
+                if ((st = b->ops->zero(b, rt.loss, sizeof(float))) != QD_OK) break;
+                if ((st = b->ops->zero(b, rt.reg, sizeof(float))) != QD_OK) break;
                 window_start = 1;
                 continue;
             }
@@ -519,14 +526,14 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
             const char *poison = getenv("QD_DEBUG_POISON_ITER");
             if (poison && ctx->attempt == 0 && it >= atoi(poison) && window_start < atoi(poison)) {
                 float nanv = NAN;
-                QD_TRY(b->ops->upload(b, rt.loss, &nanv, sizeof nanv));
+                if ((st = b->ops->upload(b, rt.loss, &nanv, sizeof nanv)) != QD_OK) break;
             }
         }
         st = read_scalar(b, rt.loss, &loss_sum);
         if (st == QD_OK) st = read_scalar(b, rt.reg, &reg_sum);
         if (st != QD_OK) break;
-        QD_TRY(b->ops->zero(b, rt.loss, sizeof(float)));
-        QD_TRY(b->ops->zero(b, rt.reg, sizeof(float)));
+        if ((st = b->ops->zero(b, rt.loss, sizeof(float))) != QD_OK) break;
+        if ((st = b->ops->zero(b, rt.reg, sizeof(float))) != QD_OK) break;
         int nwin = it - window_start > 0 ? it - window_start : 1;
         window_start = it;
         double loss = (double)loss_sum / nwin, reg = (double)reg_sum / nwin;
@@ -556,16 +563,27 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
             else if (++windows_without_improvement >= 2) { rep->early_stopped = 1; break; }
         }
     }
-    if (graph) b->ops->graph_destroy(b, graph);
     rep->iters_run = it;
     if (st == QD_OK) st = b->ops->sync(b);
     if (st == QD_OK) st = rt_finish(&rt);
     if (st == QD_OK) st = unit_sqnr(&rt, ctx->ncal < 256 ? ctx->ncal : 256, &rep->sqnr_after_db);
-    double t1 = now_s();
-    rep->seconds = t1 - t0;
-    rep->it_per_s = it / ((t1 - t_train) > 0 ? (t1 - t_train) : 1e-9);
+    {
+        double t1 = now_s();
+        rep->seconds = t1 - t0;
+        rep->it_per_s = it / ((t1 - t_train) > 0 ? (t1 - t_train) : 1e-9);
+    }
+out:
+    if (graph) b->ops->graph_destroy(b, graph);
     qd_progress_done();
     rt_free(&rt);
+    if (st != QD_OK) {
+        /* a failed unit reports nothing: its curve is not the caller's to free */
+        free(rep->curve);
+        free(rep->curve_iter);
+        rep->curve = NULL;
+        rep->curve_iter = NULL;
+        rep->ncurve = 0;
+    }
     return st;
 }
 
