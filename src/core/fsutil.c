@@ -249,6 +249,14 @@ qd_status qd_dir_lock(const char *dir, const char *name, int *fd_out) {
      * so a stale lock never needs removing by hand */
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
+        if (e == ENOLCK || e == EOPNOTSUPP || e == ENOSYS) {
+            /* a file system without locks (some FUSE and network mounts): run unprotected rather
+             * than not at all, and say so */
+            fprintf(stderr, "qdrop-gpu: warning: %s: the file system does not support locks (%s); "
+                            "make sure no other run writes into this directory\n", dir, strerror(e));
+            *fd_out = fd;
+            return QD_OK;
+        }
         close(fd);
         if (e == EWOULDBLOCK)
             return qd_errorf(QD_ERR_IO, "output directory %s is in use by another qdrop-gpu run (lock %s held); "

@@ -397,11 +397,17 @@ static qd_status brecq_act_stage(run_state *S, qd_recon_ctx *ctx, const char *ck
 }
 
 /* The one message of an interrupted run: stderr (by the CLI) and a run.log event. */
-static qd_status interrupted(const run_state *S, const char *ckpt_path) {
+static qd_status interrupted(const run_state *S, const char *ckpt_path, int resume) {
     int sig = qd_interrupted();
     char fields[128];
     snprintf(fields, sizeof fields, "\"signal\":\"%s\",\"units_done\":%d,\"units\":%d", qd_signal_name(sig),
              S->ckpt_units, S->rep_cap);
+    if (S->ckpt_units < 0 && resume && qd_file_exists(ckpt_path)) {
+        /* a --resume stopped before it had read the checkpoint: the file is as it was */
+        qd_log_file_only(QD_LOG_WARN, "interrupted", fields, "interrupted before resuming; resume with --resume");
+        return qd_errorf(QD_ERR_INTERRUPTED, "interrupted by %s before resuming; resume with --resume (checkpoint %s kept)",
+                         qd_signal_name(sig), ckpt_path);
+    }
     if (S->ckpt_units < 0) {
         qd_log_file_only(QD_LOG_WARN, "interrupted", fields, "interrupted by %s before the first checkpoint; nothing to resume",
                          qd_signal_name(sig));
@@ -740,7 +746,7 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
 done:
     if (st == QD_ERR_INTERRUPTED) {
         snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
-        st = interrupted(&S, path);
+        st = interrupted(&S, path, opt->resume);
     }
     if (times) cJSON_Delete(times);
     run_free(&S);
