@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # tests/signal_test.sh: SIGTERM/SIGINT and the output-directory lock on a tiny CPU run
-# (tests/bad_inputs/catalogue/tiny_cnn32.onnx: 3 layer units, 3000 iterations each, ~2-4 s for each of the first two).
+# (tests/bad_inputs/catalogue/tiny_cnn32.onnx: 3 layer units, 3000 iterations each, ~2-4 s for
+# each of the first two; about 35 s in all).
 #   1. an uninterrupted run gives the reference outputs;
-#   2. a second run into the directory of a run in progress exits 74 with one "in use" line and
-#      leaves the first run alone;
+#   2. a second run into its directory while it runs exits 74 with one "in use" line and leaves
+#      it alone;
 #   3. SIGTERM once the first unit's checkpoint exists: exit 143, one stderr line "interrupted by
 #      SIGTERM after unit k of 3; resume with --resume", an "interrupted" run.log event with the
 #      same k, the checkpoint byte-identical to the one written after unit k, no results;
 #   4. --resume, interrupted again with SIGINT in the next unit (exit 130, same checks), then
-#      --resume to the end: outputs
-#      byte-identical to the uninterrupted run's.
+#      --resume to the end: outputs byte-identical to the uninterrupted run's.
 # Env: QD_BIN, QD_SRC_DIR. Exit 0 pass, 1 fail, 77 no binary.
 set -uo pipefail
 SRC=${QD_SRC_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -31,19 +31,19 @@ OUTS=(model_qdq.onnx encodings.json predictions.csv)
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
 
-"$BIN" "${ARGS[@]}" --out "$WORK/full" 2>"$WORK/full.err" || { echo "FAIL: uninterrupted run exited $?: $(cat "$WORK/full.err")"; exit 1; }
-echo "ok   uninterrupted run"
 
-count() { local n; n=$(grep -c "$1" "$WORK/cut/run.log" 2>/dev/null); echo "${n:-0}"; }
-# wait_for PATTERN COUNT PID: until run.log has COUNT lines matching PATTERN (1 when PID ended first)
-wait_for() {
+count_in() { local n; n=$(grep -c "$2" "$1" 2>/dev/null); echo "${n:-0}"; }
+count() { count_in "$WORK/cut/run.log" "$1"; }
+# wait_for_in FILE PATTERN COUNT PID: until FILE has COUNT lines matching PATTERN (1 when PID ended first)
+wait_for_in() {
     for _ in $(seq 1 3000); do
-        kill -0 "$3" 2>/dev/null || return 1
-        [ "$(count "$1")" -ge "$2" ] && return 0
+        kill -0 "$4" 2>/dev/null || return 1
+        [ "$(count_in "$1" "$2")" -ge "$3" ] && return 0
         sleep 0.02
     done
     return 1
 }
+wait_for() { wait_for_in "$WORK/cut/run.log" "$@"; }
 
 # interrupt SIGNAL EXPECTED_RC UNITS [--resume]: start a run into cut/, wait until it has finished
 # UNITS more units and logged 3 progress lines of the next one, send SIGNAL, check the aftermath
@@ -54,15 +54,6 @@ interrupt() {
     local pid=$!
     if ! wait_for '"event":"unit_done"' $((done0 + units)) $pid; then
         wait $pid; bad "SIG$sig: the run ended (exit $?) before $units unit(s) were done: $(cat "$WORK/cut.err")"; return 1
-    fi
-    if [ "$sig" = TERM ]; then
-        # a second run into the same directory must be refused while this one holds it
-        "$BIN" "${ARGS[@]}" --out "$WORK/cut" 2>"$WORK/second.err"
-        local rc2=$?
-        if [ $rc2 -ne 74 ]; then bad "second run into a busy directory exited $rc2, expected 74: $(cat "$WORK/second.err")"
-        elif [ "$(wc -l <"$WORK/second.err")" -ne 1 ] || ! grep -q "^qdrop-gpu: error: output directory .* is in use by another qdrop-gpu run" "$WORK/second.err"; then
-            bad "second run's message: $(cat "$WORK/second.err")"
-        else echo "ok   second run refused: $(cat "$WORK/second.err")"; fi
     fi
     # in the middle of the next unit (its checkpoint is the one of the units before)
     local k; k=$(count '"event":"unit_done"')
@@ -87,6 +78,20 @@ interrupt() {
     [ $fail -eq 0 ] && echo "ok   SIG$sig in unit $((k + 1)): exit $rc, $msg"
     return 0
 }
+
+# The uninterrupted run; while it runs, a second run into its directory must be refused.
+"$BIN" "${ARGS[@]}" --out "$WORK/full" 2>"$WORK/full.err" &
+pid=$!
+if wait_for_in "$WORK/full/run.log" '"event":"recon_progress"' 1 $pid; then
+    "$BIN" "${ARGS[@]}" --out "$WORK/full" 2>"$WORK/second.err"
+    rc2=$?
+    if [ $rc2 -ne 74 ]; then bad "second run into a busy directory exited $rc2, expected 74: $(cat "$WORK/second.err")"
+    elif [ "$(wc -l <"$WORK/second.err")" -ne 1 ] || ! grep -q "^qdrop-gpu: error: output directory .* is in use by another qdrop-gpu run" "$WORK/second.err"; then
+        bad "second run's message: $(cat "$WORK/second.err")"
+    else echo "ok   second run refused: $(cat "$WORK/second.err")"; fi
+else bad "the uninterrupted run ended before its first progress line"; fi
+wait $pid || { echo "FAIL: uninterrupted run exited $?: $(cat "$WORK/full.err")"; exit 1; }
+echo "ok   uninterrupted run"
 
 interrupt TERM 143 1 || exit 1
 interrupt INT 130 0 --resume || exit 1
