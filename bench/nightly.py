@@ -490,6 +490,8 @@ def git_sha():
 
 
 def gp_quote(s):
+    # a newline would end the gnuplot command inside the string: keep printable characters only
+    s = "".join(c if c.isprintable() else "?" for c in s)
     return "'" + s.replace("'", "''") + "'"
 
 

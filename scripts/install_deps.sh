@@ -47,6 +47,7 @@ else
 fi
 if [ "$NO_PYTHON" = 0 ]; then
     APT_PACKAGES+=(python3 python3-pip python3-venv)
+    if ! grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then APT_PACKAGES+=(chromium); fi  # tests only: tests/report_test.py renders report.html headless (Ubuntu ships chromium as a snap: install it by hand)
 fi
 # --runtime: only the shared libraries the built qdrop-gpu loads (the -dev packages above pull
 # them in at build time) + gnuplot for the plots; no compiler, headers or Python.

@@ -53,6 +53,7 @@ if(QD_FUZZ)
   qd_add_fuzzer(fuzz_config SOURCES ${_fz}/fuzz_config.c)
   qd_add_fuzzer(fuzz_jpeg SOURCES ${_fz}/fuzz_jpeg.c)
   qd_add_fuzzer(fuzz_npy SOURCES ${_fz}/fuzz_npy.c)
+  qd_add_fuzzer(fuzz_checkpoint SOURCES ${_fz}/fuzz_checkpoint.c)
 
   _qd_fuzz_defines(qd_onnx_load _have_onnx)
   if(_have_onnx)

@@ -6,3 +6,5 @@ qd_add_script_test(resume COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_test.sh 
 qd_add_script_test(resume_brecq COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_test.sh brecq LABELS e2e TIMEOUT 1800)
 # NaN/Inf in the loss: clear error (exit 76), model untouched; retry with lower lr (issue 9 item 3).
 qd_add_script_test(nan_fault COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nan_test.sh LABELS e2e TIMEOUT 900)
+# Checkpoints are untrusted input: crafted fields, truncation, odd lengths, non-regular files.
+qd_add_test(test_ckpt SOURCES unit/test_ckpt.c LABELS unit TIMEOUT 60)

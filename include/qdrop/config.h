@@ -107,6 +107,7 @@ typedef struct qd_config {
     int onnx_opset;                 /* 13 default; 21 allows int4 weights */
     int int4_weights;               /* store <=4-bit weights as INT4 (needs opset 21) */
     int plots;                      /* write loss-curve PNGs when gnuplot is present */
+    int logits;                     /* write logits_fp32.npy / logits_quant.npy of the evaluation set */
     /* bookkeeping */
     char config_path[QD_PATH_MAX];  /* file it came from ("" for defaults) */
 } qd_config;

@@ -16,6 +16,11 @@ extern "C" {
 
 QD_MUST_USE qd_status qd_export_qdq_onnx(const qd_graph *g, const qd_config *cfg, const char *path);
 QD_MUST_USE qd_status qd_export_encodings(const qd_graph *g, const qd_config *cfg, const char *path);
+/* Load a run's quantized model back from its encodings.json into a graph prepared and planned
+ * with the same model and setting (src/export/import_encodings.c): weights (q - z) * s, activation
+ * grids; quantizers not listed stay uninitialized (not applied), as in the run's evaluation.
+ * QD_ERR_DATA naming the file and tensor when the file does not match the graph. */
+QD_MUST_USE qd_status qd_import_encodings(qd_graph *g, const char *path);
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,9 @@ QD_MUST_USE qd_status qd_write_file_atomic(const char *path, const void *data, s
 
 /* Read a whole file into a malloc'd buffer (caller frees *data). The buffer holds one extra NUL
  * byte after the data so text can be parsed in place; *len excludes it. QD_ERR_NOINPUT naming
- * the file when it is missing, unreadable or a directory; QD_ERR_IO on a read error. */
+ * the file when it is missing, unreadable, a directory or not a regular file; QD_ERR_DATA when
+ * larger than QD_INPUT_MAX_BYTES; QD_ERR_IO on a read error. Same as qd_read_input(path, NULL,
+ * QD_INPUT_MAX_BYTES, ...). */
 QD_MUST_USE qd_status qd_read_file(const char *path, void **data, size_t *len);
 
 /* 1 when path exists and is a regular file or a directory, else 0. */
@@ -58,6 +60,30 @@ typedef struct qd_afile {
 QD_MUST_USE qd_status qd_afile_open(qd_afile *af, const char *path);
 QD_MUST_USE qd_status qd_afile_commit(qd_afile *af);
 void qd_afile_abort(qd_afile *af);
+
+/* ---- Untrusted input files ----
+ * Every reader of a config, model, checkpoint, vocabulary or data file opens it through these,
+ * so a path that names /dev/zero, /dev/urandom, a FIFO, a socket or a directory is refused before
+ * a single byte is read (exit 66 naming the file and what it is), and a regular file larger than
+ * the reader's limit is refused from its size (exit 65) instead of being read until memory runs
+ * out. Symlinks are followed: the target must be a regular file.
+ * The _r variants are for worker threads (qd_errorf's buffer is thread-local): they write the
+ * message into err and return the qd_status as an int. */
+
+/* Default size limit of qd_read_file (protobuf's own limit for an ONNX model is 2 GiB). */
+#define QD_INPUT_MAX_BYTES ((size_t)16 << 30)
+
+/* Open a regular file for reading: *fd (caller closes), *size its size in bytes. `what` names the
+ * file's role in messages ("config file", "checkpoint"; NULL = "input file"). */
+QD_MUST_USE qd_status qd_open_input(const char *path, const char *what, size_t max_bytes, int *fd, size_t *size);
+int qd_open_input_r(const char *path, const char *what, size_t max_bytes, int *fd, size_t *size, char *err,
+                    size_t errlen);
+/* Same as a stdio stream (caller fcloses *f). */
+QD_MUST_USE qd_status qd_fopen_input(const char *path, const char *what, size_t max_bytes, FILE **f, size_t *size);
+/* Read all of it, like qd_read_file, with its own limit. */
+QD_MUST_USE qd_status qd_read_input(const char *path, const char *what, size_t max_bytes, void **data, size_t *len);
+int qd_read_input_r(const char *path, const char *what, size_t max_bytes, void **data, size_t *len, char *err,
+                    size_t errlen);
 
 /* ---- output directory ---- */
 

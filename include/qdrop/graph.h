@@ -165,6 +165,10 @@ QD_MUST_USE qd_status qd_graph_toposort(qd_graph *g);
 QD_MUST_USE qd_status qd_graph_infer_shapes(qd_graph *g);
 QD_MUST_USE qd_status qd_graph_fold_bn(qd_graph *g);        /* §8.6; removes folded BN nodes */
 QD_MUST_USE qd_status qd_graph_simplify(qd_graph *g);       /* drop Identity/Constant/Dropout */
+/* Fully connected layers in one layout (src/graph/canon_linear.c): MatMul and Gemm transB=0 with a
+ * 2-D constant weight become Gemm transB=1 with the weight transposed once to [out, in] (a MatMul's
+ * bias Add becomes Gemm's C). Needs shapes; runs before BN folding. */
+QD_MUST_USE qd_status qd_graph_canon_linear(qd_graph *g);
 QD_MUST_USE qd_status qd_graph_find_units(qd_graph *g);     /* §8.1 */
 
 typedef struct qd_quant_plan_opts {
@@ -174,7 +178,7 @@ typedef struct qd_quant_plan_opts {
 } qd_quant_plan_opts;
 QD_MUST_USE qd_status qd_graph_place_quantizers(qd_graph *g, const qd_quant_plan_opts *o); /* §6.1 */
 
-/* Convenience: load + simplify + shapes + fold BN + units. */
+/* Convenience: load + simplify + shapes + canonical linear layers + fold BN + units. */
 QD_MUST_USE qd_status qd_graph_prepare(const char *path, qd_graph **out);
 
 /* Human-readable summary of units, layers and quantizers (--inspect, --dry-run). */

@@ -30,6 +30,7 @@
 #include "qdrop/log.h"
 #include "qdrop/qdrop.h"
 #include "recon/recon.h"
+#include "qdrop/utf8.h"
 
 #define QD_BERT_RNG_T_CALIB 0xFFFFFFF2u /* calibration sentence shuffle */
 
@@ -67,7 +68,9 @@ static qd_status pick_calibration(const qd_sts_set *dev, const qd_glue_set *glue
 static qd_status write_json(const char *dir, const char *name, cJSON *j) {
     char path[QD_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *txt = cJSON_Print(j);
+    char *raw = cJSON_Print(j);
+    char *txt = raw ? qd_utf8_valid_dup(raw) : NULL; /* paths may hold non-UTF-8 bytes */
+    free(raw);
     if (!txt) return qd_errorf(QD_ERR_INTERNAL, "out of memory writing %s", path);
     size_t n = strlen(txt);
     char *buf = malloc(n + 2);

@@ -157,9 +157,10 @@ qd_status qd_bert_load(const char *dir, qd_bert_model **out) {
         }
     }
     qd_st_close(st);
+    /* vocab.txt is required: without it no text can be encoded, and a missing file is a missing
+     * input (66) now rather than a data error at calibration */
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
-    struct stat sb;
-    if (rc == QD_OK && stat(path, &sb) == 0) {
+    if (rc == QD_OK) {
         rc = qd_wp_load(path, c->do_lower_case, c->strip_accents, &m->tok);
         if (rc == QD_OK && qd_wp_vocab_size(m->tok) != c->vocab)
             rc = qd_errorf(QD_ERR_DATA, "%s: %d tokens but config.json vocab_size is %d", path, qd_wp_vocab_size(m->tok), c->vocab);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bert/bert_internal.h"
+#include "qdrop/fsutil.h"
 
 static const struct { const char *name; qd_st_dtype d; size_t size; } k_dtypes[] = {
     {"BOOL", QD_ST_BOOL, 1}, {"U8", QD_ST_U8, 1},   {"I8", QD_ST_I8, 1},     {"I16", QD_ST_I16, 2},
@@ -23,22 +24,10 @@ size_t qd_st_dtype_size(qd_st_dtype d) {
 }
 
 qd_status qd_bert_read_file(const char *path, char **buf, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return qd_errorf(QD_ERR_NOINPUT, "%s: cannot open", path);
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return qd_errorf(QD_ERR_NOINPUT, "%s: cannot seek", path); }
-    long sz = ftell(f);
-    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); return qd_errorf(QD_ERR_NOINPUT, "%s: cannot size", path); }
-    char *b = malloc((size_t)sz + 1);
-    if (!b) { fclose(f); return qd_errorf(QD_ERR_INTERNAL, "%s: out of memory (%ld bytes)", path, sz); }
-    if (sz > 0 && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-        fclose(f);
-        free(b);
-        return qd_errorf(QD_ERR_NOINPUT, "%s: short read", path);
-    }
-    fclose(f);
-    b[sz] = 0;
-    *buf = b;
-    *n = (size_t)sz;
+    /* a regular file only (not a directory, FIFO or /dev/zero), bounded (qdrop/fsutil.h) */
+    void *d = NULL;
+    QD_TRY(qd_read_input(path, NULL, QD_INPUT_MAX_BYTES, &d, n));
+    *buf = d;
     return QD_OK;
 }
 

@@ -54,6 +54,14 @@ qd_status qd_wp_load(const char *vocab_path, int do_lower_case, int strip_accent
     char *buf;
     size_t len;
     QD_TRY(qd_bert_read_file(vocab_path, &buf, &len));
+    const char *nul = memchr(buf, 0, len);
+    if (nul) {
+        int line = 1;
+        for (const char *q = buf; q < nul; q++) line += *q == '\n';
+        free(buf);
+        return qd_errorf(QD_ERR_DATA, "%s: line %d contains a NUL byte (a vocabulary is UTF-8 text, one token per line)",
+                         vocab_path, line);
+    }
     qd_wordpiece *wp = calloc(1, sizeof *wp);
     if (!wp) { free(buf); return qd_errorf(QD_ERR_INTERNAL, "%s: out of memory", vocab_path); }
     int lines = 0;

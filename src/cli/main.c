@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_report.h"
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
 #include "qdrop/log.h"
@@ -22,6 +23,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: qdrop-gpu [--config FILE] [--set key.path=value]... [options]\n"
             "       qdrop-gpu --inspect MODEL [--config FILE]\n"
+            "       qdrop-gpu eval [--config FILE | --from RUN_DIR] [--set key.path=value]... [--out DIR]\n"
+            "       qdrop-gpu report RUN_DIR [--out DIR]         render a finished run's report again\n"
+            "       qdrop-gpu compare RUN_A RUN_B... [--out DIR] one side-by-side report of several runs\n"
             "\n"
             "Post-training quantization of an ONNX model with QDrop (block reconstruction,\n"
             "AdaRound weights, LSQ activation scales, random drop of activation quantization).\n"
@@ -35,6 +39,13 @@ static void usage(FILE *f) {
             "  --resume                continue from the checkpoint in the output directory\n"
             "  --dry-run               validate config, load model and data, print the plan, exit\n"
             "  --inspect MODEL         print units, layers and quantizer placement of an ONNX model\n"
+            "\n"
+            "eval: evaluate only, no calibration or reconstruction; writes logits_fp32.npy,\n"
+            "logits_quant.npy ([N, classes] float32) and eval.json into the output directory\n"
+            "  --config FILE           the FP32 model of FILE on data.val_path\n"
+            "  --from RUN_DIR          a finished run: its resolved_config.json (unless --config),\n"
+            "                          the FP32 model and the quantized model from RUN_DIR/encodings.json;\n"
+            "                          outputs go to RUN_DIR unless --out\n"
             "  --log-format text|json  stderr log format (run.log in the output directory is always JSON lines)\n"
             "  --progress auto|always|never\n"
             "                          progress bar on stderr (auto: only when stderr is a terminal;\n"
@@ -45,7 +56,8 @@ static void usage(FILE *f) {
             "\n"
             "outputs (in the output directory, each written atomically; the results are staged and\n"
             "published together at the end, results.json last; one run at a time per directory):\n"
-            "  resolved_config.json run.log results.json model_qdq.onnx encodings.json checkpoint\n"
+            "  resolved_config.json run.log results.json report.html report.md plots/ model_qdq.onnx\n"
+            "  encodings.json predictions.csv checkpoint.bin\n"
             "\n"
             "exit codes:\n"
             "   0  success\n"
@@ -88,7 +100,7 @@ static void print_version(void) {
 }
 
 enum { OPT_CONFIG = 256, OPT_SET, OPT_DEVICE, OPT_OUT, OPT_RESUME, OPT_DRY, OPT_INSPECT, OPT_LOGFMT, OPT_PROGRESS,
-       OPT_QUIET, OPT_VERSION, OPT_HELP };
+       OPT_QUIET, OPT_VERSION, OPT_HELP, OPT_FROM };
 
 int main(int argc, char **argv) {
     static const struct option longopts[] = {
@@ -98,15 +110,20 @@ int main(int argc, char **argv) {
         {"inspect", required_argument, NULL, OPT_INSPECT}, {"log-format", required_argument, NULL, OPT_LOGFMT},
         {"progress", required_argument, NULL, OPT_PROGRESS}, {"quiet", no_argument, NULL, OPT_QUIET},
         {"version", no_argument, NULL, OPT_VERSION},       {"help", no_argument, NULL, OPT_HELP},
-        {NULL, 0, NULL, 0}};
+        {"from", required_argument, NULL, OPT_FROM},       {NULL, 0, NULL, 0}};
     /* A file-size limit (ulimit -f) must surface as a failed write (EFBIG -> exit 74 naming the
      * file, temp file removed), not as death by SIGXFSZ with a partial file left behind. */
     signal(SIGXFSZ, SIG_IGN);
-    const char *config_path = NULL, *device = NULL, *out = NULL, *inspect = NULL;
+    /* subcommands on a finished run's files */
+    if (argc > 1 && strcmp(argv[1], "report") == 0) return qd_cli_report(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "compare") == 0) return qd_cli_compare(argc - 1, argv + 1);
+    const char *config_path = NULL, *device = NULL, *out = NULL, *inspect = NULL, *from = NULL;
+    int eval_cmd = 0; /* `qdrop-gpu eval ...` (the one positional word allowed) */
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int nsets = 0, want_help = 0, want_version = 0;
-    qd_run_options opts = {0, 0, 0, 0, QD_PROGRESS_AUTO};
-    if (!sets) return fail(qd_errorf(QD_ERR_INTERNAL, "out of host memory"));
+    char *command = qd_cli_command_line(argc, argv);
+    qd_run_options opts = {0, 0, 0, 0, QD_PROGRESS_AUTO, command};
+    if (!sets || !command) { free(sets); free(command); return fail(qd_errorf(QD_ERR_INTERNAL, "out of host memory")); }
 
     opterr = 0; /* our own one-line messages */
     int c, rc = -1;
@@ -119,10 +136,14 @@ int main(int argc, char **argv) {
                 rc = usage_error("--device: expected auto, cpu or cuda, got '%s'", optarg);
             device = optarg;
             break;
-        case OPT_OUT: out = optarg; break;
+        case OPT_OUT:
+            out = optarg;
+            if (!out[0]) rc = usage_error("--out: expected a directory, got an empty path%s", "");
+            break;
         case OPT_RESUME: opts.resume = 1; break;
         case OPT_DRY: opts.dry_run = 1; break;
         case OPT_INSPECT: inspect = optarg; break;
+        case OPT_FROM: from = optarg; break;
         case OPT_LOGFMT:
             if (strcmp(optarg, "text") == 0) opts.log_json = 0;
             else if (strcmp(optarg, "json") == 0) opts.log_json = 1;
@@ -142,10 +163,18 @@ int main(int argc, char **argv) {
         default: rc = usage_error("unknown option '%s'", argv[optind - 1]); break;
         }
     }
+    /* getopt_long moves non-options to the end: "eval" may come first or among the options */
+    if (rc < 0 && optind < argc && strcmp(argv[optind], "eval") == 0) {
+        eval_cmd = 1;
+        optind++;
+    }
     if (rc < 0 && optind < argc) rc = usage_error("unexpected argument '%s'", argv[optind]);
+    if (rc < 0 && from && !eval_cmd) rc = usage_error("%s: only valid with the eval command (qdrop-gpu eval --from RUN_DIR)", "--from");
+    if (rc < 0 && eval_cmd && (opts.resume || opts.dry_run || inspect))
+        rc = usage_error("%s: not valid with the eval command", opts.resume ? "--resume" : opts.dry_run ? "--dry-run" : "--inspect");
     if (rc < 0 && want_help) { usage(stdout); rc = 0; }
     if (rc < 0 && want_version) { print_version(); rc = 0; }
-    if (rc >= 0) { free(sets); return rc; }
+    if (rc >= 0) { free(sets); free(command); return rc; }
 
     qd_log_set_stderr(opts.log_json, opts.quiet);
     qd_progress_set_mode(opts.progress);
@@ -153,7 +182,17 @@ int main(int argc, char **argv) {
     qd_config cfg;
     qd_config_defaults(&cfg);
     qd_status st = QD_OK;
-    if (config_path) {
+    char from_config[4096 + 32];
+    if (!config_path && from) {
+        /* eval --from RUN_DIR: the run's own resolved configuration (absolute paths) */
+        snprintf(from_config, sizeof from_config, "%s/resolved_config.json", from);
+        st = qd_config_load_file(&cfg, from_config);
+        if (st == QD_ERR_NOINPUT) {
+            qd_error_clear();
+            st = qd_errorf(QD_ERR_NOINPUT, "%s: not found (--from needs the output directory of a finished run, or "
+                           "pass --config)", from_config);
+        }
+    } else if (config_path) {
         st = qd_config_load_file(&cfg, config_path);
     } else {
         st = qd_config_load_file(&cfg, DEFAULT_CONFIG);
@@ -181,8 +220,10 @@ int main(int argc, char **argv) {
         else snprintf(cfg.model_path, sizeof cfg.model_path, "%s", inspect);
     }
     if (st == QD_OK) st = qd_config_finalize(&cfg);
-    if (st == QD_OK) st = inspect ? qd_inspect(cfg.model_path, &cfg) : qd_run(&cfg, &opts);
+    if (st == QD_OK)
+        st = eval_cmd ? qd_eval(&cfg, from, &opts) : inspect ? qd_inspect(cfg.model_path, &cfg) : qd_run(&cfg, &opts);
     qd_progress_done();
+    free(command);
     if (st != QD_OK) return fail(st);
     return 0;
 }

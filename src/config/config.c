@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "qdrop/fsutil.h"
+#include "qdrop/utf8.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* schema                                                                                      */
@@ -90,7 +91,7 @@ static const key_def SCHEMA[] = {
     {"quant.a_qconfig.ch_axis", K_INT, OFF(a_qconfig.ch_axis), 0, 0, -1, -1, 0, NULL,
      "activations are quantized per tensor (-1), the only granularity implemented"},
     {"quant.calibrate", K_INT, OFF(calibrate), 0, 0, 1, 1000000, 0, NULL, NULL},
-    {"quant.act_calib_samples", K_INT, OFF(act_calib_samples), 0, 0, 1, 1000000, 0, NULL, NULL},
+    {"quant.act_calib_samples", K_INT, OFF(act_calib_samples), 0, 0, 0, 1000000, 0, NULL, "0 = min(256, quant.calibrate)"},
     {"quant.first_last_8bit", K_BOOL, OFF(first_last_8bit), 0, 0, 0, 0, 0, NULL, NULL},
     {"quant.brecq_setting", K_BOOL, OFF(brecq_setting), 0, 0, 0, 0, 0, NULL, NULL},
     {"quant.mode", K_ENUM, OFF(mode), 0, 0, 0, 0, 0, MODE_NAMES, NULL},
@@ -130,6 +131,7 @@ static const key_def SCHEMA[] = {
     {"output.onnx_opset", K_INT, OFF(onnx_opset), 0, 0, 13, 21, 0, NULL, NULL},
     {"output.int4_weights", K_BOOL, OFF(int4_weights), 0, 0, 0, 0, 0, NULL, NULL},
     {"output.plots", K_BOOL, OFF(plots), 0, 0, 0, 0, 0, NULL, NULL},
+    {"output.logits", K_BOOL, OFF(logits), 0, 0, 0, 0, 0, NULL, NULL},
 };
 #define NKEYS ((int)(sizeof SCHEMA / sizeof SCHEMA[0]))
 
@@ -160,7 +162,7 @@ void qd_config_defaults(qd_config *c) {
     c->w_qconfig.bit = 4; c->w_qconfig.symmetric = 0; c->w_qconfig.ch_axis = 0;   /* §10.2 */
     c->a_qconfig.bit = 4; c->a_qconfig.symmetric = 0; c->a_qconfig.ch_axis = -1;
     c->calibrate = 1024;          /* §10.2 quant.calibrate */
-    c->act_calib_samples = 256;   /* §6.2 */
+    c->act_calib_samples = 0;     /* §6.2: 256, or all of a smaller calibration set (finalize) */
     c->first_last_8bit = 1;       /* §1.5 */
     c->brecq_setting = 0;         /* §8.7 */
     c->mode = QD_MODE_QDROP;
@@ -276,10 +278,19 @@ static void expected(const key_def *k, char *buf, size_t n) {
     }
 }
 
+/* The --set value being applied, exactly as typed: error messages quote it rather than what
+ * JSON made of it (so "0x10" is reported as 0x10, not 0). NULL while a file is parsed. */
+static _Thread_local const char *g_typed;
+
 static qd_status bad_value(const char *origin, const key_def *k, const cJSON *v) {
     char exp[256], got[128];
     expected(k, exp, sizeof exp);
-    describe(v, got, sizeof got);
+    if (g_typed && !cJSON_IsString(v)) {
+        if (strlen(g_typed) > 48) snprintf(got, sizeof got, "%.45s...", g_typed);
+        else snprintf(got, sizeof got, "%s", g_typed);
+    } else {
+        describe(v, got, sizeof got);
+    }
     return qd_errorf(QD_ERR_CONFIG, "%s%s%s: %s, got %s%s%s%s", origin ? origin : "", origin ? ": " : "", k->path, exp, got,
                      k->hint ? " (" : "", k->hint ? k->hint : "", k->hint ? ")" : "");
 }
@@ -512,9 +523,76 @@ static qd_status walk(qd_config *c, const cJSON *obj, const char *parent, const 
 /* ------------------------------------------------------------------------------------------ */
 /* loading                                                                                     */
 
+/* Deepest nesting a config can need is 4 (quant.recon.b_range); anything deeper than this is
+ * not a config, and is refused before cJSON recurses into it. */
+#define QD_CONFIG_MAX_DEPTH 32
+/* A config is a few KiB; 16 MiB leaves room for anything generated. */
+#define QD_CONFIG_MAX_BYTES ((size_t)16 << 20)
+
+static void line_col(const char *text, const char *at, int *line, int *col) {
+    *line = 1;
+    *col = 1;
+    for (const char *p = text; p < at && *p; p++) {
+        if (*p == '\n') { (*line)++; *col = 1; }
+        else (*col)++;
+    }
+}
+
+/* What cJSON would silently accept or answer vaguely: bytes that are not UTF-8, a \u0000 escape
+ * inside a string (cJSON keeps the bytes before it, so "o_nul\u0000/../../etc/evil" would become
+ * "o_nul"), and nesting deeper than QD_CONFIG_MAX_DEPTH (100,000 '[' would only give "malformed
+ * JSON"). A lexical pass: strings and escapes are tracked so brackets inside strings do not count. */
+static qd_status scan_json(const char *text, const char *origin) {
+    int depth = 0, in_str = 0;
+    /* JSON text is UTF-8 (RFC 8259 §8.1); a path with other bytes could not be written back
+     * into resolved_config.json as the same path */
+    {
+        const unsigned char *u = (const unsigned char *)text;
+        size_t left = strlen(text);
+        while (left > 0) {
+            size_t l = qd_utf8_seq_len(u, left);
+            if (l == 0) {
+                int line, col;
+                line_col(text, (const char *)u, &line, &col);
+                return qd_errorf(QD_ERR_CONFIG, "%s:%d:%d: not valid UTF-8 (byte 0x%02x); a JSON config is UTF-8 text",
+                                 origin, line, col, *u);
+            }
+            u += l;
+            left -= l;
+        }
+    }
+    for (const char *p = text; *p; p++) {
+        if (in_str) {
+            if (*p == '"') in_str = 0;
+            else if (*p == '\\' && p[1]) {
+                if (p[1] == 'u' && p[2] == '0' && p[3] == '0' && p[4] == '0' && p[5] == '0') {
+                    int line, col;
+                    line_col(text, p, &line, &col);
+                    return qd_errorf(QD_ERR_CONFIG, "%s:%d:%d: a string contains \\u0000 (a NUL character), which no "
+                                     "config value (a path, a name) may hold", origin, line, col);
+                }
+                p++; /* skip the escaped character */
+            }
+        } else if (*p == '"') {
+            in_str = 1;
+        } else if (*p == '[' || *p == '{') {
+            if (++depth > QD_CONFIG_MAX_DEPTH) {
+                int line, col;
+                line_col(text, p, &line, &col);
+                return qd_errorf(QD_ERR_CONFIG, "%s:%d:%d: JSON nested more than %d levels deep (a config needs at most 4)",
+                                 origin, line, col, QD_CONFIG_MAX_DEPTH);
+            }
+        } else if (*p == ']' || *p == '}') {
+            if (depth > 0) depth--;
+        }
+    }
+    return QD_OK;
+}
+
 static qd_status load_text_base(qd_config *c, const char *text, const char *origin, const char *base) {
     const char *end = NULL;
     if (!origin) origin = "config";
+    QD_TRY(scan_json(text, origin));
     cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
     if (!root) {
         const char *at = end ? end : cJSON_GetErrorPtr();
@@ -557,7 +635,8 @@ qd_status qd_config_load_text(qd_config *c, const char *text, const char *origin
 qd_status qd_config_load_file(qd_config *c, const char *path) {
     void *data = NULL;
     size_t n = 0;
-    QD_TRY(qd_read_file(path, &data, &n));
+    /* a regular file (not /dev/zero, a FIFO or a directory) of a config's size */
+    QD_TRY(qd_read_input(path, "config file", QD_CONFIG_MAX_BYTES, &data, &n));
     if (strlen((const char *)data) != n) {
         free(data);
         return qd_errorf(QD_ERR_CONFIG, "%s: malformed JSON (contains a NUL byte)", path);
@@ -607,24 +686,35 @@ qd_status qd_config_set(qd_config *c, const char *assignment) {
         seg[sl] = 0;
         return unknown_key("--set", parent, seg);
     }
+    /* The whole value must parse: cJSON_Parse alone stops after the first value and ignores the
+     * rest, so iters=5abc, bit=4,8, enabled=truefalse, iters=1=2 and mode="nodrop"xyz would all
+     * be taken as their prefix. ParseWithOpts(require_null_terminated) refuses trailing text;
+     * a value that is not JSON as a whole is kept as the string it is, and typed by the schema
+     * (a bare string is fine for names and paths, an error for numbers and booleans). */
     cJSON *v = NULL;
     int textual = k->type == K_STR || k->type == K_ENUM || k->type == K_PATH;
+    if (val[0] == '"' || val[0] == '[' || val[0] == '{') {
+        /* a JSON-quoted string must not smuggle a NUL (\u0000) into a path or name */
+        QD_TRY(scan_json(val, "--set"));
+    }
     if (textual) {
-        if (val[0] == '"') v = cJSON_Parse(val);
+        if (val[0] == '"') v = cJSON_ParseWithOpts(val, NULL, 1);
         if (!v || !cJSON_IsString(v)) { cJSON_Delete(v); v = cJSON_CreateString(val); }
     } else if (k->type == K_FLOAT3 || k->type == K_RANGE2) {
-        if (val[0] == '[') v = cJSON_Parse(val);
+        if (val[0] == '[') v = cJSON_ParseWithOpts(val, NULL, 1);
         else {
             size_t n = strlen(val) + 3;
             char *b = malloc(n);
-            if (b) { snprintf(b, n, "[%s]", val); v = cJSON_Parse(b); free(b); }
+            if (b) { snprintf(b, n, "[%s]", val); v = cJSON_ParseWithOpts(b, NULL, 1); free(b); }
         }
     } else {
-        v = cJSON_Parse(val);
+        v = cJSON_ParseWithOpts(val, NULL, 1);
     }
     if (!v) v = cJSON_CreateString(val); /* not JSON: report it as the string it is */
     if (!v) return qd_errorf(QD_ERR_INTERNAL, "out of memory");
+    g_typed = val;
     qd_status st = apply(c, k, v, "--set", NULL);
+    g_typed = NULL;
     cJSON_Delete(v);
     return st;
 }
@@ -664,6 +754,9 @@ qd_status qd_config_finalize(qd_config *c) {
     if (c->calibrate < c->recon.batch_size)
         return qd_errorf(QD_ERR_CONFIG, "quant.calibrate: must be >= quant.recon.batch_size (%d), got %d",
                          c->recon.batch_size, c->calibrate);
+    /* 0 = the reference's 256 images, or all of them when quant.calibrate is smaller, so a small
+     * calibration set (--set quant.calibrate=64) needs no second override */
+    if (c->act_calib_samples == 0) c->act_calib_samples = c->calibrate < 256 ? c->calibrate : 256;
     if (c->act_calib_samples > c->calibrate)
         return qd_errorf(QD_ERR_CONFIG, "quant.act_calib_samples: must be <= quant.calibrate (%d), got %d", c->calibrate,
                          c->act_calib_samples);
@@ -768,8 +861,11 @@ char *qd_config_to_json(const qd_config *c) {
         if (!v) ok = 0;
         else cJSON_AddItemToObject(parent, leaf, v);
     }
-    char *txt = ok ? cJSON_Print(root) : NULL;
+    char *raw = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
+    /* paths are bytes: a non-UTF-8 byte becomes U+FFFD so the file stays valid JSON */
+    char *txt = raw ? qd_utf8_valid_dup(raw) : NULL;
+    free(raw);
     if (!txt) return NULL;
     /* newline-terminated, so the file is a proper text file */
     size_t n = strlen(txt);

@@ -27,6 +27,10 @@ qd_status qd_mkdir_p(const char *path) {
             int e = errno;
             struct stat sb;
             if (e == EEXIST || e == EISDIR) {
+                if (stat(buf, &sb) != 0 && (errno == ELOOP || errno == ENOENT)) /* a symlink that leads nowhere */
+                    return qd_errorf(QD_ERR_IO, "cannot create directory %s: %s is %s", path, buf,
+                                     errno == ELOOP ? "a symbolic link loop (too many levels of symbolic links)"
+                                                    : "a dangling symbolic link");
                 if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
                     return qd_errorf(QD_ERR_IO, "cannot create directory %s: %s exists and is not a directory", path, buf);
             } else if (!(stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode))) {
@@ -100,47 +104,7 @@ qd_status qd_write_file_atomic(const char *path, const void *data, size_t len) {
 }
 
 qd_status qd_read_file(const char *path, void **data, size_t *len) {
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return qd_errorf(QD_ERR_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        fclose(f);
-        return qd_errorf(QD_ERR_NOINPUT, "%s: is a directory, expected a file", path);
-    }
-    size_t cap = (sb.st_size > 0 ? (size_t)sb.st_size : 4096) + 1, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        fclose(f);
-        return qd_errorf(QD_ERR_INTERNAL, "%s: out of host memory (%zu bytes)", path, cap);
-    }
-    for (;;) {
-        if (n + 1 >= cap) { /* file grew, or st_size was unknown (pipes, /proc) */
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return qd_errorf(QD_ERR_INTERNAL, "%s: out of host memory", path);
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - 1 - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    if (ferror(f)) {
-        int e = errno;
-        free(buf);
-        fclose(f);
-        return qd_errorf(QD_ERR_IO, "%s: read error: %s", path, strerror(e));
-    }
-    fclose(f);
-    buf[n] = 0;
-    *data = buf;
-    *len = n;
-    return QD_OK;
+    return qd_read_input(path, NULL, QD_INPUT_MAX_BYTES, data, len);
 }
 
 int qd_file_exists(const char *path) {
@@ -226,6 +190,148 @@ void qd_afile_abort(qd_afile *af) {
         af->f = NULL;
         unlink(af->tmp);
     }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Untrusted input files (configs, models, checkpoints, data): see qdrop/fsutil.h.            */
+
+static const char *file_kind(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+int qd_open_input_r(const char *path, const char *what, size_t max_bytes, int *fd_out, size_t *size_out, char *err,
+                    size_t errlen) {
+    *fd_out = -1;
+    *size_out = 0;
+    if (!what) what = "input file";
+    if (!path || !path[0]) {
+        snprintf(err, errlen, "no %s path given", what);
+        return QD_ERR_NOINPUT;
+    }
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. It is
+     * cleared again before any read; regular files ignore it anyway. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP) snprintf(err, errlen, "%s: cannot open %s: too many levels of symbolic links (a symlink loop?)", path, what);
+        else snprintf(err, errlen, "%s: cannot open %s: %s", path, what, strerror(e));
+        return QD_ERR_NOINPUT;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "%s: cannot read %s: %s", path, what, strerror(e));
+        return QD_ERR_NOINPUT;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        snprintf(err, errlen, "%s: is %s, expected a regular file (%s)", path, file_kind(sb.st_mode), what);
+        return QD_ERR_NOINPUT;
+    }
+    if (sb.st_size < 0 || (unsigned long long)sb.st_size > (unsigned long long)max_bytes) {
+        close(fd);
+        snprintf(err, errlen, "%s: %lld bytes, more than the %zu-byte limit for a %s", path, (long long)sb.st_size,
+                 max_bytes, what);
+        return QD_ERR_DATA;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    *size_out = (size_t)sb.st_size;
+    return QD_OK;
+}
+
+qd_status qd_open_input(const char *path, const char *what, size_t max_bytes, int *fd, size_t *size) {
+    char err[1024 + 256];
+    int st = qd_open_input_r(path, what, max_bytes, fd, size, err, sizeof err);
+    if (st != QD_OK) return qd_errorf((qd_status)st, "%s", err);
+    return QD_OK;
+}
+
+qd_status qd_fopen_input(const char *path, const char *what, size_t max_bytes, FILE **f, size_t *size) {
+    int fd = -1;
+    *f = NULL;
+    QD_TRY(qd_open_input(path, what, max_bytes, &fd, size));
+    *f = fdopen(fd, "rb");
+    if (!*f) {
+        int e = errno;
+        close(fd);
+        return qd_errorf(QD_ERR_INTERNAL, "%s: cannot open a stream: %s", path, strerror(e));
+    }
+    return QD_OK;
+}
+
+int qd_read_input_r(const char *path, const char *what, size_t max_bytes, void **data, size_t *len, char *err,
+                    size_t errlen) {
+    *data = NULL;
+    *len = 0;
+    int fd = -1;
+    size_t size = 0;
+    int st = qd_open_input_r(path, what, max_bytes, &fd, &size, err, errlen);
+    if (st != QD_OK) return st;
+    if (!what) what = "input file";
+    /* size + 1: the trailing NUL; one byte more than the limit tells a file that grew past it */
+    size_t cap = size + 2, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        snprintf(err, errlen, "%s: out of host memory reading %zu bytes", path, size);
+        return QD_ERR_INTERNAL;
+    }
+    for (;;) {
+        if (n + 1 >= cap) { /* the file grew while we read it */
+            if (cap - 1 > max_bytes) {
+                free(buf);
+                close(fd);
+                snprintf(err, errlen, "%s: grew past the %zu-byte limit for a %s while being read", path, max_bytes, what);
+                return QD_ERR_DATA;
+            }
+            size_t nc = cap * 2 > max_bytes + 2 ? max_bytes + 2 : cap * 2;
+            char *nb = realloc(buf, nc);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                snprintf(err, errlen, "%s: out of host memory", path);
+                return QD_ERR_INTERNAL;
+            }
+            buf = nb;
+            cap = nc;
+        }
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            snprintf(err, errlen, "%s: read error: %s", path, strerror(e));
+            return e == EISDIR ? QD_ERR_NOINPUT : QD_ERR_IO;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (n > max_bytes) {
+        free(buf);
+        snprintf(err, errlen, "%s: grew past the %zu-byte limit for a %s while being read", path, max_bytes, what);
+        return QD_ERR_DATA;
+    }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return QD_OK;
+}
+
+qd_status qd_read_input(const char *path, const char *what, size_t max_bytes, void **data, size_t *len) {
+    char err[1024 + 256];
+    int st = qd_read_input_r(path, what, max_bytes, data, len, err, sizeof err);
+    if (st != QD_OK) return qd_errorf((qd_status)st, "%s", err);
+    return QD_OK;
 }
 
 /* ---- output directory: lock, tree removal, publication (qdrop/fsutil.h) ---- */

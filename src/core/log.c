@@ -1,5 +1,6 @@
 /* src/core/log.c: JSON Lines run log, human/JSON stderr log, progress bar (qdrop/log.h). */
 #include "qdrop/log.h"
+#include "qdrop/utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -167,6 +168,10 @@ static void vlog_to(int to_stderr, qd_log_level level, const char *event, const 
         sb_str(&j, fields);
     }
     sb_str(&j, "}\n");
+    if (j.p && !qd_utf8_valid(j.p)) { /* a path or name with non-UTF-8 bytes: keep run.log valid JSON lines */
+        char *fixed = qd_utf8_valid_dup(j.p);
+        if (fixed) { free(j.p); j.p = fixed; }
+    }
 
     pthread_mutex_lock(&g_mu);
     if (g_file && j.p) {

@@ -4,6 +4,7 @@
  * reported for the lowest failing index, so the result and the message never depend on the
  * thread count or scheduling. */
 #include <pthread.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,9 +155,11 @@ static void *decode_worker(void *arg) {
         if (s >= J->nslots || s > stop) break;
         const char *path = J->list->paths[J->order[s]];
         qd_image_u8 img;
-        int st = qd_jpeg_decode_path(path, &img, err, sizeof err);
+        /* image sizes the model cannot take are refused from the JPEG header, before decoding */
+        int st = qd_jpeg_decode_path_for(path, J->o, J->c, J->h, J->w, &img, err, sizeof err);
         /* A corrupt file may be skipped; a size mismatch, a vanished file or OOM never is. */
         J->skippable[s] = (char)(st == QD_ERR_DATA);
+        if (st == QD_ERR_UNSUPPORTED) st = QD_ERR_DATA; /* the size mismatch: a data error all the same */
         if (st == QD_OK) {
             st = qd_preprocess_image_r(&img, path, J->o, J->c, J->h, J->w, J->x + (size_t)s * numel, err, sizeof err);
             qd_image_u8_free(&img);
@@ -319,6 +322,21 @@ qd_status qd_dataset_load_npy(const char *x_path, const char *labels_path, int c
                          c, h, w);
     }
     int n = (int)X.dims[0];
+    /* Calibration and evaluation tensors are preprocessed pixels: a NaN or Inf is a broken file
+     * (it would only surface later as a numerical fault in reconstruction, or not at all). */
+    {
+        size_t per = (size_t)c * (size_t)h * (size_t)w, total = per * (size_t)n;
+        for (size_t i = 0; i < total; i++) {
+            if (!isfinite(X.f[i])) {
+                size_t e = i % per;
+                qd_status r = qd_errorf(QD_ERR_DATA, "%s: sample %zu contains %s at element %zu (channel %zu, y %zu, x %zu)",
+                                        x_path, i / per, isnan(X.f[i]) ? "NaN" : "Inf", e, e / ((size_t)h * (size_t)w),
+                                        e / (size_t)w % (size_t)h, e % (size_t)w);
+                qd_npy_free(&X);
+                return r;
+            }
+        }
+    }
     int *labels = NULL;
     if (labels_path && labels_path[0]) {
         qd_status st = qd_npy_load(labels_path, &Y);

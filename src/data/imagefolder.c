@@ -13,8 +13,13 @@
 
 #include "data/data_internal.h"
 
-/* Nesting below a class folder we follow; guards against symlink loops. */
+/* Bounds of a walk (symlinks are followed, so a tree can be a graph): folders nested deeper than
+ * this below a class folder, a folder that is its own ancestor (a symlink back up the tree: three
+ * links to "." would otherwise give 3^16 folders), and more folders or images in total than a
+ * dataset has are errors that name the folder. */
 #define QD_IMAGEFOLDER_MAX_DEPTH 16
+#define QD_IMAGEFOLDER_MAX_DIRS 100000
+#define QD_IMAGEFOLDER_MAX_FILES 50000000
 
 typedef struct strvec {
     int n, cap;
@@ -90,16 +95,32 @@ static qd_status list_dir(const char *dir, int want_dirs, strvec *out) {
     return QD_OK;
 }
 
-/* Collect all walk directories below (and including) dir, then sort them: sorted(os.walk()). */
-static qd_status collect_dirs(const char *dir, int depth, strvec *dirs) {
+typedef struct dir_id { dev_t dev; ino_t ino; } dir_id;
+
+/* Collect all walk directories below (and including) dir, then sort them: sorted(os.walk()).
+ * anc[0..nanc) are the (device, inode) pairs of the folders above dir, root included. */
+static qd_status collect_dirs(const char *dir, int depth, dir_id *anc, int nanc, strvec *dirs) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return qd_errorf(QD_ERR_NOINPUT, "%s: cannot open folder: %s", dir, strerror(errno));
+    for (int i = 0; i < nanc; i++)
+        if (anc[i].dev == sb.st_dev && anc[i].ino == sb.st_ino)
+            return qd_errorf(QD_ERR_DATA, "%s: folder cycle: it is the same folder as one above it (a symbolic link back "
+                             "up the tree); remove the link", dir);
+    if (depth > QD_IMAGEFOLDER_MAX_DEPTH)
+        return qd_errorf(QD_ERR_DATA, "%s: nested more than %d folders deep below its class folder", dir,
+                         QD_IMAGEFOLDER_MAX_DEPTH);
+    if (dirs->n >= QD_IMAGEFOLDER_MAX_DIRS)
+        return qd_errorf(QD_ERR_DATA, "%s: more than %d folders below one class folder (symbolic links repeating "
+                         "parts of the tree?)", dir, QD_IMAGEFOLDER_MAX_DIRS);
     if (strvec_push(dirs, strdup(dir)) != 0) return qd_errorf(QD_ERR_INTERNAL, "out of host memory");
-    if (depth >= QD_IMAGEFOLDER_MAX_DEPTH) return QD_OK;
+    anc[nanc].dev = sb.st_dev;
+    anc[nanc].ino = sb.st_ino;
     strvec sub = {0};
     qd_status st = list_dir(dir, 1, &sub);
     for (int i = 0; i < sub.n && st == QD_OK; i++) {
         char *p = join(dir, sub.v[i]);
         if (!p) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); break; }
-        st = collect_dirs(p, depth + 1, dirs);
+        st = collect_dirs(p, depth + 1, anc, nanc + 1, dirs);
         free(p);
     }
     strvec_free(&sub);
@@ -128,11 +149,14 @@ qd_status qd_imagefolder_list(const char *root, qd_image_list *list) {
     for (int ci = 0; ci < classes.n && st == QD_OK; ci++) {
         char *cdir = join(root, classes.v[ci]);
         strvec dirs = {0};
-        st = cdir ? collect_dirs(cdir, 0, &dirs) : qd_errorf(QD_ERR_INTERNAL, "out of host memory");
+        dir_id anc[QD_IMAGEFOLDER_MAX_DEPTH + 3] = {{sb.st_dev, sb.st_ino}};
+        st = cdir ? collect_dirs(cdir, 0, anc, 1, &dirs) : qd_errorf(QD_ERR_INTERNAL, "out of host memory");
         if (st == QD_OK && dirs.n > 1) qsort(dirs.v, (size_t)dirs.n, sizeof(char *), cmp_str);
         for (int di = 0; di < dirs.n && st == QD_OK; di++) {
             strvec names = {0};
             st = list_dir(dirs.v[di], 0, &names);
+            if (st == QD_OK && files.n + names.n > QD_IMAGEFOLDER_MAX_FILES)
+                st = qd_errorf(QD_ERR_DATA, "%s: more than %d images in the folder tree", root, QD_IMAGEFOLDER_MAX_FILES);
             for (int fi = 0; fi < names.n && st == QD_OK; fi++) {
                 if (strvec_push(&files, join(dirs.v[di], names.v[fi])) != 0) {
                     st = qd_errorf(QD_ERR_INTERNAL, "out of host memory");

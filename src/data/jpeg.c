@@ -17,9 +17,16 @@
 #include <jerror.h>
 
 #include "data/data_internal.h"
+#include "qdrop/fsutil.h"
 
-/* Refuse absurd dimensions before allocating: 2^28 pixels = 768 MiB of RGB. */
-#define QD_JPEG_MAX_PIXELS (1LL << 28)
+/* Refuse absurd dimensions from the header, before libjpeg allocates anything (a progressive
+ * file buffers 6 bytes of coefficients per pixel): Pillow's decompression-bomb limit,
+ * 2 * Image.MAX_IMAGE_PIXELS = 178,956,970 pixels. The caller's own limit (the model input for
+ * CIFAR preprocessing, the resized size for ImageNet) is usually far lower and is checked from
+ * the header too (qd_jpeg_decode_mem_for). */
+#define QD_JPEG_MAX_PIXELS 178956970LL
+/* A JPEG file larger than this is not an image anyone calibrates with. */
+#define QD_JPEG_MAX_FILE_BYTES ((size_t)256 << 20)
 
 typedef struct jerr_mgr {
     struct jpeg_error_mgr pub;
@@ -40,39 +47,20 @@ static void jerr_emit(j_common_ptr cinfo, int level) {
 
 static void jerr_output(j_common_ptr cinfo) { (void)cinfo; /* never print */ }
 
-static int read_file(const char *path, unsigned char **buf, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open image: %s", path, strerror(errno));
-        return QD_ERR_NOINPUT;
+/* A progressive JPEG may hold any number of scans, and each scan makes libjpeg walk the whole
+ * coefficient buffer: a few kilobytes of crafted scans keep the decoder busy for minutes (the
+ * fuzz_jpeg timeout). Real files have about 10; libjpeg-turbo's own fuzzers stop at 500
+ * (TJPARAM_SCANLIMIT), and so do we, through the progress monitor libjpeg calls per scan. */
+#define QD_JPEG_MAX_SCANS 500
+
+static void scan_limit_monitor(j_common_ptr cinfo) {
+    if (!cinfo->is_decompressor) return;
+    j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    if (d->input_scan_number > QD_JPEG_MAX_SCANS) {
+        jerr_mgr *m = (jerr_mgr *)cinfo->err;
+        snprintf(m->msg, sizeof m->msg, "more than %d progressive scans", QD_JPEG_MAX_SCANS);
+        longjmp(m->jb, 1);
     }
-    unsigned char *b = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 65536;
-            unsigned char *nb = realloc(b, nc);
-            if (!nb) {
-                free(b); fclose(f);
-                snprintf(err, errlen, "%s: out of host memory reading the image", path);
-                return QD_ERR_INTERNAL;
-            }
-            b = nb; cap = nc;
-        }
-        size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(b);
-        snprintf(err, errlen, "%s: read error", path);
-        return QD_ERR_NOINPUT;
-    }
-    *buf = b;
-    *len = n;
-    return QD_OK;
 }
 
 /* Pillow's cmyk2rgb (Convert.c): r = 255 - c - k + c*k/255 computed as nk - nk*c/255. */
@@ -81,8 +69,8 @@ static uint8_t muldiv255(int a, int b) {
     return (uint8_t)(((t >> 8) + t) >> 8);
 }
 
-int qd_jpeg_decode_mem(const unsigned char *buf, size_t len, const char *path, qd_image_u8 *img, char *err,
-                       size_t errlen) {
+int qd_jpeg_decode_mem_for(const unsigned char *buf, size_t len, const char *path, const qd_data_options *o, int c_model,
+                           int h_model, int w_model, qd_image_u8 *img, char *err, size_t errlen) {
     struct jpeg_decompress_struct cinfo;
     jerr_mgr jerr;
     /* volatile: modified between setjmp and a possible longjmp */
@@ -108,8 +96,29 @@ int qd_jpeg_decode_mem(const unsigned char *buf, size_t len, const char *path, q
         return QD_ERR_DATA;
     }
     jpeg_create_decompress(&cinfo);
+    struct jpeg_progress_mgr progress;
+    memset(&progress, 0, sizeof progress);
+    progress.progress_monitor = scan_limit_monitor;
+    cinfo.progress = &progress;
     jpeg_mem_src(&cinfo, (unsigned char *)buf, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
+    {
+        long long hw = (long long)cinfo.image_width, hh = (long long)cinfo.image_height;
+        if (hw <= 0 || hh <= 0 || hw * hh > QD_JPEG_MAX_PIXELS) {
+            snprintf(err, errlen, "%s: JPEG header declares %lldx%lld pixels, more than the %lld-pixel limit", path, hw, hh,
+                     QD_JPEG_MAX_PIXELS);
+            jpeg_destroy_decompress(&cinfo);
+            return QD_ERR_DATA;
+        }
+        /* what preprocessing would refuse after decoding is refused before it */
+        if (o) {
+            int pst = qd_preprocess_check_dims_r((int)hw, (int)hh, path, o, c_model, h_model, w_model, err, errlen);
+            if (pst != QD_OK) {
+                jpeg_destroy_decompress(&cinfo);
+                return QD_ERR_UNSUPPORTED; /* not a corrupt file: data.skip_corrupt must not skip it */
+            }
+        }
+    }
     int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
     if (cmyk) {
         cinfo.out_color_space = JCS_CMYK;
@@ -168,14 +177,25 @@ int qd_jpeg_decode_mem(const unsigned char *buf, size_t len, const char *path, q
     return QD_OK;
 }
 
-int qd_jpeg_decode_path(const char *path, qd_image_u8 *img, char *err, size_t errlen) {
-    unsigned char *buf = NULL;
+int qd_jpeg_decode_mem(const unsigned char *buf, size_t len, const char *path, qd_image_u8 *img, char *err,
+                       size_t errlen) {
+    return qd_jpeg_decode_mem_for(buf, len, path, NULL, 0, 0, 0, img, err, errlen);
+}
+
+int qd_jpeg_decode_path_for(const char *path, const qd_data_options *o, int c, int h, int w, qd_image_u8 *img,
+                            char *err, size_t errlen) {
+    void *buf = NULL;
     size_t len = 0;
-    int st = read_file(path, &buf, &len, err, errlen);
+    memset(img, 0, sizeof *img);
+    int st = qd_read_input_r(path, "JPEG image", QD_JPEG_MAX_FILE_BYTES, &buf, &len, err, errlen);
     if (st != QD_OK) return st;
-    st = qd_jpeg_decode_mem(buf, len, path, img, err, errlen);
+    st = qd_jpeg_decode_mem_for(buf, len, path, o, c, h, w, img, err, errlen);
     free(buf);
     return st;
+}
+
+int qd_jpeg_decode_path(const char *path, qd_image_u8 *img, char *err, size_t errlen) {
+    return qd_jpeg_decode_path_for(path, NULL, 0, 0, 0, img, err, errlen);
 }
 
 qd_status qd_jpeg_decode_file(const char *path, qd_image_u8 *img) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "data/data_internal.h"
+#include "qdrop/fsutil.h"
 #include "qdrop/graph.h" /* QD_DT_*, QD_MAX_DIMS */
 
 /* Largest header we accept (numpy's own limit for untrusted files is 10,000 bytes). */
@@ -100,8 +101,9 @@ static uint64_t rd_le(const unsigned char *b, int n) {
 
 qd_status qd_npy_load(const char *path, qd_npy *a) {
     memset(a, 0, sizeof *a);
-    FILE *f = fopen(path, "rb");
-    if (!f) return qd_errorf(QD_ERR_NOINPUT, "%s: cannot open .npy file: %s", path, strerror(errno));
+    FILE *f = NULL;
+    size_t fsize = 0;
+    QD_TRY(qd_fopen_input(path, ".npy file", QD_INPUT_MAX_BYTES, &f, &fsize));
     qd_status st = QD_OK;
     char *hdr = NULL;
     unsigned char *raw = NULL;

@@ -143,33 +143,75 @@ qd_status qd_image_resize_bilinear(const uint8_t *src, int w, int h, int ow, int
     return QD_OK;
 }
 
-int qd_preprocess_image_r(const qd_image_u8 *img, const char *name, const qd_data_options *o, int c, int h, int w,
-                          float *out, char *err, size_t errlen) {
+/* torchvision Resize(int): shorter side -> resize_size, longer side truncated int(size * long / short). */
+static void resized_dims(int iw, int ih, int rs, long long *rw, long long *rh) {
+    if (iw <= ih) {
+        *rw = rs;
+        *rh = (long long)rs * ih / iw;
+    } else {
+        *rh = rs;
+        *rw = (long long)rs * iw / ih;
+    }
+}
+
+int qd_preprocess_check_dims_r(int iw, int ih, const char *name, const qd_data_options *o, int c, int h, int w,
+                               char *err, size_t errlen) {
     if (c != 3) {
         snprintf(err, errlen, "%s: the model expects %d input channels, JPEG images give 3 (RGB)", name, c);
         return QD_ERR_DATA;
     }
+    if (iw <= 0 || ih <= 0) {
+        snprintf(err, errlen, "%s: image is %dx%d", name, iw, ih);
+        return QD_ERR_DATA;
+    }
+    if (o->preprocess == QD_PRE_IMAGENET) {
+        int rs = o->resize_size;
+        long long rw = 0, rh = 0;
+        if (rs > 0) resized_dims(iw, ih, rs, &rw, &rh);
+        if (rs <= 0 || rw <= 0 || rh <= 0) {
+            snprintf(err, errlen, "%s: cannot resize a %dx%d image to shorter side %d", name, iw, ih, rs);
+            return QD_ERR_DATA;
+        }
+        /* the resized image only feeds a center crop: an aspect ratio beyond 64:1 or more than
+         * QD_RESIZE_MAX_PIXELS is not a photo but a memory (and time) bomb */
+        long long limit = 64LL * rs * rs < QD_RESIZE_MAX_PIXELS ? 64LL * rs * rs : QD_RESIZE_MAX_PIXELS;
+        if (rw * rh > limit) {
+            snprintf(err, errlen,
+                     "%s: image is %dx%d (WxH); resizing it to shorter side %d gives %lldx%lld, more than the %lld-pixel "
+                     "limit (aspect ratio beyond 64:1 or too large for imagenet preprocessing)",
+                     name, iw, ih, rs, rw, rh, limit);
+            return QD_ERR_DATA;
+        }
+        int cs = o->input_size;
+        if (cs != w || cs != h || cs > rw || cs > rh) {
+            snprintf(err, errlen,
+                     "%s: image is %lldx%lld after resizing to %d; center crop %dx%d does not give the model input %dx%d "
+                     "(data.input_size / data.resize_size)",
+                     name, rw, rh, o->resize_size, cs, cs, w, h);
+            return QD_ERR_DATA;
+        }
+    } else if (iw != w || ih != h) {
+        snprintf(err, errlen, "%s: image is %dx%d (WxH) but the model input is %dx%d; %s preprocessing does not resize",
+                 name, iw, ih, w, h, o->preprocess == QD_PRE_CIFAR ? "cifar" : "'none'");
+        return QD_ERR_DATA;
+    }
+    return QD_OK;
+}
+
+int qd_preprocess_image_r(const qd_image_u8 *img, const char *name, const qd_data_options *o, int c, int h, int w,
+                          float *out, char *err, size_t errlen) {
+    int cst = qd_preprocess_check_dims_r(img->w, img->h, name, o, c, h, w, err, errlen);
+    if (cst != QD_OK) return cst;
     const uint8_t *px = img->rgb;
     int iw = img->w, ih = img->h;
     uint8_t *resized = NULL;
     int x0 = 0, y0 = 0; /* crop offset */
     if (o->preprocess == QD_PRE_IMAGENET) {
-        /* torchvision Resize(int): shorter side -> resize_size, longer side truncated
-         * int(size * long / short); CenterCrop offsets int(round((in - crop) / 2)), Python's
-         * round = ties-to-even (rint). */
-        int rs = o->resize_size;
-        int rw, rh;
-        if (iw <= ih) {
-            rw = rs;
-            rh = (int)((long long)rs * ih / iw);
-        } else {
-            rh = rs;
-            rw = (int)((long long)rs * iw / ih);
-        }
-        if (rs <= 0 || rw <= 0 || rh <= 0) {
-            snprintf(err, errlen, "%s: cannot resize a %dx%d image to shorter side %d", name, iw, ih, rs);
-            return QD_ERR_DATA;
-        }
+        /* CenterCrop offsets int(round((in - crop) / 2)), Python's round = ties-to-even (rint).
+         * The sizes were checked above. */
+        long long rwl, rhl;
+        resized_dims(iw, ih, o->resize_size, &rwl, &rhl);
+        int rw = (int)rwl, rh = (int)rhl;
         if (rw != iw || rh != ih) {
             resized = malloc((size_t)rw * (size_t)rh * 3);
             if (!resized) {
@@ -187,20 +229,8 @@ int qd_preprocess_image_r(const qd_image_u8 *img, const char *name, const qd_dat
         iw = rw;
         ih = rh;
         int cs = o->input_size;
-        if (cs != w || cs != h || cs > iw || cs > ih) {
-            snprintf(err, errlen,
-                     "%s: image is %dx%d after resizing to %d; center crop %dx%d does not give the model input %dx%d "
-                     "(data.input_size / data.resize_size)",
-                     name, iw, ih, o->resize_size, cs, cs, w, h);
-            free(resized);
-            return QD_ERR_DATA;
-        }
         x0 = (int)rint((iw - cs) / 2.0);
         y0 = (int)rint((ih - cs) / 2.0);
-    } else if (iw != w || ih != h) {
-        snprintf(err, errlen, "%s: image is %dx%d (WxH) but the model input is %dx%d; %s preprocessing does not resize",
-                 name, iw, ih, w, h, o->preprocess == QD_PRE_CIFAR ? "cifar" : "'none'");
-        return QD_ERR_DATA;
     }
     int normalize = o->preprocess != QD_PRE_NONE;
     size_t plane = (size_t)h * (size_t)w;

@@ -15,6 +15,7 @@
 #include "export/export_internal.h"
 #include "qdrop/export.h"
 #include "qdrop/fsutil.h"
+#include "qdrop/utf8.h"
 
 #define ENC_FORMAT_VERSION 1
 
@@ -226,7 +227,9 @@ qd_status qd_export_encodings(const qd_graph *g, const qd_config *cfg, const cha
     if (st == QD_OK) st = add_acts(g, &e, acts, aimet_acts);
     if (st == QD_OK && e.oom) st = qd_errorf(QD_ERR_INTERNAL, "encodings: out of host memory building %s", path);
     if (st == QD_OK) {
-        char *text = cJSON_Print(root);
+        char *raw = cJSON_Print(root);
+        char *text = raw ? qd_utf8_valid_dup(raw) : NULL; /* ONNX names are bytes: keep the JSON valid UTF-8 */
+        free(raw);
         if (!text) {
             st = qd_errorf(QD_ERR_INTERNAL, "encodings: out of host memory printing %s", path);
         } else {

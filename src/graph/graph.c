@@ -273,6 +273,7 @@ qd_status qd_graph_prepare(const char *path, qd_graph **out) {
     qd_status st = qd_graph_simplify(g);
     if (st == QD_OK) st = qd_graph_toposort(g);
     if (st == QD_OK) st = qd_graph_infer_shapes(g);
+    if (st == QD_OK) st = qd_graph_canon_linear(g);
     if (st == QD_OK) st = qd_graph_fold_bn(g);
     if (st == QD_OK) st = qd_graph_find_units(g);
     if (st != QD_OK) {

@@ -391,9 +391,15 @@ qd_status qd_graph_place_quantizers(qd_graph *g, const qd_quant_plan_opts *o) {
         if (n->op == QD_OP_CONV) q->ch_axis = 0;
         else if (n->op == QD_OP_GEMM) q->ch_axis = n->a.trans_b ? 0 : 1; /* [O,I] vs [I,O] */
         else q->ch_axis = w->ndim - 1;                                    /* MatMul B [.., K, N] */
-        if (q->ch_axis != 0 && q->ch_axis != w->ndim - 1) {
+        if (q->ch_axis != 0) {
+            /* AdaRound, the range search and the export index weights channel-major; a 2-D
+             * classifier is brought there by qd_graph_canon_linear (qd_graph_prepare), so only
+             * layers with no [out, in] form get here: reject them at the plan, not mid-run. */
             free(mark);
-            return qd_errorf(QD_ERR_UNSUPPORTED, "%s: node '%s': weight channel axis %d", src(g), n->name, q->ch_axis);
+            return qd_errorf(QD_ERR_UNSUPPORTED,
+                             "%s: node '%s' (%s): weight '%s' has its output channel on axis %d; only Conv, Gemm and "
+                             "MatMul on a 2-D [batch, features] input with a 2-D weight can be quantized",
+                             src(g), n->name, qd_op_name(n->op), w->name, q->ch_axis);
         }
         int64_t numel = qd_value_numel(w);
         q->channels = (int)w->dims[q->ch_axis];

@@ -23,6 +23,7 @@
 #include "graph/graph_internal.h"
 #include "onnx.pb-c.h"
 #include "qdrop/graph.h"
+#include "qdrop/fsutil.h"
 
 #define S(x) ((x) ? (x) : "")
 #define MAX_CONST_NUMEL ((int64_t)1 << 31)
@@ -1021,31 +1022,11 @@ static qd_status build(rd *r, const Onnx__ModelProto *m) {
 qd_status qd_onnx_load(const char *path, qd_graph **out) {
     *out = NULL;
     if (!path || !path[0]) return qd_errorf(QD_ERR_NOINPUT, "no ONNX model path given");
-    FILE *f = fopen(path, "rb");
-    if (!f) return qd_errorf(QD_ERR_NOINPUT, "%s: cannot open ONNX model: %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : (1 << 20);
-            unsigned char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return qd_errorf(QD_ERR_INTERNAL, "%s: out of memory while reading", path);
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
-        free(buf);
-        return qd_errorf(QD_ERR_NOINPUT, "%s: read error", path);
-    }
+    /* a regular file of at most protobuf's 2 GiB: never /dev/zero, a FIFO or a directory */
+    void *data = NULL;
+    size_t len = 0;
+    QD_TRY(qd_read_input(path, "ONNX model", (size_t)2 << 30, &data, &len));
+    unsigned char *buf = data;
     Onnx__ModelProto *m = len ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
     free(buf);
     if (!m) return qd_errorf(QD_ERR_DATA, "%s: not a valid ONNX model (protobuf parse failed)", path);

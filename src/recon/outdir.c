@@ -15,7 +15,8 @@
  * event per run) and the lock file. A run removes these at its start so that a run that fails
  * never leaves a previous run's results beside its own files. */
 static const char *const k_outputs[] = {"results.json", "model_qdq.onnx", "encodings.json", "predictions.csv",
-                                        "resolved_config.json"};
+                                        "resolved_config.json", "logits_fp32.npy", "logits_quant.npy",
+                                        "report.html", "report.md"};
 #define K_CHECKPOINT "checkpoint.bin"
 #define K_PLOTS "plots"
 

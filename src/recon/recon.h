@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
+#include "qdrop/data.h"
 #include "qdrop/exec.h"
 #include "qdrop/graph.h"
 
@@ -38,7 +39,8 @@ typedef struct qd_unit_report {
     double seconds, it_per_s;
     int early_stopped;
     int nlayers, nact;
-    double *curve;                   /* loss per log window (malloc'd) */
+    double *curve;                   /* reconstruction loss, window means: iteration 1, then a point at
+                                      * least every 1% of the iterations (malloc'd) */
     int *curve_iter;
     int ncurve;
 } qd_unit_report;
@@ -76,6 +78,14 @@ QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd
 QD_MUST_USE qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, float *rec_loss,
                                           float *reg_loss, float **V_out, float *scales_out);
 int qd_default_threads(const qd_config *cfg);
+/* Images of `path` (ImageFolder or .npy) preprocessed per the config's data.* keys to [n, c, h, w]
+ * (src/recon/run.c; also used by `qdrop-gpu eval`). sample_n > 0 draws that many (seeded),
+ * max_images > 0 keeps the first ones. */
+/* output.logits / eval (src/recon/eval_run.c): logits_fp32.npy and logits_quant.npy ([n, nclasses]
+ * float32, atomic) in out_dir for whichever of fp / q is not NULL; a warning when n == 0. */
+QD_MUST_USE qd_status qd_write_logits(const char *out_dir, const float *fp, const float *q, int n, int nclasses);
+QD_MUST_USE qd_status qd_load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
+                                     int sample_n, int max_images, qd_dataset *ds);
 
 /* Activation range initialisation for the quantizers selected by `select[j]` (NULL = all not yet
  * initialised), on the first `nsamples` calibration images, network run in `mode`. Quantizers

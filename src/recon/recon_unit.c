@@ -3,7 +3,8 @@
  * The same loop runs BRECQ's activation stage (§6.3, §9; ctx->weights_fixed): weights fixed at
  * their hard-rounded values (no AdaRound step, no weight gradient), scales only, L_p loss.
  *
- * One iteration (all on the backend; the host only reads the loss every log_every iterations):
+ * One iteration (all on the backend; the host reads the summed loss at each loss-curve point,
+ * at least every 1% of the iterations, and at each log_every window):
  *   c += 1; idx = draw(seed, unit, c); x_in = mix(quant_in[idx], fp_in[idx]) (§7.1);
  *   target = fp_out[idx]; w_soft = AdaRound(W, V) per layer (§4);
  *   forward the unit's nodes, fake-quantizing (with drop, §7.2) every activation quantizer the
@@ -465,27 +466,40 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
     snprintf(rep->name, sizeof rep->name, "%s", u->name);
     rep->iters_planned = cfg->recon.iters;
     double t0 = now_s();
-    /* One exit for every outcome (success, error, NaN, interruption): the unit's buffers are
-     * freed there, and on failure the report's loss curve too, so that no path leaks. */
-    void *graph = NULL;
-    int it = 0;
     qd_status st = rt_setup(&rt);
-    if (st != QD_OK) goto out;
+    if (st != QD_OK) { rt_free(&rt); return st; }
     rep->nlayers = rt.nlayers;
     rep->nact = rt.nq;
     st = unit_sqnr(&rt, ctx->ncal < 256 ? ctx->ncal : 256, &rep->sqnr_before_db);
-    if (st != QD_OK) goto out;
+    if (st != QD_OK) { rt_free(&rt); return st; }
 
     int every = cfg->recon.log_every > 0 ? cfg->recon.log_every : 500;
-    int ncurve_cap = cfg->recon.iters / every + 2;
+    /* The loss curve gets a point at least every 1% of the iterations (window means), however
+     * coarse the log period: a curve needs ~100 points to show its shape. Reading the device
+     * accumulator is one small synchronous copy per point. */
+    int curve_every = cfg->recon.iters >= 100 ? cfg->recon.iters / 100 : 1;
+    int ncurve_cap = cfg->recon.iters / curve_every + 3;
     rep->curve = calloc((size_t)ncurve_cap, sizeof(double));
     rep->curve_iter = calloc((size_t)ncurve_cap, sizeof(int));
-    if (!rep->curve || !rep->curve_iter) { st = qd_errorf(QD_ERR_INTERNAL, "unit '%s': out of host memory", u->name); goto out; }
+    if (!rep->curve || !rep->curve_iter) {
+        free(rep->curve); free(rep->curve_iter);
+        rep->curve = NULL; rep->curve_iter = NULL;
+        rt_free(&rt);
+        return qd_errorf(QD_ERR_INTERNAL, "out of host memory");
+    }
+    void *graph = NULL;
     int use_graph = b->ops->capture_begin != NULL && getenv("QD_NO_GRAPH") == NULL;
     double best = INFINITY;
     int windows_without_improvement = 0;
     double t_train = now_s();
-    int window_start = 0;
+    int it = 0;
+    /* Device sums are read at every "tick" (a curve point, a log window or an early-stop window
+     * ending) and accumulated on the host into the log window and the curve window. */
+    int tick_start = 0;
+    int window_start = 0;                    /* log / early-stop window: since the last such read */
+    double win_loss = 0.0, win_reg = 0.0;
+    int curve_start = 0;                     /* curve window: since the last curve point */
+    double curve_loss = 0.0;
     while (it < cfg->recon.iters) {
         /* SIGINT/SIGTERM: stop between iterations; the unit is discarded and the run keeps the
          * checkpoint of the units before it (no message here: the run reports where it stopped) */
@@ -510,41 +524,57 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
             if (st != QD_OK) break;
             rep->loss_start = l0;
             if (it < cfg->recon.iters) {
+                if (isfinite(l0)) { rep->curve[0] = l0; rep->curve_iter[0] = 1; rep->ncurve = 1; }
                 if ((st = b->ops->zero(b, rt.loss, sizeof(float))) != QD_OK) break;
                 if ((st = b->ops->zero(b, rt.reg, sizeof(float))) != QD_OK) break;
-                window_start = 1;
+                tick_start = window_start = curve_start = 1;
                 continue;
             }
         }
+        int curve_end = (it % curve_every == 0) || it == cfg->recon.iters;
         int window_end = (it % every == 0) || it == cfg->recon.iters;
         int es_window = cfg->recon.early_stop && cfg->recon.early_stop_window > 0 && it % cfg->recon.early_stop_window == 0;
-        if (!window_end && !es_window) continue;
+        if (!curve_end && !window_end && !es_window) continue;
         float loss_sum = 0.0f, reg_sum = 0.0f;
         {
             /* Fault injection for tests/nan_test.sh: QD_DEBUG_POISON_ITER=N turns the loss of the
              * window containing iteration N into NaN on the first attempt of every unit. */
             const char *poison = getenv("QD_DEBUG_POISON_ITER");
-            if (poison && ctx->attempt == 0 && it >= atoi(poison) && window_start < atoi(poison)) {
+            if (poison && ctx->attempt == 0 && it >= atoi(poison) && tick_start < atoi(poison)) {
                 float nanv = NAN;
                 if ((st = b->ops->upload(b, rt.loss, &nanv, sizeof nanv)) != QD_OK) break;
             }
         }
         st = read_scalar(b, rt.loss, &loss_sum);
         if (st == QD_OK) st = read_scalar(b, rt.reg, &reg_sum);
+        if (st == QD_OK) st = b->ops->zero(b, rt.loss, sizeof(float));
+        if (st == QD_OK) st = b->ops->zero(b, rt.reg, sizeof(float));
         if (st != QD_OK) break;
-        if ((st = b->ops->zero(b, rt.loss, sizeof(float))) != QD_OK) break;
-        if ((st = b->ops->zero(b, rt.reg, sizeof(float))) != QD_OK) break;
-        int nwin = it - window_start > 0 ? it - window_start : 1;
-        window_start = it;
-        double loss = (double)loss_sum / nwin, reg = (double)reg_sum / nwin;
-        if (!isfinite(loss) || !isfinite(reg)) {
+        tick_start = it;
+        if (!isfinite(loss_sum) || !isfinite(reg_sum)) {
             st = qd_errorf(QD_ERR_NUMERIC,
                            "unit '%s': reconstruction loss became %s at iteration %d; the unit was restored to its "
                            "state before training (try a lower quant.recon.scale_lr or set quant.recon.nan_retries)",
-                           u->name, isnan(loss) || isnan(reg) ? "NaN" : "Inf", it);
+                           u->name, isnan(loss_sum) || isnan(reg_sum) ? "NaN" : "Inf", it);
             break;
         }
-        if (rep->ncurve < ncurve_cap) { rep->curve[rep->ncurve] = loss; rep->curve_iter[rep->ncurve] = it; rep->ncurve++; }
+        win_loss += loss_sum; win_reg += reg_sum;
+        curve_loss += loss_sum;
+        if (curve_end) {
+            int n = it - curve_start > 0 ? it - curve_start : 1;
+            if (rep->ncurve < ncurve_cap) {
+                rep->curve[rep->ncurve] = curve_loss / n;
+                rep->curve_iter[rep->ncurve] = it;
+                rep->ncurve++;
+            }
+            curve_loss = 0.0;
+            curve_start = it;
+        }
+        if (!window_end && !es_window) continue;
+        int nwin = it - window_start > 0 ? it - window_start : 1;
+        window_start = it;
+        double loss = win_loss / nwin, reg = win_reg / nwin;
+        win_loss = win_reg = 0.0;
         rep->loss_end = loss;
         rep->reg_end = reg;
         double el = now_s() - t_train;
@@ -563,26 +593,20 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
             else if (++windows_without_improvement >= 2) { rep->early_stopped = 1; break; }
         }
     }
+    if (graph) b->ops->graph_destroy(b, graph);
     rep->iters_run = it;
     if (st == QD_OK) st = b->ops->sync(b);
     if (st == QD_OK) st = rt_finish(&rt);
     if (st == QD_OK) st = unit_sqnr(&rt, ctx->ncal < 256 ? ctx->ncal : 256, &rep->sqnr_after_db);
-    {
-        double t1 = now_s();
-        rep->seconds = t1 - t0;
-        rep->it_per_s = it / ((t1 - t_train) > 0 ? (t1 - t_train) : 1e-9);
-    }
-out:
-    if (graph) b->ops->graph_destroy(b, graph);
+    double t1 = now_s();
+    rep->seconds = t1 - t0;
+    rep->it_per_s = it / ((t1 - t_train) > 0 ? (t1 - t_train) : 1e-9);
     qd_progress_done();
     rt_free(&rt);
     if (st != QD_OK) {
-        /* a failed unit reports nothing: its curve is not the caller's to free */
-        free(rep->curve);
-        free(rep->curve_iter);
-        rep->curve = NULL;
-        rep->curve_iter = NULL;
-        rep->ncurve = 0;
+        /* a failed unit has no report: the caller retries or stops without it */
+        free(rep->curve); free(rep->curve_iter);
+        rep->curve = NULL; rep->curve_iter = NULL; rep->ncurve = 0;
     }
     return st;
 }

@@ -4,10 +4,10 @@
  *   -> per unit: caches + reconstruction (§8) -> checkpoint -> next unit
  *   -> (mode-dependent late activation ranges, §9; BRECQ: its activation stage, §6.3)
  *   -> quantized evaluation
- *   -> results.json, encodings + QDQ ONNX export, loss plots.
+ *   -> results.json, encodings + QDQ ONNX export, run report (report.html/.md, plots/).
  * Every output file is written atomically; the final outputs are staged and published together
- * (recon/outdir.h). SIGINT/SIGTERM stop the run at the next iteration or phase boundary with
- * the last checkpoint intact (qdrop/interrupt.h). */
+ * (recon/outdir.h), the report rendered from them after publication. SIGINT/SIGTERM stop the run
+ * at the next iteration or phase boundary with the last checkpoint intact (qdrop/interrupt.h). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -25,9 +25,11 @@
 #include "qdrop/interrupt.h"
 #include "qdrop/log.h"
 #include "qdrop/qdrop.h"
+#include "qdrop/report.h"
 #include "recon/ckpt.h"
 #include "recon/outdir.h"
 #include "recon/recon.h"
+#include "qdrop/utf8.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -126,8 +128,15 @@ static qd_status load_images(const qd_config *cfg, const char *path, const char 
     return qd_dataset_load(path, labels, &o, c, h, w, ds);
 }
 
+qd_status qd_load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
+                         int sample_n, int max_images, qd_dataset *ds) {
+    return load_images(cfg, path, labels, c, h, w, sample_n, max_images, ds);
+}
+
+/* Forward the whole validation set; top-1/top-5, optionally the per-image argmax and the
+ * [n, nclasses] logits themselves (*logits_out, malloc'd, for output.logits). */
 static qd_status evaluate(qd_exec *ex, qd_exec_mode mode, const qd_dataset *val, int batch, int nclasses,
-                          double *top1, double *top5, int **pred_out) {
+                          double *top1, double *top5, int **pred_out, float **logits_out) {
     float *logits = malloc(sizeof(float) * (size_t)batch * (size_t)nclasses);
     float *all = malloc(sizeof(float) * (size_t)val->n * (size_t)nclasses);
     if (!logits || !all) { free(logits); free(all); return qd_errorf(QD_ERR_INTERNAL, "out of host memory"); }
@@ -146,6 +155,10 @@ static qd_status evaluate(qd_exec *ex, qd_exec_mode mode, const qd_dataset *val,
         if (pred) qd_argmax_rows(all, val->n, nclasses, pred);
         *pred_out = pred;
     }
+    if (st == QD_OK && logits_out) {
+        *logits_out = all;
+        all = NULL;
+    }
     free(all);
     return st;
 }
@@ -159,7 +172,7 @@ static uint64_t config_hash_for_resume(const qd_config *cfg) {
     c.eval_enabled = 0; c.eval_batch_size = 0; c.eval_max_images = 0; c.eval_fp32 = 0;
     memset(c.val_path, 0, sizeof c.val_path);
     memset(c.val_labels_path, 0, sizeof c.val_labels_path);
-    c.export_onnx = 0; c.onnx_opset = 0; c.int4_weights = 0; c.plots = 0;
+    c.export_onnx = 0; c.onnx_opset = 0; c.int4_weights = 0; c.plots = 0; c.logits = 0;
     c.recon.log_every = 0; c.threads = 0; c.device = QD_DEVICE_AUTO;
     if (c.mode != QD_MODE_BRECQ) memset(&c.brecq, 0, sizeof c.brecq);   /* unused by the other modes */
     return qd_config_hash(&c);
@@ -168,42 +181,10 @@ static uint64_t config_hash_for_resume(const qd_config *cfg) {
 static qd_status file_hash(const char *path, uint64_t *h) {
     void *d = NULL;
     size_t n = 0;
-    QD_TRY(qd_read_file(path, &d, &n));
+    QD_TRY(qd_read_input(path, "ONNX model", (size_t)2 << 30, &d, &n));
     *h = qd_fnv1a64(d, n, 0);
     free(d);
     return QD_OK;
-}
-
-static void write_plots(const char *out_dir, const qd_unit_report *reps, int n) {
-    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
-        qd_log_warn("plots_skipped", "gnuplot not found: loss-curve PNGs not written");
-        return;
-    }
-    char dir[QD_PATH_MAX + 16];
-    snprintf(dir, sizeof dir, "%s/plots", out_dir);
-    if (qd_mkdir_p(dir) != QD_OK) { qd_error_clear(); return; }
-    for (int i = 0; i < n; i++) {
-        if (reps[i].ncurve < 1) continue;
-        char dat[QD_PATH_MAX + 64], png[QD_PATH_MAX + 64], tmp[QD_PATH_MAX + 96];
-        snprintf(dat, sizeof dat, "%s/.unit%02d_loss.dat", dir, i);
-        snprintf(png, sizeof png, "%s/unit%02d_loss.png", dir, i);
-        snprintf(tmp, sizeof tmp, "%s/.unit%02d_loss.png.tmp", dir, i);
-        FILE *f = fopen(dat, "w");
-        if (!f) continue;
-        for (int c = 0; c < reps[i].ncurve; c++) fprintf(f, "%d %.9g\n", reps[i].curve_iter[c], reps[i].curve[c]);
-        fclose(f);
-        /* gnuplot reads its script from a pipe (no shell quoting of paths); the PNG is written to
-         * a temporary name and renamed, so a killed run never leaves a truncated image. */
-        FILE *gp = popen("gnuplot 2>/dev/null", "w");
-        if (!gp) { remove(dat); continue; }
-        fprintf(gp, "set terminal png size 640,400\nset output '%s'\n", tmp);
-        fprintf(gp, "set title 'unit %d: %s'\nset xlabel 'iteration'\nset ylabel 'reconstruction loss (window mean)'\n", i,
-                reps[i].name);
-        fprintf(gp, "set logscale y\nplot '%s' using 1:2 with linespoints title 'rec loss'\n", dat);
-        int rc = pclose(gp);
-        if (rc != 0 || rename(tmp, png) != 0) { remove(tmp); qd_log_warn("plot_failed", "gnuplot failed for unit %d", i); }
-        remove(dat);
-    }
 }
 
 static cJSON *unit_json(const qd_unit_report *r, int idx) {
@@ -222,6 +203,13 @@ static cJSON *unit_json(const qd_unit_report *r, int idx) {
     cJSON_AddNumberToObject(o, "sqnr_after_db", r->sqnr_after_db);
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
     cJSON_AddNumberToObject(o, "it_per_s", r->it_per_s);
+    /* the loss curve for the run report: window means, a point at least every 1% of the iterations */
+    cJSON *curve = cJSON_AddObjectToObject(o, "loss_curve");
+    cJSON *xs = cJSON_AddArrayToObject(curve, "iteration"), *ys = cJSON_AddArrayToObject(curve, "loss");
+    for (int c = 0; c < r->ncurve; c++) {
+        cJSON_AddItemToArray(xs, cJSON_CreateNumber(r->curve_iter[c]));
+        cJSON_AddItemToArray(ys, cJSON_CreateNumber(r->curve[c]));
+    }
     return o;
 }
 
@@ -234,16 +222,20 @@ typedef struct run_state {
     qd_unit_report *reps;
     int nunits, nreps, rep_cap;
     int *pred_fp, *pred_q;
+    float *logits_fp, *logits_q;   /* [val.n, nclasses] when output.logits */
     int ckpt_units;   /* units recorded in checkpoint.bin by this run or the one resumed; -1 none */
 } run_state;
 
 static void run_free(run_state *s) {
     /* every slot: a unit that failed may hold a curve without being counted in nreps */
-    if (s->reps) for (int i = 0; i < s->rep_cap; i++) { free(s->reps[i].curve); free(s->reps[i].curve_iter); }
+    int nslots = s->rep_cap > s->nreps ? s->rep_cap : s->nreps;
+    if (s->reps) for (int i = 0; i < nslots; i++) { free(s->reps[i].curve); free(s->reps[i].curve_iter); }
     free(s->reps);
     free(s->units);
     free(s->pred_fp);
     free(s->pred_q);
+    free(s->logits_fp);
+    free(s->logits_q);
     qd_exec_free(s->ex);
     if (s->b) qd_backend_destroy(s->b);
     qd_dataset_free(&s->calib);
@@ -482,6 +474,24 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     cJSON_AddNumberToObject(times, "load_data_s", now_s() - t_phase);
 
     if (opt->dry_run) {
+        /* a dry run fails where the real run would: the requested device must exist, and the
+         * checkpoint --resume would read must be there and valid for this model and config */
+        if (cfg->device == QD_DEVICE_CUDA) {
+            qd_backend_options bo = {1, cfg->deterministic, cfg->tf32, cfg->device_memory_budget_mb * 1024 * 1024};
+            if ((st = qd_backend_create("cuda", &bo, &S.b)) != QD_OK) goto done;
+        }
+        if (opt->resume) {
+            int rep_cap = mp.brecq_act ? 2 * S.nunits : S.nunits, done_units = 0;
+            snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
+            if (access(path, F_OK) != 0) { /* anything else there is refused by qd_ckpt_load, saying what it is */
+                st = qd_errorf(QD_ERR_NOINPUT, "%s: no checkpoint to resume from (run without --resume to start)", path);
+                goto done;
+            }
+            S.reps = calloc((size_t)rep_cap + 1, sizeof(qd_unit_report));
+            if (!S.reps) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+            S.rep_cap = rep_cap;
+            if ((st = qd_ckpt_load(path, S.g, cfg_hash, model_hash, &done_units, S.reps, rep_cap, &S.nreps)) != QD_OK) goto done;
+        }
         print_dry_run(cfg, &S, &mp);
         goto done;
     }
@@ -512,7 +522,8 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     double fp_top1 = NAN, fp_top5 = NAN, q_top1 = NAN, q_top5 = NAN;
     if (S.val.n > 0 && cfg->eval_fp32) {
         t_phase = now_s();
-        if ((st = evaluate(S.ex, QD_EXEC_FP, &S.val, cfg->eval_batch_size, nclasses, &fp_top1, &fp_top5, &S.pred_fp)) != QD_OK) goto done;
+        if ((st = evaluate(S.ex, QD_EXEC_FP, &S.val, cfg->eval_batch_size, nclasses, &fp_top1, &fp_top5, &S.pred_fp,
+                           cfg->logits ? &S.logits_fp : NULL)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "eval_fp32_s", now_s() - t_phase);
         qd_log_info("eval_fp32", "FP32 top-1 %.2f%% top-5 %.2f%% (%d images)", 100 * fp_top1, 100 * fp_top5, S.val.n);
     }
@@ -527,7 +538,7 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     S.rep_cap = rep_cap;
     snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
     if (opt->resume) {
-        if (!qd_file_exists(path)) {
+        if (access(path, F_OK) != 0) { /* anything else there is refused by qd_ckpt_load, saying what it is */
             st = qd_errorf(QD_ERR_NOINPUT, "%s: no checkpoint to resume from (run without --resume to start)", path);
             goto done;
         }
@@ -654,7 +665,8 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     /* quantized evaluation */
     if (S.val.n > 0) {
         t_phase = now_s();
-        if ((st = evaluate(S.ex, QD_EXEC_QUANT, &S.val, cfg->eval_batch_size, nclasses, &q_top1, &q_top5, &S.pred_q)) != QD_OK) goto done;
+        if ((st = evaluate(S.ex, QD_EXEC_QUANT, &S.val, cfg->eval_batch_size, nclasses, &q_top1, &q_top5, &S.pred_q,
+                           cfg->logits ? &S.logits_q : NULL)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "eval_quant_s", now_s() - t_phase);
         qd_log_info("eval_quant", "quantized W%dA%d top-1 %.2f%% top-5 %.2f%%", cfg->w_qconfig.bit, cfg->a_qconfig.bit,
                     100 * q_top1, 100 * q_top5);
@@ -684,7 +696,7 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
             if (st != QD_OK) goto done;
         }
     }
-    if (cfg->plots) write_plots(od->stage, S.reps, S.nreps);
+    if (cfg->logits && (st = qd_write_logits(od->stage, S.logits_fp, S.logits_q, S.val.n, nclasses)) != QD_OK) goto done;
 
     /* results.json */
     {
@@ -703,6 +715,7 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
         char hs[32];
         snprintf(hs, sizeof hs, "%016llx", (unsigned long long)cfg_hash);
         cJSON_AddStringToObject(r, "config_hash", hs);
+        if (opt->command) cJSON_AddStringToObject(r, "command", opt->command);
         cJSON_AddStringToObject(r, "model", cfg->model_path);
         cJSON_AddStringToObject(r, "mode", qd_mode_name(cfg->mode));
         cJSON_AddNumberToObject(r, "w_bits", cfg->w_qconfig.bit);
@@ -718,6 +731,11 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
         cJSON_AddNumberToObject(acc, "images", S.val.n);
         if (!isnan(fp_top1)) { cJSON_AddNumberToObject(acc, "fp32_top1", 100 * fp_top1); cJSON_AddNumberToObject(acc, "fp32_top5", 100 * fp_top5); }
         if (!isnan(q_top1)) { cJSON_AddNumberToObject(acc, "quant_top1", 100 * q_top1); cJSON_AddNumberToObject(acc, "quant_top5", 100 * q_top5); }
+        if (S.pred_fp && S.pred_q && S.val.n > 0) {
+            int same = 0;
+            for (int i = 0; i < S.val.n; i++) same += S.pred_fp[i] == S.pred_q[i];
+            cJSON_AddNumberToObject(acc, "agreement_with_fp32", 100.0 * same / S.val.n);
+        }
         cJSON *us = cJSON_AddArrayToObject(r, "units");
         long total_iters = 0;
         for (int i = 0; i < S.nreps; i++) { cJSON_AddItemToArray(us, unit_json(&S.reps[i], i)); total_iters += S.reps[i].iters_run; }
@@ -725,7 +743,9 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
         cJSON_AddNumberToObject(times, "total_s", now_s() - t_start);
         cJSON_AddItemToObject(r, "timing", times);
         times = NULL;
-        char *txt = cJSON_Print(r);
+        char *raw = cJSON_Print(r);
+        char *txt = raw ? qd_utf8_valid_dup(raw) : NULL; /* paths may hold non-UTF-8 bytes */
+        free(raw);
         cJSON_Delete(r);
         snprintf(path, sizeof path, "%s/results.json", od->stage);
         st = txt ? qd_write_file_atomic(path, txt, strlen(txt)) : qd_errorf(QD_ERR_INTERNAL, "cannot serialise results");
@@ -736,12 +756,23 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
      * last (a signal after this point no longer stops the run: its work is done) */
     if (qd_interrupted()) { st = QD_ERR_INTERRUPTED; goto done; }
     if ((st = qd_outdir_publish(od)) != QD_OK) goto done;
+    /* report.html / report.md (+ plots/): rendered from the published files, exactly as
+     * `qdrop-gpu report DIR` would. The results are complete at this point, so a report that
+     * cannot be written (disk full...) is a warning, not a failed run: it can be rendered again. */
+    {
+        qd_report_options ro = {cfg->plots};
+        if (qd_report_render(cfg->out_dir, cfg->out_dir, &ro) != QD_OK) {
+            qd_log_warn("report_failed", "report.html not written: %s (render it later with: qdrop-gpu report DIR)",
+                        qd_error_message());
+            qd_error_clear();
+        }
+    }
     if (!opt->quiet) {
         printf("model %s  mode %s  W%dA%d  units %d  iterations/unit %d\n", cfg->model_path, qd_mode_name(cfg->mode),
                cfg->w_qconfig.bit, cfg->a_qconfig.bit, S.nunits, mp.reconstruct ? cfg->recon.iters : 0);
         if (!isnan(fp_top1)) printf("FP32       top-1 %6.2f%%  top-5 %6.2f%%\n", 100 * fp_top1, 100 * fp_top5);
         if (!isnan(q_top1)) printf("quantized  top-1 %6.2f%%  top-5 %6.2f%%\n", 100 * q_top1, 100 * q_top5);
-        printf("outputs in %s (results.json, model_qdq.onnx, encodings.json) — %.1f s\n", cfg->out_dir, now_s() - t_start);
+        printf("outputs in %s (results.json, report.html, model_qdq.onnx, encodings.json) — %.1f s\n", cfg->out_dir, now_s() - t_start);
     }
 done:
     if (st == QD_ERR_INTERRUPTED) {

@@ -55,7 +55,36 @@ def config_corpus():
     put("config", "malformed.json", '{"quant": {"recon": {"iters": 2,, }}')
     put("config", "escapes.json", '{"model": {"path": "a\\u00e9\\ud83d\\ude00\\n\\t\\"b"}, "data": {"mean": [1e308, -1e-308, 0]}}')
     put("config", "deep.json", "[" * 64 + "]" * 64)
+    put("config", "nul_in_path.json", '{"output": {"dir": "o_nul\\u0000/../../etc/evil"}}')
+    put("config", "escaped_backslash_u0000.json", '{"output": {"dir": "a\\\\u0000b"}}')
+    put("config", "deep_30000.json", "[" * 30000 + "]" * 30000)
+    put("config", "non_utf8_path.json", b'{"model": {"path": "m\xe9\xff.onnx"}}')
     put("config", "numbers.json", '{"quant": {"calibrate": 1e400, "w_qconfig": {"bit": 4.0}, "recon": {"iters": -0}}}')
+
+
+def patch_sof(jpeg, w, h):
+    """Rewrite the frame size in the SOF header (the scan data no longer matches it)."""
+    b = bytearray(jpeg)
+    i = 2
+    while i + 4 < len(b):
+        mk, ln = b[i + 1], struct.unpack_from(">H", b, i + 2)[0]
+        if mk in (0xC0, 0xC1, 0xC2):
+            struct.pack_into(">HH", b, i + 5, h, w)
+            return bytes(b)
+        i += 2 + ln
+    raise ValueError("no SOF marker")
+
+
+def many_scans(nscans=600):
+    """A 32x32 progressive JPEG whose last scan is repeated (the scan-count time bomb)."""
+    from PIL import Image
+    rnd = np.random.RandomState(1)
+    img = Image.fromarray(rnd.randint(0, 256, (32, 32, 3)).astype(np.uint8))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", progressive=True, quality=90)
+    j = buf.getvalue()
+    last = j[j.rfind(b"\xff\xda"):-2]
+    return j[:-2] + last * nscans + b"\xff\xd9"
 
 
 def jpeg_corpus():
@@ -78,6 +107,12 @@ def jpeg_corpus():
     save(Image.fromarray(px).convert("CMYK"), "cmyk.jpg")
     save(Image.fromarray(px), "restart.jpg", progressive=True, optimize=True)
     save(Image.fromarray(px[:1, :1]), "1x1.jpg")
+    save(Image.new("RGB", (1, 37633), (120, 30, 200)), "thin_1x37633.jpg", quality=90)
+    small = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 30, 200)).save(small, format="JPEG", quality=90)
+    put("jpeg", "header_16000x16000.jpg", patch_sof(small.getvalue(), 16000, 16000))
+    put("jpeg", "header_8000x6000.jpg", patch_sof(small.getvalue(), 8000, 6000))
+    put("jpeg", "progressive_600_scans.jpg", many_scans())
     good = open(os.path.join(OUT, "jpeg", "rgb444.jpg"), "rb").read()
     put("jpeg", "truncated.jpg", good[: len(good) // 2])
     put("jpeg", "soi_only.jpg", b"\xff\xd8\xff\xd9")
@@ -242,9 +277,42 @@ def tokenizer_corpus():
     put("tokenizer", "vocab_dup", b"\x01[PAD]\n[PAD]\n\n\n[UNK]")
 
 
+def checkpoint_corpus():
+    """Checkpoint bodies WITHOUT the trailing checksum (fuzz_checkpoint appends it), for the graph
+    of tests/unit/ckpt_test_graph.h: weight quantizers of 2x3 and 3x2 elements, 2 activation
+    quantizers, at most 2 units. Layout: src/recon/ckpt.c (qd_ckpt_save)."""
+    def body(units, recon=(1, 0), ncurve=3, names=("block 0", "block 1")):
+        b = b"QDCKPT01" + struct.pack("<QQ", 0x1111222233334444, 0x5555666677778888)
+        b += struct.pack("<qq", units, 2)
+        for k, (ch, per) in enumerate(((2, 3), (3, 2))):
+            b += struct.pack("<qqq", ch, ch * per, recon[k])
+            b += struct.pack("<%df" % ch, *[0.25 * (c + 1) for c in range(ch)])
+            b += struct.pack("<%df" % ch, *[float(c + 3) for c in range(ch)])
+            b += struct.pack("<%df" % (ch * per), *[0.125 * (i - 2) for i in range(ch * per)])
+        b += struct.pack("<q", 2)
+        for a in range(2):
+            b += struct.pack("<ffq", 0.5 + a, float(a), 1)
+        b += struct.pack("<q", units)
+        for i in range(units):
+            b += names[i].encode().ljust(128, b"\0")
+            b += struct.pack("<qqqqq", 100, 100, 0, 1, 1)
+            b += struct.pack("<7d", 1.0 + i, 0.5, 0.01, 10.0, 20.0, 0.0, 0.0)
+            b += struct.pack("<q", ncurve)
+            for c in range(ncurve):
+                b += struct.pack("<dq", 1.0 / (c + 1), 50 * c)
+        return b
+    put("checkpoint", "units0.ckpt", body(0, recon=(0, 0)))
+    put("checkpoint", "units1.ckpt", body(1))
+    put("checkpoint", "units2.ckpt", body(2, recon=(1, 1)))
+    put("checkpoint", "units2_nocurve.ckpt", body(2, recon=(1, 1), ncurve=0))
+    put("checkpoint", "units_big.ckpt", body(0)[:24] + struct.pack("<q", 1 << 31) + body(0)[32:])
+    put("checkpoint", "truncated.ckpt", body(2)[:300])
+    put("checkpoint", "magic_only.ckpt", b"QDCKPT01")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for t in ("config", "jpeg", "npy", "onnx", "safetensors", "tokenizer"):
+    for t in ("config", "jpeg", "npy", "onnx", "safetensors", "tokenizer", "checkpoint"):
         os.makedirs(os.path.join(OUT, t), exist_ok=True)
     config_corpus()
     jpeg_corpus()
@@ -252,6 +320,7 @@ def main():
     onnx_corpus()
     safetensors_corpus()
     tokenizer_corpus()
+    checkpoint_corpus()
     for t in sorted(os.listdir(OUT)):
         files = os.listdir(os.path.join(OUT, t))
         print("%-12s %3d files %7d bytes" % (t, len(files), sum(os.path.getsize(os.path.join(OUT, t, n)) for n in files)))

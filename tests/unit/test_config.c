@@ -68,7 +68,7 @@ static void test_defaults(void) {
     CHECK(c.w_qconfig.bit == 4 && c.a_qconfig.bit == 4);
     CHECK(c.w_qconfig.ch_axis == 0 && c.a_qconfig.ch_axis == -1);
     CHECK(c.w_qconfig.symmetric == 0 && c.a_qconfig.symmetric == 0);
-    CHECK(c.calibrate == 1024 && c.act_calib_samples == 256);
+    CHECK(c.calibrate == 1024 && c.act_calib_samples == 0); /* 0 = min(256, calibrate), resolved by finalize */
     CHECK(c.first_last_8bit == 1 && c.brecq_setting == 0);
     CHECK(c.seed == 1005 && c.mode == QD_MODE_QDROP);
     CHECK(c.preprocess == QD_PRE_CIFAR);
@@ -115,6 +115,20 @@ static void test_reject(void) {
            NULL);
     REJECT("{\"data\":{\"foo\":1}}", "data.foo: unknown key", "calib_path");
     REJECT("{\"quant\":{\"round_mode\":\"x\"}}", "quant.round_mode: unknown key", NULL);
+    /* a NUL smuggled into a path is refused, not truncated to "o_nul"; brackets and escapes in
+     * strings do not confuse the scan */
+    REJECT("{\"output\":{\"dir\":\"o_nul\\u0000/../../etc/evil\"}}", "t.json:1:", "\\u0000");
+    REJECT("{\"model\":{\"path\":\"[[{\\\\u0000\"},\"output\":{\"dir\":\"\\u0000\"}}", "t.json:1:49:", "\\u0000");
+    REJECT("{\"model\":{\"path\":\"m\xe9.onnx\"}}", "t.json:1:20: not valid UTF-8 (byte 0xe9)", NULL);
+        /* 100,000-deep nesting: a clean message, not a recursion */
+    {
+        size_t n = 100000;
+        char *deep = malloc(2 * n + 1);
+        for (size_t i = 0; i < n; i++) { deep[i] = '['; deep[n + i] = ']'; }
+        deep[2 * n] = 0;
+        REJECT(deep, "t.json:1:33: JSON nested more than 32 levels deep", NULL);
+        free(deep);
+    }
     REJECT("{\"quant\":{\"w_qconfig\":{\"bit\":4,\"bit\":5}}}", "quant.w_qconfig.bit: duplicate key", NULL);
     /* wrong types, one per type class */
     REJECT("{\"quant\":{\"w_qconfig\":{\"bit\":\"4\"}}}", "quant.w_qconfig.bit: expected an integer in 2..8, got the string \"4\"", NULL);
@@ -217,6 +231,18 @@ static void test_set(void) {
     CHECK(qd_config_set(&c, "device.type=cuda") == QD_OK && c.device == QD_DEVICE_CUDA);
     SET_REJECT("quant.w_qconfig.bit=9", "--set: quant.w_qconfig.bit: expected an integer in 2..8, got 9");
     SET_REJECT("quant.w_qconfig.bit=four", "expected an integer in 2..8, got the string \"four\"");
+    /* the whole value must parse; the message quotes the value as typed */
+    SET_REJECT("quant.recon.iters=5abc", "quant.recon.iters: expected an integer in 1..100000000, got the string \"5abc\"");
+    SET_REJECT("quant.w_qconfig.bit=4,8", "got the string \"4,8\"");
+    SET_REJECT("eval.enabled=truefalse", "eval.enabled: expected true or false, got the string \"truefalse\"");
+    SET_REJECT("quant.recon.iters=1=2", "got the string \"1=2\"");
+    SET_REJECT("quant.mode=\"nodrop\"xyz", "got the string \"\"nodrop\"xyz\"");
+    SET_REJECT("quant.recon.iters=0x10", "got the string \"0x10\"");
+    SET_REJECT("quant.recon.iters=1e12", "expected an integer in 1..100000000, got 1e12");
+    SET_REJECT("quant.recon.drop_prob=0.50000000001e1", "got 0.50000000001e1");
+    SET_REJECT("quant.recon.b_range=20,2x", "got the string \"20,2x\"");
+    SET_REJECT("output.dir=\"o_nul\\u0000/../../etc/evil\"", "\\u0000");
+    CHECK(qd_config_set(&c, "quant.recon.iters= 7 ") == QD_OK && c.recon.iters == 7);
     SET_REJECT("quant.w_qconfig.bitt=4", "quant.w_qconfig.bitt: unknown key (expected one of: bit, symmetric, ch_axis)");
     SET_REJECT("quant.w_qconfig.bit.x=4", "quant.w_qconfig.bit");
     SET_REJECT("nosuch.key=1", "nosuch: unknown key (expected one of: model, data");
@@ -279,6 +305,18 @@ static void test_finalize(void) {
     FIN_REJECT(c.recon.batch_size = 0, "quant.recon.batch_size: must be >= 1");
     FIN_REJECT(c.calibrate = 16, "quant.calibrate: must be >= quant.recon.batch_size (32), got 16");
     FIN_REJECT(c.act_calib_samples = 2000, "quant.act_calib_samples: must be <= quant.calibrate (1024)");
+    FIN_REJECT((c.calibrate = 64, c.act_calib_samples = 100), "quant.act_calib_samples: must be <= quant.calibrate (64), got 100");
+    /* the default follows a small calibration set: min(256, calibrate) */
+    qd_config_defaults(&c);
+    snprintf(c.model_path, sizeof c.model_path, "/m.onnx");
+    CHECK(qd_config_set(&c, "quant.calibrate=64") == QD_OK && qd_config_finalize(&c) == QD_OK && c.act_calib_samples == 64);
+    qd_config_defaults(&c);
+    snprintf(c.model_path, sizeof c.model_path, "/m.onnx");
+    CHECK(qd_config_finalize(&c) == QD_OK && c.act_calib_samples == 256);
+    qd_config_defaults(&c);
+    snprintf(c.model_path, sizeof c.model_path, "/m.onnx");
+    CHECK(qd_config_set(&c, "quant.act_calib_samples=100") == QD_OK && qd_config_finalize(&c) == QD_OK &&
+          c.act_calib_samples == 100);
     FIN_REJECT((c.preprocess = QD_PRE_IMAGENET, c.resize_size = 200), "data.resize_size: must be >= data.input_size (224)");
     FIN_REJECT(c.w_qconfig.bit = 9, "quant.w_qconfig.bit: expected an integer in 2..8, got 9");
     FIN_REJECT(c.recon.drop_prob = 1.5f, "quant.recon.drop_prob");

@@ -503,7 +503,46 @@ static void test_metrics(void) {
     expect_err(qd_topk_accuracy(lg, &ybad, 1, 6, &t1, &t5), QD_ERR_DATA, "label 6", "6 classes", "label range");
 }
 
+/* Sizes refused from the header, before decoding (docs/reliability.md "Data"). */
+static void test_size_limits(void) {
+    char err[QD_DATA_ERRLEN];
+    qd_data_options c = opts(QD_PRE_CIFAR), in = opts(QD_PRE_IMAGENET);
+    CHECK(qd_preprocess_check_dims_r(32, 32, "a.jpg", &c, 3, 32, 32, err, sizeof err) == QD_OK, "cifar 32x32: %s", err);
+    CHECK(qd_preprocess_check_dims_r(16000, 16000, "a.jpg", &c, 3, 32, 32, err, sizeof err) == QD_ERR_DATA &&
+              strstr(err, "a.jpg: image is 16000x16000 (WxH) but the model input is 32x32"), "cifar 16000x16000: %s", err);
+    /* imagenet: ordinary photos and a 10:1 panorama pass; beyond 64:1 is refused */
+    CHECK(qd_preprocess_check_dims_r(4000, 3000, "p.jpg", &in, 3, 224, 224, err, sizeof err) == QD_OK, "4000x3000: %s", err);
+    CHECK(qd_preprocess_check_dims_r(2560, 256, "p.jpg", &in, 3, 224, 224, err, sizeof err) == QD_OK, "10:1: %s", err);
+    CHECK(qd_preprocess_check_dims_r(64, 1, "p.jpg", &in, 3, 224, 224, err, sizeof err) == QD_OK, "64:1: %s", err);
+    CHECK(qd_preprocess_check_dims_r(65, 1, "p.jpg", &in, 3, 224, 224, err, sizeof err) == QD_ERR_DATA &&
+              strstr(err, "gives 16640x256, more than the 4194304-pixel limit"), "65:1: %s", err);
+    CHECK(qd_preprocess_check_dims_r(1, 37633, "thin.jpg", &in, 3, 224, 224, err, sizeof err) == QD_ERR_DATA &&
+              strstr(err, "thin.jpg: image is 1x37633 (WxH); resizing it to shorter side 256 gives 256x9634048"), "1x37633: %s", err);
+    /* a 1x37633 image through the decoder: refused from the header, nothing resized */
+    in.resize_size = 36;
+    in.input_size = 32;
+    unsigned char *jpg = NULL;
+    size_t n = 0;
+    FILE *f = fopen("tests/fuzz/corpus/jpeg/thin_1x37633.jpg", "rb");
+    if (f) {
+        jpg = malloc(1 << 16);
+        n = fread(jpg, 1, 1 << 16, f);
+        fclose(f);
+        qd_image_u8 im;
+        int st = qd_jpeg_decode_mem_for(jpg, n, "thin.jpg", &in, 3, 32, 32, &im, err, sizeof err);
+        CHECK(st == QD_ERR_UNSUPPORTED && strstr(err, "resizing it to shorter side 36 gives 36x1354788") && !im.rgb,
+              "decode 1x37633 for imagenet 36: %d %s", st, err);
+        st = qd_jpeg_decode_mem(jpg, n, "thin.jpg", &im, err, sizeof err);
+        CHECK(st == QD_OK && im.w == 1 && im.h == 37633, "plain decode of 1x37633: %s", err);
+        qd_image_u8_free(&im);
+        free(jpg);
+    } else {
+        CHECK(0, "tests/fuzz/corpus/jpeg/thin_1x37633.jpg missing");
+    }
+}
+
 int main(void) {
+    test_size_limits();
     test_listing();
     test_decode();
     test_resize();

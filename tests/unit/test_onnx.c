@@ -210,14 +210,23 @@ static void test_fold_bn(void) {
         double bg = g->values[fc->inputs[2]].fdata[o];
         CHECK(fabs(bg - bw) <= 1e-5 * fabs(bw) + 1e-6, "gemm b'[%d] %g vs %g", o, bg, bw);
     }
-    /* a Gemm with transB = 0 gets its weight quantizer on axis 1 */
+    /* a Gemm with transB = 0 is rewritten to transB = 1 with the weight transposed once
+     * (qd_graph_canon_linear), so its quantizer is on axis 0 like every other layer */
+    float gfold[24];
+    memcpy(gfold, g->values[gw].fdata, sizeof gfold);
+    st = qd_graph_canon_linear(g);
+    CHECK(st == QD_OK && g->nnodes == 3 && g->nodes[2].a.trans_b == 1 && g->nodes[2].inputs[1] == gw, "canon gemm");
+    CHECK(g->values[gw].dims[0] == 3 && g->values[gw].dims[1] == 8, "canon weight [3,8]");
+    for (int o = 0; o < 3; o++)
+        for (int i = 0; i < 8; i++)
+            CHECK(g->values[gw].fdata[o * 8 + i] == gfold[i * 3 + o], "canon W[%d,%d] transposed", o, i);
     st = qd_graph_find_units(g);
     CHECK(st == QD_OK && g->nunits == 2, "units %d", g->nunits);
     qd_quant_plan_opts po = {4, 4, 0, 0};
     st = qd_graph_place_quantizers(g, &po);
     CHECK(st == QD_OK && g->nwq == 2, "wq");
     if (st == QD_OK && g->nwq == 2) {
-        CHECK(g->wq[1].ch_axis == 1 && g->wq[1].channels == 3 && g->wq[1].per_channel == 8, "gemm ch_axis 1");
+        CHECK(g->wq[1].ch_axis == 0 && g->wq[1].channels == 3 && g->wq[1].per_channel == 8, "gemm ch_axis 0");
         CHECK(g->wq[0].ch_axis == 0 && g->wq[0].channels == 2 && g->wq[0].per_channel == 4, "conv ch_axis 0");
         /* conv output feeds the glue Flatten: a linear layer output -> signed quantizer; logits none */
         CHECK(g->nact == 1 && g->act[0].value == y && !g->act[0].one_sided && g->act[0].unit == 0, "signed quantizer");

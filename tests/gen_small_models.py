@@ -1,0 +1,132 @@
+"""tests/gen_small_models.py: tiny generated ONNX models and .npy data for the CLI tests
+(tests/classifier_forms_test.py, tests/op_coverage_test.py, tests/eval_cli_test.py).
+
+Every model reads NCHW float32 images [N, 3, 8, 8] (.npy, data.preprocess "none") and ends in a
+10-class classifier. Weights come from a seeded generator, so a test builds the same model every
+time without committing binaries. Needs numpy and onnx; onnxruntime for the ORT comparisons.
+"""
+import json
+import os
+import subprocess
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+C, H, W, NCLS = 3, 8, 8, 10
+
+
+def write_data(d, n_calib=64, n_val=48, seed=7):
+    """calib.npy, val.npy, val_labels.npy under d; returns their paths."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(d, exist_ok=True)
+    p = {k: os.path.join(d, k + ".npy") for k in ("calib", "val", "val_labels")}
+    np.save(p["calib"], rng.standard_normal((n_calib, C, H, W)).astype(np.float32))
+    np.save(p["val"], rng.standard_normal((n_val, C, H, W)).astype(np.float32))
+    np.save(p["val_labels"], rng.integers(0, NCLS, n_val).astype(np.int64))
+    return p
+
+
+def config(model, data, out, iters=1, **extra):
+    """A small CPU run on the generated data; extra: {"quant": {...}} style overrides merged in."""
+    c = {
+        "model": {"path": model},
+        "data": {"calib_path": data["calib"], "val_path": data["val"], "val_labels_path": data["val_labels"],
+                 "preprocess": "none"},
+        "quant": {"w_qconfig": {"bit": 4}, "a_qconfig": {"bit": 4}, "calibrate": 64, "act_calib_samples": 32,
+                  "recon": {"iters": iters, "batch_size": 16, "log_every": 1000}},
+        "process": {"seed": 1005, "threads": 1},
+        "device": {"type": "cpu"},
+        "eval": {"batch_size": 16},
+        "output": {"dir": out, "plots": False, "logits": True},
+    }
+    for sec, kv in extra.items():
+        c.setdefault(sec, {})
+        for k, v in kv.items():
+            if isinstance(v, dict):
+                c[sec].setdefault(k, {}).update(v)
+            else:
+                c[sec][k] = v
+    return c
+
+
+def write_config(path, cfg):
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=1)
+    return path
+
+
+def run(binary, *args, cwd=None):
+    return subprocess.run([binary, *args], capture_output=True, text=True, cwd=cwd)
+
+
+def tensor(name, a):
+    return numpy_helper.from_array(np.asarray(a), name)
+
+
+def save(nodes, inits, path, out_shape=(None, NCLS), opset=13, in_name="input", out_name="logits", in_shape=None):
+    g = helper.make_graph(
+        nodes, os.path.basename(path).split(".")[0],
+        [helper.make_tensor_value_info(in_name, TensorProto.FLOAT, in_shape or ["N", C, H, W])],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [out_shape[0] or "N", *out_shape[1:]])],
+        inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="qdrop-tests")
+    m.ir_version = 7
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+    return path
+
+
+def linear(form, name, x, y, w_oi, b):
+    """One fully connected layer y = x W^T + b written as `form`:
+    gemm_t1 (Gemm transB=1, W [out, in]), gemm_t0 (Gemm transB=0, W^T [in, out]),
+    matmul (MatMul with W^T [in, out], then Add of the bias). Same node name and initializer names
+    in every form. Returns (nodes, initializers)."""
+    wn, bn = name + ".weight", name + ".bias"
+    if form == "gemm_t1":
+        return [helper.make_node("Gemm", [x, wn, bn], [y], name=name, transB=1)], [tensor(wn, w_oi), tensor(bn, b)]
+    if form == "gemm_t0":
+        return [helper.make_node("Gemm", [x, wn, bn], [y], name=name, transB=0)], \
+            [tensor(wn, np.ascontiguousarray(w_oi.T)), tensor(bn, b)]
+    if form == "matmul":
+        return [helper.make_node("MatMul", [x, wn], [name + "_mm"], name=name),
+                helper.make_node("Add", [name + "_mm", bn], [y], name=name + "_bias")], \
+            [tensor(wn, np.ascontiguousarray(w_oi.T)), tensor(bn, b)]
+    raise ValueError(form)
+
+
+def classifier_model(path, form, seed=11):
+    """Conv(3->4, 3x3) + Relu -> Flatten -> fc1 (256->16) + Relu -> fc2 (16->10), both FC layers in
+    `form`; the weights depend only on the seed."""
+    rng = np.random.default_rng(seed)
+    cw = (rng.standard_normal((4, C, 3, 3)) * 0.3).astype(np.float32)
+    cb = (rng.standard_normal(4) * 0.1).astype(np.float32)
+    w1 = (rng.standard_normal((16, 4 * H * W)) / 16).astype(np.float32)
+    b1 = (rng.standard_normal(16) * 0.1).astype(np.float32)
+    w2 = (rng.standard_normal((NCLS, 16)) / 4).astype(np.float32)
+    b2 = (rng.standard_normal(NCLS) * 0.1).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Flatten", ["r"], ["f"], name="flatten")]
+    inits = [tensor("conv.weight", cw), tensor("conv.bias", cb)]
+    n1, i1 = linear(form, "fc1", "f", "h", w1, b1)
+    n2, i2 = linear(form, "fc2", "hr", "logits", w2, b2)
+    nodes += n1 + [helper.make_node("Relu", ["h"], ["hr"], name="relu_fc1")] + n2
+    return save(nodes, inits + i1 + i2, path)
+
+
+def ort_logits(model_path, x, disable_opt=True):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    if disable_opt:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    if inp.shape and inp.shape[0] == 1:  # a fixed batch of 1 (mnist-8 style): one image at a time
+        return np.concatenate([sess.run(None, {inp.name: x[i:i + 1]})[0] for i in range(len(x))])
+    return sess.run(None, {inp.name: x})[0]
+
+
+def max_rel_err(a, ref):
+    """max |a - ref| / max |ref| (the FP32 parity measure of tests/onnx_parity.py)."""
+    return float(np.max(np.abs(a.astype(np.float64) - ref)) / max(1e-30, float(np.max(np.abs(ref)))))
