@@ -6,6 +6,10 @@ Subcommands
            with --previous). `--no-run` reports from the runs/*/ directories already in --out
            (used by the tests with synthetic results.json files, and to re-render a report).
   compare  compare two combined benchmark JSON files (today's and the previous night's).
+  run-one  run one element of the matrix (--id or --index) into --out/runs/<slug>/: what each Slurm
+           array task runs; `run --no-run` then summarises.
+  slurm    submit the matrix as one Slurm job array + an afterany summary job (nightly_sched.py).
+  k8s      write a Kubernetes Indexed Job manifest for the matrix (nightly_sched.py).
 
 Outputs in --out DIR (docs/nightly.md has the formats):
   benchmark.json          every metric, github-action-benchmark custom form [{"name","unit","value","extra"}]
@@ -206,9 +210,10 @@ def display_command(run):
 # running
 
 
-def run_one(binary, run, run_dir):
+def run_one(binary, run, run_dir, extra_meta=None):
     """Run one job in a fresh child and measure ITS peak RSS with wait4() (RUSAGE_CHILDREN would
-    be the maximum over every child this process has waited for, i.e. over all earlier runs)."""
+    be the maximum over every child this process has waited for, i.e. over all earlier runs).
+    extra_meta: recorded in meta.json as is (where a scheduler ran it)."""
     os.makedirs(run_dir, exist_ok=True)
     res_path = os.path.join(run_dir, "results.json")
     if os.path.exists(res_path):
@@ -216,6 +221,7 @@ def run_one(binary, run, run_dir):
     cmd = build_command(binary, run, run_dir)
     meta = {"id": run["id"], "command": cmd, "display_command": display_command(run),
             "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    meta.update(extra_meta or {})
     t0 = time.monotonic()
     timed_out = threading.Event()
     with open(os.path.join(run_dir, "stdout.log"), "wb") as so, open(os.path.join(run_dir, "stderr.log"), "wb") as se:
@@ -612,6 +618,13 @@ def summary_md(matrix, records, machine, sha, plots, plot_msg, regs_text, starte
                    for r in records if isinstance((r['results'] or {}).get('device'), dict)})
     if devs:
         lines.append("- devices: " + "; ".join(devs))
+    sched = [r["meta"]["scheduler"] for r in records if isinstance(r["meta"].get("scheduler"), dict)]
+    if sched:
+        kinds = sorted({str(x.get("kind", "?")) for x in sched})
+        jobs = sorted({str(x["array_job"]) for x in sched if x.get("array_job")})
+        nodes = sorted({str(x["node"]) for x in sched if x.get("node")})
+        lines.append(f"- scheduler: {', '.join(kinds)}" + (f" job {', '.join(jobs)}" if jobs else "")
+                     + f", {len(sched)} of {len(records)} runs" + (f" on {', '.join(nodes)}" if nodes else ""))
     lines += ["", "| run | device | iters/unit | images | FP32 top-1 | top-1 | top-5 | recon s | total s | peak RSS MB | status |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for rec in records:
@@ -678,11 +691,7 @@ def do_compare_and_report(current, prev_arg, previous, th, out_dir, current_ids)
 def cmd_run(a):
     matrix = load_matrix(a.matrix)
     th = thresholds_from_args(matrix["thresholds"], a)
-    runs = matrix["runs"]
-    if a.only:
-        runs = [r for r in runs if any(s in r["id"] for s in a.only)]
-        if not runs:
-            raise UsageError(f"--only {a.only}: matches no run id of {a.matrix}")
+    runs = select_runs(matrix, a.only, a.matrix)
     out = os.path.abspath(a.out)
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     binary = os.path.abspath(a.bin) if os.sep in a.bin else (shutil.which(a.bin) or a.bin)
@@ -698,6 +707,10 @@ def cmd_run(a):
         return EXIT_OK
     if not a.no_run and not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         raise UsageError(f"binary {binary} is not an executable file (build it, or pass --bin)")
+    if a.wait_for_runs is not None:
+        if not a.no_run:
+            raise UsageError("--wait-for-runs goes with --no-run (it waits for runs another job makes)")
+        wait_for_runs(out, runs, a.wait_for_runs)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     records = []
     for i, r in enumerate(runs):
@@ -743,6 +756,67 @@ def cmd_run(a):
     return EXIT_OK
 
 
+def scheduler_facts():
+    """Where this process runs, for meta.json: the Slurm array element or the Kubernetes index."""
+    env = os.environ
+    if env.get("SLURM_JOB_ID"):
+        return {"kind": "slurm", "job": env.get("SLURM_JOB_ID"), "array_job": env.get("SLURM_ARRAY_JOB_ID"),
+                "array_task": env.get("SLURM_ARRAY_TASK_ID"), "node": env.get("SLURMD_NODENAME") or platform.node(),
+                "partition": env.get("SLURM_JOB_PARTITION"), "gpus": env.get("CUDA_VISIBLE_DEVICES")}
+    if env.get("JOB_COMPLETION_INDEX"):
+        return {"kind": "kubernetes", "index": env.get("JOB_COMPLETION_INDEX"), "node": platform.node(),
+                "gpus": env.get("NVIDIA_VISIBLE_DEVICES") or env.get("CUDA_VISIBLE_DEVICES")}
+    return {"kind": "local", "node": platform.node(), "gpus": env.get("CUDA_VISIBLE_DEVICES")}
+
+
+def select_runs(matrix, only, where):
+    runs = matrix["runs"]
+    if only:
+        runs = [r for r in runs if any(s in r["id"] for s in only)]
+        if not runs:
+            raise UsageError(f"--only {only}: matches no run id of {where}")
+    return runs
+
+
+def cmd_run_one(a):
+    """One element of the matrix (a Slurm array task): --id, or --index into the selected runs."""
+    matrix = load_matrix(a.matrix)
+    runs = select_runs(matrix, a.only, a.matrix)
+    if a.id is not None:
+        pick = [r for r in runs if r["id"] == a.id]
+        if not pick:
+            raise UsageError(f"--id {a.id}: no such run id in {a.matrix}")
+        run = pick[0]
+    else:
+        if a.index is None:
+            raise UsageError("run-one needs --id ID or --index N")
+        if not 0 <= a.index < len(runs):
+            raise UsageError(f"--index {a.index}: the matrix has runs 0..{len(runs) - 1}")
+        run = runs[a.index]
+    binary = os.path.abspath(a.bin) if os.sep in a.bin else (shutil.which(a.bin) or a.bin)
+    out = os.path.abspath(a.out)
+    rd = os.path.join(out, "runs", run["slug"])
+    print(f"nightly: {run['id']} on {platform.node()} ...", file=sys.stderr, flush=True)
+    meta = run_one(binary, run, rd, {"scheduler": scheduler_facts()})
+    print(f"nightly: {run['id']}: {meta.get('error') or 'ok'}, {meta.get('wall_s', 0):.1f} s, "
+          f"peak RSS {meta.get('peak_rss_mb')} MB -> {rd}", file=sys.stderr, flush=True)
+    return EXIT_RUN_FAILED if meta.get("error") else EXIT_OK
+
+
+def wait_for_runs(out, runs, timeout_s):
+    """--wait-for-runs: until every run's meta.json exists (the Kubernetes summary Job starts with
+    the indexed Job and waits for its pods), at most timeout_s; the missing ones then report as
+    failed. Returns the number still missing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = [r["id"] for r in runs if not os.path.exists(os.path.join(out, "runs", r["slug"], "meta.json"))]
+        if not missing or time.monotonic() >= deadline:
+            if missing:
+                print(f"nightly: gave up waiting after {timeout_s:g} s for: {', '.join(missing)}", file=sys.stderr)
+            return len(missing)
+        time.sleep(min(10.0, max(0.2, deadline - time.monotonic())))
+
+
 def cmd_compare(a):
     cur = load_benchmark(a.current)
     if cur is None:
@@ -783,7 +857,20 @@ def main(argv=None):
     r.add_argument("--no-run", action="store_true", help="report from the runs/ already in --out")
     r.add_argument("--no-plots", action="store_true")
     r.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    r.add_argument("--wait-for-runs", type=float, metavar="SECONDS",
+                   help="with --no-run: first wait (at most SECONDS) until every run has its meta.json")
     add_threshold_args(r)
+    o = sub.add_parser("run-one", help="run one element of the matrix (a Slurm array task)")
+    o.add_argument("--matrix", default=os.path.join(HERE, "nightly_matrix_ci.json"))
+    o.add_argument("--out", default=os.path.join(ROOT, "runs", "nightly"))
+    o.add_argument("--bin", default=os.environ.get("QD_BIN") or os.path.join(ROOT, "build", "qdrop-gpu"))
+    o.add_argument("--only", action="append", help="the same --only as the whole matrix's")
+    o.add_argument("--id", help="the run id to run")
+    o.add_argument("--index", type=int, help="the run's 0-based position in the (selected) matrix")
+    # the scheduler back ends live in their own module; it imports this one by name
+    sys.modules.setdefault("nightly", sys.modules[__name__])
+    import nightly_sched
+    nightly_sched.add_parsers(sub, add_threshold_args)
     c = sub.add_parser("compare", help="compare two combined benchmark JSON files")
     c.add_argument("--current", required=True, help="tonight's benchmark.json, or its output dir")
     c.add_argument("--previous", required=True, help="previous benchmark.json, or its output dir")
@@ -792,7 +879,13 @@ def main(argv=None):
     add_threshold_args(c)
     a = ap.parse_args(argv)
     try:
-        return cmd_run(a) if a.cmd == "run" else cmd_compare(a)
+        if a.cmd == "run":
+            return cmd_run(a)
+        if a.cmd == "run-one":
+            return cmd_run_one(a)
+        if a.cmd == "compare":
+            return cmd_compare(a)
+        return a.func(a)
     except UsageError as e:
         print(f"nightly: {e}", file=sys.stderr)
         return EXIT_USAGE

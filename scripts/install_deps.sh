@@ -47,6 +47,7 @@ else
 fi
 if [ "$NO_PYTHON" = 0 ]; then
     APT_PACKAGES+=(python3 python3-pip python3-venv)
+    APT_PACKAGES+=(slurm-wlm munge) # tests only: test_nightly_slurm's local one-node Slurm cluster
     if ! grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then APT_PACKAGES+=(chromium); fi  # tests only: tests/report_test.py renders report.html headless (Ubuntu ships chromium as a snap: install it by hand)
 fi
 # --runtime: only the shared libraries the built qdrop-gpu loads (the -dev packages above pull
@@ -94,6 +95,7 @@ done
 # ---- pip (tests only: golden fixtures and ONNX Runtime cross-checks) ----
 if [ "$NO_PYTHON" = 1 ]; then exit 0; fi
 PIP_PACKAGES=(numpy onnx onnxruntime)
+PIP_PACKAGES+=(kubernetes-validate check-jsonschema) # tests only: offline schema checks (test_nightly_sched_unit)
 PY=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -115,7 +117,7 @@ fetch_minilm() {
     return 0
 }
 
-if "$PY" -c 'import numpy, onnx, onnxruntime' >/dev/null 2>&1; then
+if "$PY" -c 'import numpy, onnx, onnxruntime, kubernetes_validate, check_jsonschema' >/dev/null 2>&1; then
     echo "install_deps.sh: python packages already installed ($("$PY" -c 'import sys; print(sys.executable)'))"
     fetch_minilm || true
     exit 0
@@ -131,5 +133,5 @@ if ! "$PY" -m pip install --quiet "${PIP_PACKAGES[@]}"; then
         "${SUDO[@]}" "$PY" -m pip install --quiet "${PIP_PACKAGES[@]}"
     fi
 fi
-"$PY" -c 'import numpy, onnx, onnxruntime' || { echo "install_deps.sh: python packages still missing" >&2; exit 1; }
+"$PY" -c 'import numpy, onnx, onnxruntime, kubernetes_validate, check_jsonschema' || { echo "install_deps.sh: python packages still missing" >&2; exit 1; }
 fetch_minilm || true
