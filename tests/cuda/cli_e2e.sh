@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# tests/cuda/cli_e2e.sh: the CUDA backend end to end through the CLI (label cuda).
+#
+#   cli_e2e.sh default    configs/default.json (ResNet-20, CIFAR-10, W4A4) with --device cuda and
+#                         with --device cpu, QD_CUDA_E2E_ITERS iterations per unit (default 100),
+#                         compared by tests/cuda/compare_runs.py: quantized top-1 within 0.3 pt,
+#                         per-unit SQNR within 0.2 dB, first-iteration losses (same batches and
+#                         drop masks), GPU name / TF32 / cuDNN versions and algorithms recorded.
+#   cli_e2e.sh imagenet   an ImageNet-shape model through the CLI on the GPU: the ResNet-18
+#                         skeleton refilled by the seeded generator (tests/cuda/make_imagenet_shape.py),
+#                         224x224 synthetic data, W2A4, 20 iterations per unit; checks 10 units
+#                         reconstructed with finite SQNR and accuracy reported.
+#
+# Env: QD_BIN, QD_SRC_DIR, QD_BUILD_DIR (CTest sets them). QD_REQUIRE_GPU=1: no device fails.
+#      QD_CUDA_E2E_DRY=1: the test's logic without a GPU: the "device" run is a second CPU run
+#      (tiny sizes), GPU-only checks are reported as not applicable (bench/gpu_check.sh --dry).
+#      QD_CUDA_E2E_OUT=DIR: keep the runs there (gpu_check.sh collects results.json/compare.json).
+# Exit: 0 pass, 1 fail, 77 no usable CUDA device (the CLI's exit 69) or python3/numpy/onnx missing.
+set -uo pipefail
+mode=${1:-default}
+SRC=${QD_SRC_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+BIN=${QD_BIN:-$SRC/build/qdrop-gpu}
+W=${QD_CUDA_E2E_OUT:-${QD_BUILD_DIR:-/tmp}/cuda_e2e}/$mode
+DRY=${QD_CUDA_E2E_DRY:-0}
+dev=cuda
+[[ "$DRY" == 1 ]] && dev=cpu
+[[ -x "$BIN" ]] || { echo "cli_e2e: $BIN not found"; exit 1; }
+command -v python3 >/dev/null || { echo "cli_e2e: skipped: python3 not found"; exit 77; }
+rm -rf "$W"
+mkdir -p "$W"
+
+no_device() { # $1 = the CLI's error line
+    if [[ "${QD_REQUIRE_GPU:-}" == 1 ]]; then
+        echo "FAIL: QD_REQUIRE_GPU=1 but no usable CUDA device: $1" >&2
+        exit 1
+    fi
+    echo "SKIP: no usable CUDA device ($1)"
+    exit 77
+}
+
+run() { # run NAME DEVICE ARGS...: one CLI run into $W/NAME; exit code kept in $W/NAME.rc
+    local name=$1 d=$2
+    shift 2
+    local t0=$SECONDS
+    "$BIN" --device "$d" --out "$W/$name" --progress never "$@" >"$W/$name.out" 2>"$W/$name.err"
+    local rc=$?
+    echo "$rc" >"$W/$name.rc"
+    echo "cli_e2e: $name (--device $d): exit $rc in $((SECONDS - t0)) s"
+    if [[ $rc == 69 && $d == cuda ]]; then no_device "$(grep -m1 'error:' "$W/$name.err")"; fi
+    if [[ $rc != 0 ]]; then
+        echo "FAIL: $name exited $rc" >&2
+        tail -n 20 "$W/$name.err" >&2
+        exit 1
+    fi
+}
+
+case "$mode" in
+default)
+    it=${QD_CUDA_E2E_ITERS:-100}
+    extra=()
+    # dry: the logic only, as small as the config allows (CPU time in CI)
+    [[ "$DRY" == 1 ]] && { it=4; extra=(--set quant.calibrate=64 --set eval.max_images=500); }
+    # the device run first: without a GPU it ends the test before the CPU run costs anything
+    run device "$dev" --config "$SRC/configs/default.json" --set "quant.recon.iters=$it" "${extra[@]}"
+    run cpu cpu --config "$SRC/configs/default.json" --set "quant.recon.iters=$it" "${extra[@]}"
+    dry=()
+    [[ "$DRY" == 1 ]] && dry=(--dry)
+    python3 "$SRC/tests/cuda/compare_runs.py" "$W/cpu" "$W/device" "${dry[@]}" --out "$W/compare.json"
+    exit $?
+    ;;
+imagenet)
+    hw=224 it=${QD_CUDA_E2E_ITERS_IMAGENET:-20} n=64
+    [[ "$DRY" == 1 ]] && { hw=64; it=2; n=32; }
+    python3 "$SRC/tests/cuda/make_imagenet_shape.py" "$W/data" --hw "$hw" --calib "$n" --val "$n"
+    rc=$?
+    [[ $rc == 0 ]] || { echo "cli_e2e: fixture generation exited $rc"; exit "$rc"; }
+    run r18 "$dev" --config "$SRC/configs/default.json" \
+        --set "model.path=$W/data/model.onnx" --set "data.calib_path=$W/data/calib.npy" \
+        --set "data.val_path=$W/data/val.npy" --set "data.val_labels_path=$W/data/val_labels.npy" \
+        --set data.preprocess=none --set "quant.calibrate=$n" --set "quant.recon.iters=$it" \
+        --set quant.w_qconfig.bit=2 --set eval.batch_size=32
+    python3 - "$W/r18/results.json" "$dev" <<'PY'
+import json, math, sys
+r = json.load(open(sys.argv[1]))
+dev = sys.argv[2]
+fails = []
+units = r.get("units", [])
+if len(units) != 10:
+    fails.append(f"{len(units)} units reconstructed, ResNet-18 has 10 (docs/units.md)")
+for u in units:
+    if not (math.isfinite(u.get("sqnr_after_db", float("nan"))) and u.get("iters_run", 0) > 0):
+        fails.append(f"unit {u.get('name')}: sqnr_after_db {u.get('sqnr_after_db')} iters_run {u.get('iters_run')}")
+acc = r.get("accuracy", {})
+if "quant_top1" not in acc or "fp32_top1" not in acc:
+    fails.append(f"accuracy missing: {acc}")
+if r.get("device", {}).get("backend") != dev:
+    fails.append(f"backend {r.get('device', {}).get('backend')!r}, expected {dev!r}")
+t = r.get("timing", {})
+print(f"imagenet-shape ResNet-18: {len(units)} units, FP32 top-1 {acc.get('fp32_top1')}, quant top-1 "
+      f"{acc.get('quant_top1')}, range search {t.get('act_ranges_s', 0) + t.get('weight_ranges_s', 0):.2f} s, "
+      f"reconstruction {t.get('reconstruction_s')} s, total {t.get('total_s')} s on {r.get('device', {}).get('name')}")
+for f in fails:
+    print("FAIL", f)
+sys.exit(1 if fails else 0)
+PY
+    exit $?
+    ;;
+*)
+    echo "usage: cli_e2e.sh default|imagenet" >&2
+    exit 64
+    ;;
+esac
