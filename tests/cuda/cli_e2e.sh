@@ -59,7 +59,7 @@ default)
     it=${QD_CUDA_E2E_ITERS:-100}
     extra=()
     # dry: the logic only, as small as the config allows (CPU time in CI)
-    [[ "$DRY" == 1 ]] && { it=4; extra=(--set quant.calibrate=64 --set eval.max_images=500); }
+    [[ "$DRY" == 1 ]] && { it=4; extra=(--set quant.calibrate=32 --set quant.act_calib_samples=32 --set eval.max_images=200); }
     # the device run first: without a GPU it ends the test before the CPU run costs anything
     run device "$dev" --config "$SRC/configs/default.json" --set "quant.recon.iters=$it" "${extra[@]}"
     run cpu cpu --config "$SRC/configs/default.json" --set "quant.recon.iters=$it" "${extra[@]}"
@@ -69,15 +69,21 @@ default)
     exit $?
     ;;
 imagenet)
-    hw=224 it=${QD_CUDA_E2E_ITERS_IMAGENET:-20} n=64
-    [[ "$DRY" == 1 ]] && { hw=64; it=2; n=32; }
+    hw=224 it=${QD_CUDA_E2E_ITERS_IMAGENET:-20} n=64 bs=32
+    [[ "$DRY" == 1 ]] && { hw=32; it=2; n=8; bs=8; }
+    # is there a device? (a one-iteration default run: exit 69 within seconds when there is none,
+    # before the fixture costs anything)
+    [[ "$DRY" == 1 ]] || run probe cuda --config "$SRC/configs/default.json" --set quant.recon.iters=1 \
+        --set quant.calibrate=32 --set quant.act_calib_samples=32 --set eval.enabled=false \
+        --set output.export_onnx=false --set output.plots=false
     python3 "$SRC/tests/cuda/make_imagenet_shape.py" "$W/data" --hw "$hw" --calib "$n" --val "$n"
     rc=$?
     [[ $rc == 0 ]] || { echo "cli_e2e: fixture generation exited $rc"; exit "$rc"; }
     run r18 "$dev" --config "$SRC/configs/default.json" \
         --set "model.path=$W/data/model.onnx" --set "data.calib_path=$W/data/calib.npy" \
         --set "data.val_path=$W/data/val.npy" --set "data.val_labels_path=$W/data/val_labels.npy" \
-        --set data.preprocess=none --set "quant.calibrate=$n" --set "quant.recon.iters=$it" \
+        --set data.preprocess=none --set "quant.calibrate=$n" --set "quant.act_calib_samples=$n" \
+        --set "quant.recon.iters=$it" --set "quant.recon.batch_size=$bs" \
         --set quant.w_qconfig.bit=2 --set eval.batch_size=32
     python3 - "$W/r18/results.json" "$dev" <<'PY'
 import json, math, sys
