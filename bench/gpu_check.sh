@@ -90,6 +90,11 @@ WORK=${GPU_CHECK_WORK:-$(mktemp -d /tmp/gpu_check.XXXXXX)}
 LOGS=$WORK/logs
 mkdir -p "$LOGS"
 BUDGET=${GPU_CHECK_BUDGET_S:-530}
+# Dry mode runs the GPU steps' logic on the CPU of a shared CI machine: same step order and
+# budget rule, every timeout (and the budget) scaled by GPU_CHECK_TIMEOUT_SCALE (dry default 6).
+SCALE=${GPU_CHECK_TIMEOUT_SCALE:-1}
+[ "$DRY" = 1 ] && SCALE=${GPU_CHECK_TIMEOUT_SCALE:-6}
+BUDGET=$((BUDGET * SCALE))
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 8)}
 T0=$(date +%s)
 GIT=$(git -C "$SRC" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -127,6 +132,7 @@ write_summary() { # $1 = running | finished
         echo "  \"device\": $(json_str "$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"),"
         echo "  \"binaries\": $(json_str "${BIN_SOURCE:-}"),"
         echo "  \"budget_s\": $BUDGET,"
+        echo "  \"timeout_scale\": $SCALE,"
         echo "  \"timeouts_sum_s\": $SPENT_LIMITS,"
         echo "  \"wall_s\": $(($(date +%s) - T0)),"
         echo "  \"passed\": $passed, \"failed\": $failed, \"skipped\": $skipped,"
@@ -146,6 +152,7 @@ write_summary() { # $1 = running | finished
 
 record() { # record NAME STATUS RC SECONDS LIMIT NOTE
     NAMES+=("$1"); STATUS+=("$2"); RCS+=("$3"); SECS+=("$4"); LIMITS+=("$5"); NOTES+=("$6")
+    [ -f "$LOGS/$1.log" ] || echo "$2: $6" >"$LOGS/$1.log" # a step without a command: its verdict
     echo "=== [$1] $2 (rc $3, $4 s of $5 s)${6:+: $6}" | tee -a "$LOGS/steps.log"
     write_summary running
 }
@@ -154,7 +161,7 @@ record() { # record NAME STATUS RC SECONDS LIMIT NOTE
 # command's own verdict, e.g. no sanitizer), 124/137 = timeout. The timeout is cut so that the
 # timeouts given so far never exceed BUDGET.
 step() {
-    local name=$1 to=$2
+    local name=$1 to=$(($2 * SCALE))
     shift 2
     local left=$((BUDGET - SPENT_LIMITS))
     if [ "$left" -lt 5 ]; then
@@ -364,7 +371,7 @@ step determinism 25 determinism
 # ---------------------------------------------------------------------------------------------
 # Full benchmarks last: whatever time is left goes to them
 # ---------------------------------------------------------------------------------------------
-left=$((BUDGET - SPENT_LIMITS - 35)) # 35 s kept for bench_torch + bench_bert
+left=$(((BUDGET - SPENT_LIMITS) / SCALE - 35)) # 35 s kept for bench_torch + bench_bert
 [ "$left" -lt 30 ] && left=30
 bench_gpu() {
     "$(gpu_bin qd_bench_gpu)" --tf32 0 --deterministic 1 --w-bits 2 --a-bits 2 --ncal 1024 --iters 100 \
