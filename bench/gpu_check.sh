@@ -26,7 +26,7 @@
 # Output ($OUT, default ./gpu_out), at most 8 files: summary.json (rewritten after every step, so
 # a run killed at its limit still returns what it finished), logs.tar.gz (every step's log and
 # the runs' results.json/run.log, also rewritten after every step), bench_gpu.json,
-# bench_torch_unit.json, cuda_e2e.json. Exit 0 when no step failed.
+# bench_torch_unit.json, cuda_e2e.json, cuda_e2e_imagenet.json. Exit 0 when no step failed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 SRC=$(pwd)
@@ -143,6 +143,7 @@ write_summary() { # $1 = running | finished
         done
         echo "  ],"
         echo "  \"cuda_e2e\": $(json_file_or_null "$OUT/cuda_e2e.json"),"
+        echo "  \"cuda_e2e_imagenet\": $(json_file_or_null "$OUT/cuda_e2e_imagenet.json"),"
         echo "  \"bench_gpu\": $(json_file_or_null "$OUT/bench_gpu.json"),"
         echo "  \"bench_torch_unit\": $(json_file_or_null "$OUT/bench_torch_unit.json")"
         echo "}"
@@ -351,6 +352,7 @@ e2e() { # e2e MODE
         [ -f "$f" ] && cp "$f" "$LOGS/e2e_$1/$(basename "$(dirname "$f")")_$(basename "$f")"
     done
     [ -f "$WORK/e2e/$1/compare.json" ] && cp "$WORK/e2e/$1/compare.json" "$OUT/cuda_e2e.json"
+    [ -f "$WORK/e2e/$1/imagenet.json" ] && cp "$WORK/e2e/$1/imagenet.json" "$OUT/cuda_e2e_imagenet.json"
     return $rc
 }
 step e2e_default 70 e2e default

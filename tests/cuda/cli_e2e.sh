@@ -8,8 +8,9 @@
 #                         drop masks), GPU name / TF32 / cuDNN versions and algorithms recorded.
 #   cli_e2e.sh imagenet   an ImageNet-shape model through the CLI on the GPU: the ResNet-18
 #                         skeleton refilled by the seeded generator (tests/cuda/make_imagenet_shape.py),
-#                         224x224 synthetic data, W2A4, 20 iterations per unit; checks 10 units
-#                         reconstructed with finite SQNR and accuracy reported.
+#                         224x224 synthetic data (256 calibration arrays), W2A2, 20 iterations
+#                         per unit; checks 10 units reconstructed with finite SQNR and accuracy
+#                         reported; writes imagenet.json (timings, range-search time).
 #
 # Env: QD_BIN, QD_SRC_DIR, QD_BUILD_DIR (CTest sets them). QD_REQUIRE_GPU=1: no device fails.
 #      QD_CUDA_E2E_DRY=1: the test's logic without a GPU: the "device" run is a second CPU run
@@ -69,14 +70,16 @@ default)
     exit $?
     ;;
 imagenet)
-    hw=224 it=${QD_CUDA_E2E_ITERS_IMAGENET:-20} n=64 bs=32
-    [[ "$DRY" == 1 ]] && { hw=32; it=2; n=8; bs=8; }
+    # 256 calibration images = quant.act_calib_samples' default: the range search then costs what
+    # it costs in a full 1,024-image run (it reads act_calib_samples images)
+    hw=224 it=${QD_CUDA_E2E_ITERS_IMAGENET:-20} n=256 nval=64 bs=32
+    [[ "$DRY" == 1 ]] && { hw=32; it=2; n=8; nval=8; bs=8; }
     # is there a device? (a one-iteration default run: exit 69 within seconds when there is none,
     # before the fixture costs anything)
     [[ "$DRY" == 1 ]] || run probe cuda --config "$SRC/configs/default.json" --set quant.recon.iters=1 \
         --set quant.calibrate=32 --set quant.act_calib_samples=32 --set eval.enabled=false \
         --set output.export_onnx=false --set output.plots=false
-    python3 "$SRC/tests/cuda/make_imagenet_shape.py" "$W/data" --hw "$hw" --calib "$n" --val "$n"
+    python3 "$SRC/tests/cuda/make_imagenet_shape.py" "$W/data" --hw "$hw" --calib "$n" --val "$nval"
     rc=$?
     [[ $rc == 0 ]] || { echo "cli_e2e: fixture generation exited $rc"; exit "$rc"; }
     run r18 "$dev" --config "$SRC/configs/default.json" \
@@ -84,8 +87,8 @@ imagenet)
         --set "data.val_path=$W/data/val.npy" --set "data.val_labels_path=$W/data/val_labels.npy" \
         --set data.preprocess=none --set "quant.calibrate=$n" --set "quant.act_calib_samples=$n" \
         --set "quant.recon.iters=$it" --set "quant.recon.batch_size=$bs" \
-        --set quant.w_qconfig.bit=2 --set eval.batch_size=32
-    python3 - "$W/r18/results.json" "$dev" <<'PY'
+        --set quant.w_qconfig.bit=2 --set quant.a_qconfig.bit=2 --set eval.batch_size=32
+    python3 - "$W/r18/results.json" "$dev" "$W/imagenet.json" <<'PY'
 import json, math, sys
 r = json.load(open(sys.argv[1]))
 dev = sys.argv[2]
@@ -107,6 +110,11 @@ print(f"imagenet-shape ResNet-18: {len(units)} units, FP32 top-1 {acc.get('fp32_
       f"reconstruction {t.get('reconstruction_s')} s, total {t.get('total_s')} s on {r.get('device', {}).get('name')}")
 for f in fails:
     print("FAIL", f)
+json.dump({"model": "ResNet-18 skeleton (seeded weights)", "device": r.get("device"), "units": len(units),
+           "calibration_images": r.get("calibration_images"), "iters_per_unit": r.get("iters_per_unit"),
+           "w_bits": r.get("w_bits"), "a_bits": r.get("a_bits"), "accuracy": acc, "timing": t,
+           "range_search_s": t.get("act_ranges_s", 0) + t.get("weight_ranges_s", 0), "failures": fails},
+          open(sys.argv[3], "w"), indent=1)
 sys.exit(1 if fails else 0)
 PY
     exit $?
