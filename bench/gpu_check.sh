@@ -3,7 +3,7 @@
 # 600-second call: every step has its own timeout and the timeouts of the steps that run add up
 # to less than GPU_CHECK_BUDGET_S (530 s). Usage and what each step proves: docs/gpu_check.md.
 #
-#   bash bench/gpu_check.sh --pack DIR        # here (no GPU): DIR/prebuilt.tar.xz of the CUDA binaries
+#   bash bench/gpu_check.sh --pack DIR        # here (no GPU): DIR/prebuilt.tar.gz of the CUDA binaries
 #   bash bench/gpu_check.sh --prebuilt DIR    # there: run those binaries; build there if they do not start
 #   bash bench/gpu_check.sh                   # there: build the CUDA-facing targets, then check
 #   bash bench/gpu_check.sh --dry             # anywhere: every step's logic with stub binaries and the
@@ -77,9 +77,9 @@ if [ "$MODE" = pack ]; then
         ls -l "$stage/prebuilt/bin" "$stage/prebuilt/lib"
     } >"$stage/prebuilt/MANIFEST"
     mkdir -p "$PACK_DIR"
-    tar -C "$stage" -cJf "$PACK_DIR/prebuilt.tar.xz" prebuilt
+    tar -C "$stage" -cf - prebuilt | gzip -1 >"$PACK_DIR/prebuilt.tar.gz"
     rm -rf "$stage"
-    echo "gpu_check.sh: $PACK_DIR/prebuilt.tar.xz ($(du -h "$PACK_DIR/prebuilt.tar.xz" | cut -f1))"
+    echo "gpu_check.sh: $PACK_DIR/prebuilt.tar.gz ($(du -h "$PACK_DIR/prebuilt.tar.gz" | cut -f1))"
     exit 0
 fi
 
@@ -232,7 +232,7 @@ starts() { # $1 = dir with the binaries: qdrop-gpu --version must run (shared li
 }
 if [ -n "$PREBUILT" ]; then
     pdir=$WORK/prebuilt
-    if [ -f "$PREBUILT/prebuilt.tar.xz" ]; then tar -C "$WORK" -xJf "$PREBUILT/prebuilt.tar.xz"; else cp -r "$PREBUILT" "$pdir"; fi
+    if [ -f "$PREBUILT/prebuilt.tar.gz" ]; then tar -C "$WORK" -xzf "$PREBUILT/prebuilt.tar.gz"; else cp -r "$PREBUILT" "$pdir"; fi
     export LD_LIBRARY_PATH="$pdir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     if starts "$pdir/bin"; then
         BIN_DIR=$pdir/bin BIN_SOURCE="prebuilt ($PREBUILT)"
@@ -244,10 +244,10 @@ fi
 if [ -z "$BIN_DIR" ] && [ "$DRY" = 1 ]; then
     # dry: the pack -> unpack -> start path for real, on the binaries of ./build
     if bash "$SRC/bench/gpu_check.sh" --pack "$WORK/pack" >"$LOGS/pack.log" 2>&1 &&
-        tar -C "$WORK" -xJf "$WORK/pack/prebuilt.tar.xz" && LD_LIBRARY_PATH="$WORK/prebuilt/lib:${LD_LIBRARY_PATH:-}" starts "$WORK/prebuilt/bin"; then
+        tar -C "$WORK" -xzf "$WORK/pack/prebuilt.tar.gz" && LD_LIBRARY_PATH="$WORK/prebuilt/lib:${LD_LIBRARY_PATH:-}" starts "$WORK/prebuilt/bin"; then
         BIN_DIR=$WORK/prebuilt/bin BIN_SOURCE="dry: packed from ${QD_GPU_BUILD:-build}"
         export LD_LIBRARY_PATH="$WORK/prebuilt/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-        record binaries passed 0 0 0 "dry: --pack and --prebuilt start check ($(du -h "$WORK/pack/prebuilt.tar.xz" | cut -f1))"
+        record binaries passed 0 0 0 "dry: --pack and --prebuilt start check ($(du -h "$WORK/pack/prebuilt.tar.gz" | cut -f1))"
     else
         record binaries failed 1 0 0 "dry: --pack/start of ./build failed (see logs/pack.log, binary_start.log)"
     fi
