@@ -32,5 +32,5 @@ if(QD_HAVE_CUDA)
   # CPU runs, cross-process dump compare, JSON summary, <= 8 files), so its first run on a GPU
   # machine is not its first run. Checked by tests/gpu_check_dry_test.sh.
   qd_add_script_test(test_gpu_check_dry COMMAND bash ${CMAKE_SOURCE_DIR}/tests/gpu_check_dry_test.sh
-                     LABELS "unit" TIMEOUT 300)
+                     LABELS "unit" TIMEOUT 600)
 endif()

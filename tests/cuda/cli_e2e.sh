@@ -72,14 +72,16 @@ default)
 imagenet)
     # 256 calibration images = quant.act_calib_samples' default: the range search then costs what
     # it costs in a full 1,024-image run (it reads act_calib_samples images)
-    hw=224 it=${QD_CUDA_E2E_ITERS_IMAGENET:-20} n=256 nval=64 bs=32
-    [[ "$DRY" == 1 ]] && { hw=32; it=2; n=8; nval=8; bs=8; }
+    hw=224 it=${QD_CUDA_E2E_ITERS_IMAGENET:-20} n=256 nval=64 bs=32 wdiv=1
+    # dry: the same 10-unit topology at 1/8 of the channels and 32x32 (the CPU's range search on
+    # the full net takes minutes)
+    [[ "$DRY" == 1 ]] && { hw=32; it=2; n=8; nval=8; bs=8; wdiv=8; }
     # is there a device? (a one-iteration default run: exit 69 within seconds when there is none,
     # before the fixture costs anything)
     [[ "$DRY" == 1 ]] || run probe cuda --config "$SRC/configs/default.json" --set quant.recon.iters=1 \
         --set quant.calibrate=32 --set quant.act_calib_samples=32 --set eval.enabled=false \
         --set output.export_onnx=false --set output.plots=false
-    python3 "$SRC/tests/cuda/make_imagenet_shape.py" "$W/data" --hw "$hw" --calib "$n" --val "$nval"
+    python3 "$SRC/tests/cuda/make_imagenet_shape.py" "$W/data" --hw "$hw" --calib "$n" --val "$nval" --width-div "$wdiv"
     rc=$?
     [[ $rc == 0 ]] || { echo "cli_e2e: fixture generation exited $rc"; exit "$rc"; }
     run r18 "$dev" --config "$SRC/configs/default.json" \

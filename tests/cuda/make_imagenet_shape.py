@@ -4,7 +4,7 @@ committed ResNet-18 skeleton (tests/fixtures/onnx/resnet18.skel.onnx, weights st
 from the seeded generator of tests/onnx_parity.py, its input resized to HWxHW (the net is fully
 convolutional + global pool), and synthetic data as preprocessed .npy arrays.
 
-  make_imagenet_shape.py OUTDIR [--hw 224] [--calib 64] [--val 64] [--seed 0]
+  make_imagenet_shape.py OUTDIR [--hw 224] [--calib 64] [--val 64] [--seed 0] [--width-div 1]
 
 Writes OUTDIR/model.onnx, calib.npy [N,3,HW,HW] float32, val.npy, val_labels.npy (int64, labels
 = the FP32 model's own top-1 on half the images and random on the rest, so top-1 is neither 0
@@ -33,9 +33,18 @@ def main(argv=None):
     ap.add_argument("--calib", type=int, default=64)
     ap.add_argument("--val", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--width-div", type=int, default=1,
+                    help="divide every channel count (dims that are multiples of 64) by this: the same topology, "
+                         "cheaper (the CPU stand-in of bench/gpu_check.sh --dry)")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
     m = onnx.load(os.path.join(SRC, "tests/fixtures/onnx/resnet18.skel.onnx"))
+    if a.width_div > 1:  # ResNet-18's channel counts are 64..512; 3 (RGB), 1000 (classes), kernels stay
+        for t in m.graph.initializer:
+            if t.data_type == onnx.TensorProto.FLOAT:
+                dims = [d // a.width_div if d % 64 == 0 else d for d in t.dims]
+                del t.dims[:]
+                t.dims.extend(dims)
     rng = np.random.default_rng(a.seed)
     fill(m, rng)
     for inp in m.graph.input:
