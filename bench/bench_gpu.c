@@ -218,7 +218,8 @@ int main(int argc, char **argv) {
     const char *req = getenv("QD_REQUIRE_GPU");
     int require = req && !strcmp(req, "1");
     if (!qd_cuda_available()) {
-        printf("bench_gpu: no usable CUDA device%s\n", require ? " (QD_REQUIRE_GPU=1: failing)" : ", skipped");
+        printf("bench_gpu: no usable CUDA device (%s)%s\n", qd_cuda_unavailable_reason(),
+               require ? " (QD_REQUIRE_GPU=1: failing)" : ", skipped");
         return require ? 1 : 77;
     }
     qd_backend_options o;

@@ -191,6 +191,8 @@ $(declare -f); \"\$@\"" _ "$@" >"$LOGS/$name.log" 2>&1
     124 | 137) st=timeout; note="killed at its ${to} s limit" ;;
     *) st=failed; note=$(grep -m1 -E 'FAIL|error|Error' "$LOGS/$name.log" | cut -c1-200) ;;
     esac
+    # no telling line: the log's last line says more than nothing
+    [ "$st" != passed ] && [ -z "$note" ] && note=$(grep -v '^[[:space:]]*$' "$LOGS/$name.log" | tail -n 1 | cut -c1-200)
     record "$name" "$st" "$rc" "$dt" "$to" "$note"
     tail -n 5 "$LOGS/$name.log"
     return 0
@@ -208,6 +210,8 @@ for r in "$CUDNN_ROOT" "$CUBLAS_ROOT"; do
 done
 export CUDNN_LOGERR_DBG=1 CUDNN_LOGDEST_DBG=stderr # cuDNN explains its refusals on stderr
 export QD_SYNC_EACH_OP=1                              # first runs: fail at the op that failed
+# on the GPU machine a missing device is a failure of every GPU step, never a skip
+[ "$DRY" = 1 ] || export QD_REQUIRE_GPU=1
 
 report() {
     echo "date: $(date -u +%FT%TZ)  host: $(uname -srm)  cores: $(nproc)"
