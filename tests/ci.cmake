@@ -14,4 +14,4 @@ if(Python3_Interpreter_FOUND)
                      LABELS "unit" TIMEOUT 60)
 endif()
 qd_add_script_test(test_ci_runtime_libs COMMAND bash ${CMAKE_SOURCE_DIR}/tests/ci_runtime_libs_test.sh
-                   LABELS "unit" TIMEOUT 60)
+                   LABELS "unit" TIMEOUT 180)

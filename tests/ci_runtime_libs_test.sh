@@ -27,6 +27,14 @@ fi
 # ---- packages install_deps.sh --runtime installs, and everything they depend on ----
 mapfile -t listed < <(bash "$SRC/scripts/install_deps.sh" --runtime --print | tr -d '?')
 [[ ${#listed[@]} -gt 3 ]] || { echo "FAIL install_deps.sh --runtime --print listed: ${listed[*]}"; exit 1; }
+# dpkg's database in one query (one dpkg call per package is minutes on a busy machine)
+declare -A deps_of=() installed_pkg=() prio_of=()
+while IFS=$'\t' read -r p st pr es d; do
+    [[ "$st" == *"ok installed" ]] || continue
+    installed_pkg[$p]=1
+    deps_of[$p]=$d
+    prio_of[$p]="$pr $es"
+done < <(dpkg-query -W -f='${Package}\t${Status}\t${Priority}\t${Essential}\t${Depends}, ${Pre-Depends}\n')
 declare -A covered=()
 queue=("${listed[@]}")
 while [[ ${#queue[@]} -gt 0 ]]; do
@@ -35,30 +43,46 @@ while [[ ${#queue[@]} -gt 0 ]]; do
     p=${p%%:*}
     [[ -n "$p" && -z "${covered[$p]:-}" ]] || continue
     covered[$p]=1
-    deps=$(dpkg-query -W -f='${Depends}, ${Pre-Depends}' "$p" 2>/dev/null) || continue
     # "a (>= 1) | b, c": every alternative that is installed here
     while read -r d; do
         d=${d%% *}
-        [[ -n "$d" ]] && dpkg-query -W -f='${Status}' "${d%%:*}" 2>/dev/null | grep -q 'install ok installed' && queue+=("${d%%:*}")
-    done < <(echo "$deps" | tr ',|' '\n\n' | sed 's/^ *//')
+        d=${d%%:*}
+        [[ -n "$d" && -n "${installed_pkg[$d]:-}" ]] && queue+=("$d")
+    done < <(echo "${deps_of[$p]:-}" | tr ',|' '\n\n' | sed 's/^ *//')
 done
 ok "install_deps.sh --runtime: ${listed[*]} (${#covered[@]} packages with their dependencies)"
 
 # ---- every library the binary loads ----
+mapfile -t libs < <(ldd "$BIN" | awk '/=> \// {print $1, $3}')
+# owners of all candidate paths in one dpkg -S call (path as loaded, resolved, with/without /usr)
+declare -A owner=()
+cands=()
+for l in "${libs[@]}"; do
+    path=${l#* }
+    real=$(readlink -f "$path")
+    cands+=("$real" "$path" "/usr$real" "${real#/usr}")
+done
+while IFS= read -r line; do
+    pk=${line%%: *}
+    f=${line#*: }
+    [[ "$line" == *": /"* ]] && owner[$f]=${pk%%:*}
+done < <(dpkg -S "${cands[@]}" 2>/dev/null | sed 's/, [^:]*:/:/')
 n=0
-while read -r name path; do
+for l in "${libs[@]}"; do
+    name=${l%% *}
+    path=${l#* }
     n=$((n + 1))
     real=$(readlink -f "$path")
     pkg=""
     for cand in "$real" "$path" "/usr$real" "${real#/usr}"; do
-        pkg=$(dpkg -S "$cand" 2>/dev/null | head -1 | cut -d: -f1)
+        pkg=${owner[$cand]:-}
         [[ -n "$pkg" ]] && break
     done
     case "$name $real $pkg" in
     *cuda* | *cudnn* | *cublas* | *libnv* | *nvidia*) echo "     $name: CUDA (${pkg:-not a Debian package}), from the nvidia/cuda runtime image"; continue ;;
     esac
     if [[ -z "$pkg" ]]; then bad "$name ($real) belongs to no Debian package: the image could not install it"; continue; fi
-    prio=$(dpkg-query -W -f='${Priority} ${Essential}' "$pkg" 2>/dev/null)
+    prio=${prio_of[$pkg]:-}
     if [[ -n "${covered[$pkg]:-}" ]]; then
         echo "     $name: $pkg (install_deps.sh --runtime)"
     elif [[ "$prio" == required* || "$prio" == *yes ]]; then
@@ -66,7 +90,7 @@ while read -r name path; do
     else
         bad "$name is loaded by $(basename "$BIN") but its package $pkg is not installed by install_deps.sh --runtime (nor by anything it installs)"
     fi
-done < <(ldd "$BIN" | awk '/=> \// {print $1, $3}')
+done
 [[ $n -gt 3 ]] || bad "ldd $BIN listed only $n libraries"
 [[ $fail == 0 ]] && ok "all $n libraries of $(basename "$BIN") are covered"
 
