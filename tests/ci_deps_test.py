@@ -56,6 +56,12 @@ def install_deps_lists():
     return m.group(1).split(), [x.strip() for x in i.group(1).split(",") if x.strip()]
 
 
+try:  # `packaging` comes with onnxruntime; without it every conditional dependency counts
+    from packaging.requirements import Requirement
+except ImportError:
+    Requirement = None
+
+
 def closure(pkgs):
     """Distribution names (normalised) of pkgs and their non-extra dependencies, recursively."""
     norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
@@ -74,6 +80,10 @@ def closure(pkgs):
         for req in dist.requires or []:
             if "extra ==" in req:
                 continue
+            if Requirement is not None:  # skip dependencies whose marker excludes this interpreter
+                r = Requirement(req)
+                if r.marker is not None and not r.marker.evaluate({"extra": ""}):
+                    continue
             todo.append(re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0])
     return seen
 
