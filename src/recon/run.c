@@ -499,8 +499,10 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
 
     /* backend */
     {
+        /* quant.recon.keep_gpu=false puts every unit cache in pinned host memory (a 1-byte device
+         * budget): the reference's keep_gpu: False, for GPUs too small for the caches */
         qd_backend_options bo = {qd_default_threads(cfg), cfg->deterministic, cfg->tf32,
-                                 cfg->device_memory_budget_mb * 1024 * 1024};
+                                 cfg->recon.keep_gpu ? cfg->device_memory_budget_mb * 1024 * 1024 : 1};
         const char *kind = cfg->device == QD_DEVICE_CPU ? "cpu" : cfg->device == QD_DEVICE_CUDA ? "cuda" : "auto";
         if ((st = qd_backend_create(kind, &bo, &S.b)) != QD_OK) goto done;
     }
