@@ -27,7 +27,19 @@ qd_status qd_cu_dnn_err(cudnnStatus_t e, const char *api, const char *file, int 
                     e == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
                        ? QD_ERR_DEVICE_OOM
                        : QD_ERR_INTERNAL;
-    return qd_errorf(st, "cuda: %s failed: %s at %s:%d", api, cudnnGetErrorString(e), qd_cu_base(file), line);
+    /* cuDNN 9 keeps a message saying which descriptor field or limit it refused: the status name
+     * alone (e.g. CUDNN_STATUS_BAD_PARAM) rarely tells. Newlines would break the one-line error. */
+    char detail[512];
+    detail[0] = 0;
+#if defined(CUDNN_MAJOR) && CUDNN_MAJOR >= 9
+    cudnnGetLastErrorString(detail, sizeof detail);
+    detail[sizeof detail - 1] = 0;
+    for (char *q = detail; *q; q++)
+        if (*q == '\n' || *q == '\r') *q = ' ';
+#endif
+    const int have = detail[0] != 0;
+    return qd_errorf(st, "cuda: %s failed: %s%s%s%s at %s:%d", api, cudnnGetErrorString(e), have ? " (cuDNN: " : "",
+                     have ? detail : "", have ? ")" : "", qd_cu_base(file), line);
 }
 
 qd_status qd_cu_blas_err(cublasStatus_t e, const char *api, const char *file, int line) {
@@ -73,14 +85,67 @@ qd_status qd_cu_reduce_finish(qd_backend *b, unsigned nblocks, double scale, flo
 /* ------------------------------------------------------------------------------------------ */
 /* Availability, versions                                                                      */
 /* ------------------------------------------------------------------------------------------ */
+/* Why no device is usable, from the device-count call's error: the first thing to read when a
+ * GPU machine's first run fails (no driver in the container, a driver older than the CUDA
+ * runtime this binary was built with, no device visible). Filled by qd_cuda_available(). */
+static char qd_cu_why[384];
+
+static void qd_cu_explain(cudaError_t e, int n) {
+    int rt = 0, drv = 0;
+    if (cudaRuntimeGetVersion(&rt) != cudaSuccess) rt = 0;
+    if (cudaDriverGetVersion(&drv) != cudaSuccess) drv = 0;
+    (void)cudaGetLastError();
+    const char *hint;
+    switch (e) {
+    case cudaSuccess: hint = n > 0 ? "a device is usable" : "the driver reports 0 devices"; break;
+    case cudaErrorInsufficientDriver:
+        /* the runtime reports this also when there is no driver at all (driver version 0) */
+        hint = drv == 0 ? "no NVIDIA driver found (libcuda.so.1 is not installed or not loadable)"
+                        : "the NVIDIA driver is older than this binary's CUDA runtime (update the driver, or build "
+                          "with an older CUDA toolkit)";
+        break;
+    case cudaErrorNoDevice: hint = "no CUDA device is visible (check CUDA_VISIBLE_DEVICES, --gpus)"; break;
+    case cudaErrorInitializationError:
+    case cudaErrorSystemDriverMismatch:
+    case cudaErrorCompatNotSupportedOnDevice: hint = "the NVIDIA driver could not be initialised"; break;
+    default: hint = "no usable NVIDIA driver or device"; break;
+    }
+    char dv[32];
+    if (drv > 0) snprintf(dv, sizeof dv, "%d.%d", drv / 1000, (drv % 1000) / 10);
+    else snprintf(dv, sizeof dv, "none");
+    snprintf(qd_cu_why, sizeof qd_cu_why, "%s: cudaGetDeviceCount: %s (%s); driver supports CUDA %s, runtime %d.%d", hint,
+             e == cudaSuccess ? "0 devices" : cudaGetErrorName(e), e == cudaSuccess ? "no error" : cudaGetErrorString(e),
+             dv, rt / 1000, (rt % 1000) / 10);
+}
+
 extern "C" int qd_cuda_available(void) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
+    if (e != cudaSuccess) (void)cudaGetLastError();
+    if (e != cudaSuccess || n <= 0) {
+        qd_cu_explain(e, n);
         return 0;
     }
-    return n > 0;
+    qd_cu_why[0] = 0;
+    return 1;
+}
+
+extern "C" const char *qd_cuda_unavailable_reason(void) {
+    if (!qd_cu_why[0] && !qd_cuda_available()) return "no usable CUDA device";
+    return qd_cu_why[0] ? qd_cu_why : "a CUDA device is usable";
+}
+
+extern "C" int qd_cuda_memory_info(int64_t *used_bytes, int64_t *total_bytes) {
+    size_t fr = 0, tot = 0;
+    if (used_bytes) *used_bytes = 0;
+    if (total_bytes) *total_bytes = 0;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    if (used_bytes) *used_bytes = (int64_t)(tot - fr);
+    if (total_bytes) *total_bytes = (int64_t)tot;
+    return 0;
 }
 
 extern "C" void qd_cuda_versions(char *buf, size_t n) {
@@ -134,9 +199,14 @@ static void *qd_cu_alloc(qd_backend *b, size_t bytes) {
     return p;
 }
 
+/* cudaFree synchronises the device and is illegal while a stream captures: it would invalidate
+ * the capture, and the error would surface later, far from here. Refused like alloc/upload: a
+ * free during capture is a caller bug; the error is recorded (qd_error_message) and the block
+ * is left allocated rather than breaking the capture. */
 static void qd_cu_free(qd_backend *b, void *p) {
-    (void)b;
-    if (p) (void)cudaFree(p);
+    if (!p) return;
+    if (qd_cu_not_capturing(qd_cu_of(b), "free") != QD_OK) return;
+    (void)cudaFree(p);
 }
 
 static int qd_cu_cache_push(qd_cu *c, void *p, size_t bytes, int on_device) {
@@ -207,6 +277,7 @@ static void *qd_cu_alloc_cache(qd_backend *b, size_t bytes, int *on_device) {
 static void qd_cu_free_cache(qd_backend *b, void *p) {
     qd_cu *c = qd_cu_of(b);
     if (!p) return;
+    if (qd_cu_not_capturing(c, "free_cache") != QD_OK) return; /* as qd_cu_free */
     for (int i = 0; i < c->ncaches; i++) {
         if (c->caches[i].p != p) continue;
         if (c->caches[i].on_device) {
@@ -406,13 +477,8 @@ extern "C" qd_status qd_cuda_backend_create(const qd_backend_options *opt, qd_ba
     qd_backend_options defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!opt) opt = &defaults;
-    int n = 0;
-    cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess || n <= 0) {
-        (void)cudaGetLastError();
-        return qd_errorf(QD_ERR_NODEVICE, "cuda: no usable CUDA device (cudaGetDeviceCount: %s)",
-                         e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
-    }
+    if (!qd_cuda_available())
+        return qd_errorf(QD_ERR_NODEVICE, "cuda: no usable CUDA device (%s)", qd_cuda_unavailable_reason());
     qd_backend *b = (qd_backend *)calloc(1, sizeof *b);
     qd_cu *c = (qd_cu *)calloc(1, sizeof *c);
     if (!b || !c) {

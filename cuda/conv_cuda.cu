@@ -9,10 +9,18 @@
  * Row-major GEMMs use the usual identity (A B)^T = B^T A^T: cuBLAS sees row-major matrices as
  * their column-major transposes.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "qd_cuda.cuh"
+#include "qdrop/log.h"
+
+/* Weak: libqdrop_cuda.a is linked after libqdrop_core.a, so a program that never logs (a
+ * benchmark, a twin test) has no log.o to resolve this against; there the algorithm choice is
+ * simply not logged. The CLI links log.o and gets every event in run.log. */
+extern "C" __attribute__((weak)) void qd_log_event_json(qd_log_level level, const char *event, const char *fields_json,
+                                                         const char *fmt, ...);
 
 static const float qd_one = 1.0f;
 static const float qd_zero = 0.0f;
@@ -183,6 +191,33 @@ static qd_status pick_bwd_filter(qd_backend *b, qd_cu_conv_algo *r) {
     return qd_errorf(QD_ERR_INTERNAL, "cuda: no usable cuDNN backward-filter convolution algorithm");
 }
 
+static const char *math_name(cudnnMathType_t m) {
+    switch (m) {
+    case CUDNN_DEFAULT_MATH: return "default";
+    case CUDNN_TENSOR_OP_MATH: return "tensor_op";
+    case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION: return "tensor_op_allow_conversion";
+    case CUDNN_FMA_MATH: return "fma";
+    default: return "?";
+    }
+}
+
+/* One run.log event per convolution shape: which cuDNN algorithms (enum values of cudnn.h) and
+ * math modes run it, so a run's numbers can be tied to its kernels (tests/cuda/cli_e2e.sh and
+ * bench/gpu_check.sh read these). */
+static void log_algos(qd_backend *b, const qd_cu_conv_algo *e) {
+    char fields[512];
+    snprintf(fields, sizeof fields,
+             "\"shape\":\"n%d c%d %dx%d k%d %dx%d s%d g%d\",\"fwd_algo\":%d,\"bwd_data_algo\":%d,"
+             "\"bwd_filter_algo\":%d,\"fwd_math\":\"%s\",\"bwd_data_math\":\"%s\",\"bwd_filter_math\":\"%s\","
+             "\"deterministic\":%s,\"tf32\":%s",
+             e->n, e->c, e->h, e->w, e->k, e->r, e->s, e->sh, e->g, (int)e->fwd, (int)e->bwd_data, (int)e->bwd_filter,
+             math_name(e->fwd_math), math_name(e->bwd_data_math), math_name(e->bwd_filter_math),
+             b->deterministic ? "true" : "false", b->tf32 ? "true" : "false");
+    if (!qd_log_event_json) return;
+    qd_log_event_json(QD_LOG_DEBUG, "cudnn_algo", fields, "cuDNN algorithms for conv n%d c%d %dx%d k%d %dx%d: fwd %d, bwd-data %d, bwd-filter %d",
+                      e->n, e->c, e->h, e->w, e->k, e->r, e->s, (int)e->fwd, (int)e->bwd_data, (int)e->bwd_filter);
+}
+
 /* Cached algorithm triple for the described shape (all three chosen at first sight, so the
  * backward of a shape first seen inside a capture needs no further query). */
 static qd_status conv_algos(qd_backend *b, const conv_geom *g, const qd_cu_conv_algo **out) {
@@ -207,6 +242,7 @@ static qd_status conv_algos(qd_backend *b, const conv_geom *g, const qd_cu_conv_
     QD_TRY(pick_fwd(b, &e));
     QD_TRY(pick_bwd_data(b, &e));
     QD_TRY(pick_bwd_filter(b, &e));
+    log_algos(b, &e);
     c->algos[c->nalgos] = e;
     *out = &c->algos[c->nalgos++];
     return QD_OK;

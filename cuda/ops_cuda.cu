@@ -246,7 +246,12 @@ __global__ void qd_k_unary(int op, float lo, float hi, int64_t n, const float *_
         float v = x[i];
         switch (op) {
         case UN_RELU: y[i] = v > 0.0f ? v : 0.0f; break;
-        case UN_CLIP: y[i] = fminf(fmaxf(v, lo), hi); break;
+        case UN_CLIP: {
+            /* selects, as the CPU twin (src/cpu/cpu_ops.c): NaN propagates (fmaxf would return lo)
+             * and -0.0 stays -0.0 at lo = 0 (fmaxf(-0, +0) may return +0) */
+            float c = v < lo ? lo : v;
+            y[i] = c > hi ? hi : c;
+        } break;
         default: y[i] = qd_sigmoid(v); break;
         }
     }

@@ -48,19 +48,28 @@ static qd_status qd_cu_draw_batch(qd_backend *b, qd_rng_key key, const int32_t *
 
 /* ------------------------------------------------------------------------------------------ */
 /* Unit-input mixing (§7.1) fused with the batch gather. Sources may be mapped pinned host
- * memory (alloc_cache fallback); reads are coalesced per sample. */
+ * memory (alloc_cache fallback).
+ * One thread per Philox block: element e's random word is word e % 4 of block e / 4
+ * (qd_rng_u32), so each thread draws one block and serves elements 4q .. 4q+3 with it, the
+ * same words the CPU tiles use (bit-identical masks) for a quarter of the Philox rounds. */
 __global__ void qd_k_gather_mix(const float *__restrict__ qsrc, const float *__restrict__ fsrc,
                                 const int32_t *__restrict__ idx, int64_t total, int64_t sample_numel,
                                 qd_rng_key key, float keep_prob, const int32_t *iter, int mix, float *__restrict__ out) {
     uint32_t it = mix ? (uint32_t)*iter : 0u;
-    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
-        int64_t k = e / sample_numel;
-        int64_t j = e - k * sample_numel;
-        int64_t src = (int64_t)idx[k] * sample_numel + j;
-        if (mix && !qd_keep_quant(key, it, (uint64_t)e, keep_prob))
-            out[e] = fsrc[src];
-        else
-            out[e] = qsrc[src];
+    int64_t nquads = (total + 3) >> 2;
+    for (int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; q < nquads; q += (int64_t)gridDim.x * blockDim.x) {
+        uint32_t r[4] = {0u, 0u, 0u, 0u};
+        if (mix) qd_rng_block(key, it, (uint64_t)q, r);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t e = 4 * q + j;
+            if (e >= total) break;
+            int64_t k = e / sample_numel;
+            int64_t src = (int64_t)idx[k] * sample_numel + (e - k * sample_numel);
+            /* qd_keep_quant(key, it, e, keep_prob), its word taken from this thread's block */
+            int keep_quant = !mix || qd_u32_to_uniform(r[j]) < keep_prob;
+            out[e] = keep_quant ? qsrc[src] : fsrc[src];
+        }
     }
 }
 
@@ -71,30 +80,40 @@ static qd_status qd_cu_gather_mix(qd_backend *b, const float *quant_src, const f
     if (total <= 0) return QD_OK;
     int mix = (fp_src != NULL && keep_prob < 1.0f);
     if (mix && !iter) return qd_errorf(QD_ERR_INTERNAL, "cuda: gather_mix: drop mixing needs the iteration counter");
-    qd_k_gather_mix<<<qd_cu_blocks(total), QD_CU_THREADS, 0, qd_cu_of(b)->stream>>>(
+    qd_k_gather_mix<<<qd_cu_blocks((total + 3) / 4), QD_CU_THREADS, 0, qd_cu_of(b)->stream>>>(
         quant_src, fp_src, idx, total, sample_numel, key, keep_prob, iter, mix, out);
     return qd_cu_post(b, "gather_mix", __FILE__, __LINE__);
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Activation fake-quant + QDrop mask (§2, §7.2). */
+/* Activation fake-quant + QDrop mask (§2, §7.2). One Philox block per thread, serving elements
+ * 4q .. 4q+3 (as qd_k_gather_mix). */
 __global__ void qd_k_fq_forward(qd_fq_desc d, const float *scale, const int32_t *iter, int64_t n,
                                 const float *__restrict__ x, float *__restrict__ y, uint8_t *__restrict__ region) {
     float s = d.guard_scale ? qd_lsq_guard(*scale) : *scale;
     int drop = d.keep_prob < 1.0f;
     uint32_t it = drop ? (uint32_t)*iter : 0u;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float xv = x[i];
-        int reg;
-        float yv;
-        if (drop && !qd_keep_quant(d.key, it, (uint64_t)i, d.keep_prob)) {
-            reg = QD_FQ_DROPPED;
-            yv = xv;
-        } else {
-            yv = qd_fake_quant_region(xv, s, d.zero_point, d.qmin, d.qmax, &reg);
+    int64_t nquads = (n + 3) >> 2;
+    for (int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; q < nquads; q += (int64_t)gridDim.x * blockDim.x) {
+        uint32_t r[4] = {0u, 0u, 0u, 0u};
+        if (drop) qd_rng_block(d.key, it, (uint64_t)q, r);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t i = 4 * q + j;
+            if (i >= n) break;
+            float xv = x[i];
+            int reg;
+            float yv;
+            /* qd_keep_quant(d.key, it, i, keep_prob) with this thread's block */
+            if (drop && !(qd_u32_to_uniform(r[j]) < d.keep_prob)) {
+                reg = QD_FQ_DROPPED;
+                yv = xv;
+            } else {
+                yv = qd_fake_quant_region(xv, s, d.zero_point, d.qmin, d.qmax, &reg);
+            }
+            y[i] = yv;
+            if (region) region[i] = (uint8_t)reg;
         }
-        y[i] = yv;
-        if (region) region[i] = (uint8_t)reg;
     }
 }
 
@@ -103,7 +122,8 @@ static qd_status qd_cu_fq_forward(qd_backend *b, const qd_fq_desc *d, const floa
     if (n <= 0) return QD_OK;
     if (d->keep_prob < 1.0f && !iter)
         return qd_errorf(QD_ERR_INTERNAL, "cuda: fq_forward: keep_prob %g needs the iteration counter", d->keep_prob);
-    qd_k_fq_forward<<<qd_cu_blocks(n), QD_CU_THREADS, 0, qd_cu_of(b)->stream>>>(*d, scale, iter, n, x, y, region);
+    qd_k_fq_forward<<<qd_cu_blocks((n + 3) / 4), QD_CU_THREADS, 0, qd_cu_of(b)->stream>>>(*d, scale, iter, n, x, y,
+                                                                                        region);
     return qd_cu_post(b, "fq_forward", __FILE__, __LINE__);
 }
 

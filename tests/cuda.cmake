@@ -19,3 +19,18 @@ if(QD_HAVE_CUDA)
   add_test(NAME bench_gpu_smoke COMMAND qd_bench_gpu --smoke WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(bench_gpu_smoke PROPERTIES LABELS "cuda" SKIP_RETURN_CODE 77 TIMEOUT 300 RESOURCE_LOCK gpu)
 endif()
+# The CUDA backend end to end through the CLI (tests/cuda/cli_e2e.sh): default config on the GPU
+# vs the CPU, and an ImageNet-shape ResNet-18 at 224x224. Exit 77 without a device (the CLI's 69).
+if(QD_HAVE_CUDA)
+  foreach(mode default imagenet)
+    qd_add_script_test(test_cuda_e2e_${mode} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cuda/cli_e2e.sh ${mode}
+                       LABELS "cuda" TIMEOUT 900)
+    set_tests_properties(test_cuda_e2e_${mode} PROPERTIES RESOURCE_LOCK gpu)
+  endforeach()
+  # bench/gpu_check.sh --dry: every step of the GPU check with the CPU selftests and stub
+  # binaries (pack -> prebuilt start, twins, sanitizer lookup, the e2e script's comparison on two
+  # CPU runs, cross-process dump compare, JSON summary, <= 8 files), so its first run on a GPU
+  # machine is not its first run. Checked by tests/gpu_check_dry_test.sh.
+  qd_add_script_test(test_gpu_check_dry COMMAND bash ${CMAKE_SOURCE_DIR}/tests/gpu_check_dry_test.sh
+                     LABELS "unit" TIMEOUT 600)
+endif()

@@ -166,7 +166,7 @@ PY
   cp "$tmp/fake-qdrop-gpu" "$tmp/pbin/qdrop-gpu"
   pids=""
   for i in 0 1 2 3 4; do
-    (PATH="$tmp/pbin:$PATH" JOB_COMPLETION_INDEX=$i FAKE_SLEEP_S=0.6 FAKE_FAIL=nearest NODE_NAME=node$i sh "$tmp/pod.sh" >"$tmp/pod$i.out" 2>&1; echo $? >"$tmp/pod$i.rc") &
+    (PATH="$tmp/pbin:$PATH" JOB_COMPLETION_INDEX=$i FAKE_SLEEP_S=1.0 FAKE_FAIL=nearest NODE_NAME=node$i sh "$tmp/pod.sh" >"$tmp/pod$i.out" 2>&1; echo $? >"$tmp/pod$i.rc") &
     pids="$pids $!"
   done
   # shellcheck disable=SC2086

@@ -168,6 +168,13 @@ QD_MUST_USE qd_status qd_backend_create(const char *kind, const qd_backend_optio
 /* 1 when the CUDA backend is compiled in and a device is usable (any cudaGetDeviceCount error
  * counts as no device). */
 int qd_cuda_available(void);
+/* Why qd_cuda_available() returned 0, in words, for error messages: the device-count call's
+ * error (no driver, driver too old for this binary's CUDA runtime, no device visible) with the
+ * driver's and runtime's CUDA versions, or "this build has no CUDA backend". Static storage. */
+const char *qd_cuda_unavailable_reason(void);
+/* Device memory in use (total - free, this process and others) and the device's capacity, for
+ * benchmarks' peak-memory figures. 0 on success, -1 without a usable CUDA device or backend. */
+int qd_cuda_memory_info(int64_t *used_bytes, int64_t *total_bytes);
 /* CUDA backend constructor (cuda/backend_cuda.cu); only when built with QD_HAVE_CUDA. */
 QD_MUST_USE qd_status qd_cuda_backend_create(const qd_backend_options *opt, qd_backend **out);
 QD_MUST_USE qd_status qd_cpu_backend_create(const qd_backend_options *opt, qd_backend **out);

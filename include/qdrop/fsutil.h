@@ -1,8 +1,9 @@
 /* qdrop/fsutil.h: directories, whole-file reads, and atomic writes of every output file.
  *
- * Every output of a run is written to "<path>.tmp.<pid>" in the same directory, flushed with
- * fsync and renamed over <path>, so a killed run never leaves a truncated file behind. On any
- * failure the temporary file is removed and QD_ERR_IO names the path and strerror (disk full...).
+ * Every output of a run is written to "<path>.tmp.<pid>" in the same directory (created with
+ * O_EXCL | O_NOFOLLOW: never through a planted symlink), flushed with fsync and renamed over
+ * <path>, so a killed run never leaves a truncated file behind. On any failure the temporary
+ * file is removed and QD_ERR_IO names the path and strerror (disk full...).
  */
 #ifndef QDROP_FSUTIL_H
 #define QDROP_FSUTIL_H
@@ -83,6 +84,28 @@ QD_MUST_USE qd_status qd_fopen_input(const char *path, const char *what, size_t 
 QD_MUST_USE qd_status qd_read_input(const char *path, const char *what, size_t max_bytes, void **data, size_t *len);
 int qd_read_input_r(const char *path, const char *what, size_t max_bytes, void **data, size_t *len, char *err,
                     size_t errlen);
+
+/* ---- output directory ---- */
+
+/* Exclusive lock on dir: flock(LOCK_EX | LOCK_NB) on dir/name (created, never followed when it is
+ * a symlink). *fd holds the lock until qd_dir_unlock (or process exit, however it ends).
+ * QD_ERR_IO "output directory ... is in use by another qdrop-gpu run" when another process holds
+ * it. */
+QD_MUST_USE qd_status qd_dir_lock(const char *dir, const char *name, int *fd);
+void qd_dir_unlock(int fd);
+
+/* rm -r that never follows a symlink (a link is removed as a link); a missing path is fine. */
+QD_MUST_USE qd_status qd_remove_tree(const char *path);
+
+/* Move every regular file under stage to the same relative path under dest (rename, same file
+ * system), the file whose relative path is `last` (may be NULL) after all others. All or
+ * nothing: when a rename fails, the files already moved are removed from dest again. Symlinks
+ * are not followed where dest needs a directory. */
+QD_MUST_USE qd_status qd_publish_dir(const char *stage, const char *dest, const char *last);
+
+/* *within = 1 when path, after resolving links, is dir or lies below it (both must exist;
+ * otherwise 0). */
+QD_MUST_USE qd_status qd_path_within(const char *path, const char *dir, int *within);
 
 #ifdef __cplusplus
 }

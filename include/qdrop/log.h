@@ -22,7 +22,8 @@ extern "C" {
 
 typedef enum { QD_LOG_DEBUG = 0, QD_LOG_INFO = 1, QD_LOG_WARN = 2, QD_LOG_ERROR = 3 } qd_log_level;
 
-/* Open (append to) the JSON Lines run log. QD_ERR_IO naming the file on failure. */
+/* Open (append to) the JSON Lines run log. QD_ERR_IO naming the file on failure, also when the
+ * path is a symbolic link (never followed) or not a regular file. */
 QD_MUST_USE qd_status qd_log_open(const char *run_log_path);
 void qd_log_close(void);
 /* stderr format: json = 1 for JSON lines; quiet = 1 for errors only. */
@@ -33,6 +34,10 @@ void qd_log_warn(const char *event, const char *fmt, ...) QD_PRINTF(2, 3);
 void qd_log_error(const char *event, const char *fmt, ...) QD_PRINTF(2, 3);
 /* fields_json: extra members without braces, e.g. "\"unit\":3,\"loss\":0.5" (may be NULL). */
 void qd_log_event_json(qd_log_level level, const char *event, const char *fields_json, const char *fmt, ...)
+    QD_PRINTF(4, 5);
+
+/* The same event written to run.log only (the caller prints its own stderr line). */
+void qd_log_file_only(qd_log_level level, const char *event, const char *fields_json, const char *fmt, ...)
     QD_PRINTF(4, 5);
 
 /* Progress bar on stderr: AUTO draws when stderr is a terminal (and not quiet, not JSON),

@@ -31,7 +31,8 @@ typedef enum qd_status {
     QD_ERR_DEVICE_OOM = 7, /* device memory budget exceeded            -> exit 75 */
     QD_ERR_NUMERIC = 8,    /* NaN/Inf during reconstruction            -> exit 76 */
     QD_ERR_UNSUPPORTED = 9,/* valid model using something we do not run -> exit 65 */
-    QD_ERR_NODEVICE = 10   /* --device cuda without a usable GPU       -> exit 69 */
+    QD_ERR_NODEVICE = 10,  /* --device cuda without a usable GPU       -> exit 69 */
+    QD_ERR_INTERRUPTED = 11/* SIGINT/SIGTERM (qdrop/interrupt.h)  -> exit 128 + signal: 130, 143 */
 } qd_status;
 
 /* Exit codes (sysexits style). */

@@ -56,7 +56,8 @@ static void usage(FILE *f) {
             "  --version               print version, git sha and CUDA/cuDNN/cuBLAS versions\n"
             "  --help                  print this help\n"
             "\n"
-            "outputs (in the output directory, each written atomically):\n"
+            "outputs (in the output directory, each written atomically; the results are staged and\n"
+            "published together at the end, results.json last; one run at a time per directory):\n"
             "  resolved_config.json run.log results.json report.html report.md plots/ model_qdq.onnx\n"
             "  encodings.json predictions.csv checkpoint.bin\n"
             "\n"
@@ -67,10 +68,13 @@ static void usage(FILE *f) {
             "  66  missing input (config, model or data file not found)\n"
             "  69  requested device unavailable (--device cuda without a usable GPU)\n"
             "  70  internal error (bug, CUDA/cuDNN failure)\n"
-            "  74  I/O error (cannot write outputs, disk full)\n"
+            "  74  I/O error (cannot write outputs, disk full, output directory in use by another run)\n"
             "  75  out of device memory (set device.memory_budget_mb or lower batch sizes)\n"
             "  76  numerical fault (NaN/Inf during reconstruction)\n"
-            "  78  configuration error (unknown key, wrong type, value out of range)\n");
+            "  78  configuration error (unknown key, wrong type, value out of range,\n"
+            "      output directory holding the input model)\n"
+            " 130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the last checkpoint is kept,\n"
+            "      continue with --resume (a second signal stops at once)\n");
 }
 
 static int fail(qd_status st) {

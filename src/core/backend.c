@@ -13,6 +13,12 @@ int64_t qd_shape_numel(const qd_shape *s) {
 #ifndef QD_HAVE_CUDA
 /* Host-only build: no CUDA backend compiled in (cuda/ defines the real one). */
 int qd_cuda_available(void) { return 0; }
+const char *qd_cuda_unavailable_reason(void) { return "this build has no CUDA backend"; }
+int qd_cuda_memory_info(int64_t *used_bytes, int64_t *total_bytes) {
+    if (used_bytes) *used_bytes = 0;
+    if (total_bytes) *total_bytes = 0;
+    return -1;
+}
 #endif
 
 qd_status qd_backend_create(const char *kind, const qd_backend_options *opt, qd_backend **out) {
@@ -32,12 +38,12 @@ qd_status qd_backend_create(const char *kind, const qd_backend_options *opt, qd_
     if (strcmp(kind, "cuda") == 0) {
 #ifdef QD_HAVE_CUDA
         if (!qd_cuda_available())
-            return qd_errorf(QD_ERR_NODEVICE, "--device cuda: no usable CUDA device (cudaGetDeviceCount found none; "
-                                              "use --device cpu or auto)");
+            return qd_errorf(QD_ERR_NODEVICE, "--device cuda: no usable CUDA device (%s; use --device cpu or auto)",
+                             qd_cuda_unavailable_reason());
         return qd_cuda_backend_create(opt, out);
 #else
-        return qd_errorf(QD_ERR_NODEVICE, "--device cuda: no usable CUDA device (this build has no CUDA backend; "
-                                          "use --device cpu or auto)");
+        return qd_errorf(QD_ERR_NODEVICE, "--device cuda: no usable CUDA device (%s; use --device cpu or auto)",
+                         qd_cuda_unavailable_reason());
 #endif
     }
     return qd_errorf(QD_ERR_USAGE, "--device: unknown backend '%s' (expected cpu, cuda or auto)", kind);

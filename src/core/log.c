@@ -3,11 +3,13 @@
 #include "qdrop/utf8.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,8 +31,30 @@ static const char *level_name(qd_log_level l) {
 }
 
 qd_status qd_log_open(const char *path) {
-    FILE *f = fopen(path, "a");
-    if (!f) return qd_errorf(QD_ERR_IO, "cannot open log %s: %s", path, strerror(errno));
+    /* O_NOFOLLOW: a run.log planted as a symlink must not make the run append to the file it
+     * points at (as root: any file). O_NONBLOCK: opening a FIFO without a reader fails (ENXIO)
+     * instead of hanging; the fstat below then refuses anything that is not a regular file.
+     * O_CLOEXEC: helpers the run starts (gnuplot) do not inherit the descriptor. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP)
+            return qd_errorf(QD_ERR_IO, "cannot open log %s: it is a symbolic link (not followed; remove it)", path);
+        return qd_errorf(QD_ERR_IO, "cannot open log %s: %s", path, strerror(e));
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return qd_errorf(QD_ERR_IO, "cannot open log %s: not a regular file", path);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "a");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return qd_errorf(QD_ERR_IO, "cannot open log %s: %s", path, strerror(e));
+    }
     pthread_mutex_lock(&g_mu);
     if (g_file) fclose(g_file);
     g_file = f;
@@ -125,7 +149,7 @@ static void timestamp(char *buf, size_t n) {
     snprintf(buf, n, "%s.%03dZ", base, (int)(tv.tv_usec / 1000));
 }
 
-static void vlog(qd_log_level level, const char *event, const char *fields, const char *fmt, va_list ap) {
+static void vlog_to(int to_stderr, qd_log_level level, const char *event, const char *fields, const char *fmt, va_list ap) {
     char msg[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);
     char ts[48];
@@ -154,7 +178,7 @@ static void vlog(qd_log_level level, const char *event, const char *fields, cons
         fputs(j.p, g_file);
         fflush(g_file); /* a killed run keeps every complete line */
     }
-    int show = level == QD_LOG_ERROR || !g_quiet;
+    int show = to_stderr && (level == QD_LOG_ERROR || !g_quiet);
     if (show && level == QD_LOG_DEBUG && !g_json && bar_active_locked()) show = 0; /* the bar shows it */
     if (show) {
         if (g_bar_drawn) { /* clear the bar; the next update redraws it under this line */
@@ -174,6 +198,10 @@ static void vlog(qd_log_level level, const char *event, const char *fields, cons
     free(j.p);
 }
 
+static void vlog(qd_log_level level, const char *event, const char *fields, const char *fmt, va_list ap) {
+    vlog_to(1, level, event, fields, fmt, ap);
+}
+
 #define QD_LOG_FN(name, lvl)                              \
     void name(const char *event, const char *fmt, ...) {  \
         va_list ap;                                       \
@@ -189,6 +217,13 @@ void qd_log_event_json(qd_log_level level, const char *event, const char *fields
     va_list ap;
     va_start(ap, fmt);
     vlog(level, event, fields_json, fmt, ap);
+    va_end(ap);
+}
+
+void qd_log_file_only(qd_log_level level, const char *event, const char *fields_json, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vlog_to(0, level, event, fields_json, fmt, ap);
     va_end(ap);
 }
 

@@ -4,6 +4,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
+
+#include "qdrop/interrupt.h"
 
 static _Thread_local char qd_err_buf[1024];
 static _Thread_local int qd_err_set;
@@ -21,6 +24,11 @@ int qd_status_exit_code(qd_status st) {
     case QD_ERR_DEVICE_OOM: return QD_EXIT_DEVICE_OOM;
     case QD_ERR_NUMERIC: return QD_EXIT_NUMERIC;
     case QD_ERR_NODEVICE: return QD_EXIT_UNAVAILABLE;
+    case QD_ERR_INTERRUPTED: {
+        /* the shell's convention for death by a signal: 128 + its number */
+        int sig = qd_interrupted();
+        return 128 + (sig > 0 ? sig : SIGINT);
+    }
     }
     return QD_EXIT_SOFTWARE;
 }
@@ -38,6 +46,7 @@ const char *qd_status_name(qd_status st) {
     case QD_ERR_DEVICE_OOM: return "out of device memory";
     case QD_ERR_NUMERIC: return "numerical fault";
     case QD_ERR_NODEVICE: return "device unavailable";
+    case QD_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown error";
 }

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "core/qmath.h"
+#include "qdrop/interrupt.h"
 #include "qdrop/log.h"
 #include "qdrop/qdrop.h"
 #include "recon/recon.h"
@@ -500,6 +501,9 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
     int curve_start = 0;                     /* curve window: since the last curve point */
     double curve_loss = 0.0;
     while (it < cfg->recon.iters) {
+        /* SIGINT/SIGTERM: stop between iterations; the unit is discarded and the run keeps the
+         * checkpoint of the units before it (no message here: the run reports where it stopped) */
+        if (qd_interrupted()) { st = QD_ERR_INTERRUPTED; break; }
         /* The first iteration runs eagerly (cuDNN algorithm choice and lazy module loading
          * must happen outside stream capture); iteration 2 onwards replays one captured
          * iteration, which reads the schedule from the device-side counter. */

@@ -5,7 +5,9 @@
  *   -> (mode-dependent late activation ranges, §9; BRECQ: its activation stage, §6.3)
  *   -> quantized evaluation
  *   -> results.json, encodings + QDQ ONNX export, run report (report.html/.md, plots/).
- * Every output file is written atomically. */
+ * Every output file is written atomically; the final outputs are staged and published together
+ * (recon/outdir.h), the report rendered from them after publication. SIGINT/SIGTERM stop the run
+ * at the next iteration or phase boundary with the last checkpoint intact (qdrop/interrupt.h). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,10 +22,12 @@
 #include "qdrop/exec.h"
 #include "qdrop/export.h"
 #include "qdrop/fsutil.h"
+#include "qdrop/interrupt.h"
 #include "qdrop/log.h"
 #include "qdrop/qdrop.h"
 #include "qdrop/report.h"
 #include "recon/ckpt.h"
+#include "recon/outdir.h"
 #include "recon/recon.h"
 #include "qdrop/utf8.h"
 
@@ -142,6 +146,7 @@ static qd_status evaluate(qd_exec *ex, qd_exec_mode mode, const qd_dataset *val,
     qd_phase_begin(&ph, mode == QD_EXEC_FP ? "FP32 evaluation" : "quantized evaluation", "images", val->n);
     for (int s0 = 0; s0 < val->n && st == QD_OK; s0 += batch) {
         int nb = val->n - s0 < batch ? val->n - s0 : batch;
+        if (qd_interrupted()) { st = QD_ERR_INTERRUPTED; break; }
         qd_phase_update(&ph, s0);
         st = qd_exec_forward_host(ex, mode, val->x + (size_t)s0 * (size_t)numel, nb, all + (size_t)s0 * (size_t)nclasses);
     }
@@ -220,13 +225,16 @@ typedef struct run_state {
     qd_dataset calib, val;
     qd_unit_spec *units;
     qd_unit_report *reps;
-    int nunits, nreps;
+    int nunits, nreps, rep_cap;
     int *pred_fp, *pred_q;
     float *logits_fp, *logits_q;   /* [val.n, nclasses] when output.logits */
+    int ckpt_units;   /* units recorded in checkpoint.bin by this run or the one resumed; -1 none */
 } run_state;
 
 static void run_free(run_state *s) {
-    if (s->reps) for (int i = 0; i < s->nreps; i++) { free(s->reps[i].curve); free(s->reps[i].curve_iter); }
+    /* every slot: a unit that failed may hold a curve without being counted in nreps */
+    int nslots = s->rep_cap > s->nreps ? s->rep_cap : s->nreps;
+    if (s->reps) for (int i = 0; i < nslots; i++) { free(s->reps[i].curve); free(s->reps[i].curve_iter); }
     free(s->reps);
     free(s->units);
     free(s->pred_fp);
@@ -356,6 +364,8 @@ static qd_status brecq_act_stage(run_state *S, qd_recon_ctx *ctx, const char *ck
         }
         S->nreps = N + i + 1;
         if ((st = qd_ckpt_save(ckpt_path, g, cfg_hash, model_hash, N + i + 1, S->reps, S->nreps)) != QD_OK) break;
+        S->ckpt_units = N + i + 1;
+        if (qd_interrupted()) { st = QD_ERR_INTERRUPTED; break; }
         if (cut && i + 1 < N) {
             /* advance the FP cut to the next unit's input; recompute from the images when the units
              * do not form a simple chain */
@@ -383,12 +393,41 @@ static qd_status brecq_act_stage(run_state *S, qd_recon_ctx *ctx, const char *ck
     return st;
 }
 
+<<<<<<< HEAD
 qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     qd_range_search_set_method(cfg->range_search == 1 ? QD_RANGE_EXACT : QD_RANGE_FAST);
     /* HuggingFace BERT directories run the per-encoder-layer pipeline (src/bert/bert_run.c). */
     if (strcmp(cfg->model_type, "bert") == 0) return qd_bert_run(cfg, opt);
+=======
+/* The one message of an interrupted run: stderr (by the CLI) and a run.log event. */
+static qd_status interrupted(const run_state *S, const char *ckpt_path, int resume) {
+    int sig = qd_interrupted();
+    char fields[128];
+    snprintf(fields, sizeof fields, "\"signal\":\"%s\",\"units_done\":%d,\"units\":%d", qd_signal_name(sig),
+             S->ckpt_units, S->rep_cap);
+    if (S->ckpt_units < 0 && resume && qd_file_exists(ckpt_path)) {
+        /* a --resume stopped before it had read the checkpoint: the file is as it was */
+        qd_log_file_only(QD_LOG_WARN, "interrupted", fields, "interrupted before resuming; resume with --resume");
+        return qd_errorf(QD_ERR_INTERRUPTED, "interrupted by %s before resuming; resume with --resume (checkpoint %s kept)",
+                         qd_signal_name(sig), ckpt_path);
+    }
+    if (S->ckpt_units < 0) {
+        qd_log_file_only(QD_LOG_WARN, "interrupted", fields, "interrupted by %s before the first checkpoint; nothing to resume",
+                         qd_signal_name(sig));
+        return qd_errorf(QD_ERR_INTERRUPTED, "interrupted by %s before the first checkpoint; nothing to resume, run again "
+                         "without --resume", qd_signal_name(sig));
+    }
+    qd_log_file_only(QD_LOG_WARN, "interrupted", fields, "interrupted after unit %d of %d; resume with --resume",
+                     S->ckpt_units, S->rep_cap);
+    return qd_errorf(QD_ERR_INTERRUPTED, "interrupted by %s after unit %d of %d; resume with --resume (checkpoint %s kept)",
+                     qd_signal_name(sig), S->ckpt_units, S->rep_cap, ckpt_path);
+}
+
+static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir *od) {
+>>>>>>> main
     run_state S;
     memset(&S, 0, sizeof S);
+    S.ckpt_units = -1;
     qd_status st = QD_OK;
     double t_start = now_s(), t_phase;
     cJSON *times = cJSON_CreateObject();
@@ -396,11 +435,14 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     char path[QD_PATH_MAX + 64];
     uint64_t cfg_hash = config_hash_for_resume(cfg), model_hash = 0;
 
+<<<<<<< HEAD
     /* missing model or data: say how to get them before creating any output */
     if ((st = qd_check_run_inputs(cfg)) != QD_OK) goto done;
     /* outputs: directory, log, resolved config */
+=======
+    /* outputs: log, resolved config (the directory is locked and cleaned by qd_outdir_open) */
+>>>>>>> main
     if (!opt->dry_run) {
-        if ((st = qd_mkdir_p(cfg->out_dir)) != QD_OK) goto done;
         snprintf(path, sizeof path, "%s/run.log", cfg->out_dir);
         if ((st = qd_log_open(path)) != QD_OK) goto done;
         char *js = qd_config_to_json(cfg);
@@ -465,6 +507,7 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
             }
             S.reps = calloc((size_t)rep_cap + 1, sizeof(qd_unit_report));
             if (!S.reps) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+            S.rep_cap = rep_cap;
             if ((st = qd_ckpt_load(path, S.g, cfg_hash, model_hash, &done_units, S.reps, rep_cap, &S.nreps)) != QD_OK) goto done;
         }
         print_dry_run(cfg, &S, &mp);
@@ -475,11 +518,14 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
                                     stdout);
         goto done;
     }
+    if (qd_interrupted()) { st = QD_ERR_INTERRUPTED; goto done; }
 
     /* backend */
     {
+        /* quant.recon.keep_gpu=false puts every unit cache in pinned host memory (a 1-byte device
+         * budget): the reference's keep_gpu: False, for GPUs too small for the caches */
         qd_backend_options bo = {qd_default_threads(cfg), cfg->deterministic, cfg->tf32,
-                                 cfg->device_memory_budget_mb * 1024 * 1024};
+                                 cfg->recon.keep_gpu ? cfg->device_memory_budget_mb * 1024 * 1024 : 1};
         const char *kind = cfg->device == QD_DEVICE_CPU ? "cpu" : cfg->device == QD_DEVICE_CUDA ? "cuda" : "auto";
         if ((st = qd_backend_create(kind, &bo, &S.b)) != QD_OK) goto done;
     }
@@ -514,6 +560,7 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     int rep_cap = mp.brecq_act ? 2 * S.nunits : S.nunits;
     S.reps = calloc((size_t)rep_cap + 1, sizeof(qd_unit_report));
     if (!S.reps) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+    S.rep_cap = rep_cap;
     snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
     if (opt->resume) {
         if (access(path, F_OK) != 0) { /* anything else there is refused by qd_ckpt_load, saying what it is */
@@ -522,6 +569,7 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
         }
         if ((st = qd_ckpt_load(path, S.g, cfg_hash, model_hash, &units_done, S.reps, rep_cap, &S.nreps)) != QD_OK) goto done;
         if (units_done > rep_cap) { st = qd_errorf(QD_ERR_DATA, "%s: checkpoint records %d finished units, this run has %d", path, units_done, rep_cap); goto done; }
+        S.ckpt_units = units_done;
         if ((st = qd_exec_sync_quant(S.ex)) != QD_OK) goto done;
         qd_log_info("resume", "resuming from %s: %d of %d units finished", path, units_done, rep_cap);
     } else {
@@ -535,7 +583,9 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
         if ((st = qd_exec_sync_quant(S.ex)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "weight_ranges_s", now_s() - t_phase);
         if (mp.reconstruct && (st = qd_ckpt_save(path, S.g, cfg_hash, model_hash, 0, S.reps, 0)) != QD_OK) goto done;
+        if (mp.reconstruct) S.ckpt_units = 0;
     }
+    if (qd_interrupted()) { st = QD_ERR_INTERRUPTED; goto done; }
 
     /* reconstruction */
     t_phase = now_s();
@@ -596,6 +646,8 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
                         i + 1, S.nunits, rep->name, rep->iters_run, rep->loss_start, rep->loss_end, rep->sqnr_before_db,
                         rep->sqnr_after_db, rep->seconds);
             if ((st = qd_ckpt_save(path, S.g, cfg_hash, model_hash, i + 1, S.reps, S.nreps)) != QD_OK) goto cut_fail;
+            S.ckpt_units = i + 1;
+            if (qd_interrupted()) { st = QD_ERR_INTERRUPTED; goto cut_fail; }
             if (use_cut && ctx.cut_q && i + 1 < S.nunits) {
                 const qd_unit_spec *nx = &S.units[i + 1];
                 size_t bytes = sizeof(float) * (size_t)S.calib.n * (size_t)qd_value_sample_numel(&S.g->values[nx->input_value]);
@@ -649,8 +701,8 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     if (cfg->export_onnx) {
         t_phase = now_s();
         char onnx_path[QD_PATH_MAX + 64], enc_path[QD_PATH_MAX + 64];
-        snprintf(onnx_path, sizeof onnx_path, "%s/model_qdq.onnx", cfg->out_dir);
-        snprintf(enc_path, sizeof enc_path, "%s/encodings.json", cfg->out_dir);
+        snprintf(onnx_path, sizeof onnx_path, "%s/model_qdq.onnx", od->stage);
+        snprintf(enc_path, sizeof enc_path, "%s/encodings.json", od->stage);
         if ((st = qd_export_qdq_onnx(S.g, cfg, onnx_path)) != QD_OK) goto done;
         if ((st = qd_export_encodings(S.g, cfg, enc_path)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "export_s", now_s() - t_phase);
@@ -663,13 +715,13 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
             len += (size_t)snprintf(csv + len, cap - len, "index,label,fp32,quant\n");
             for (int i = 0; i < S.val.n; i++)
                 len += (size_t)snprintf(csv + len, cap - len, "%d,%d,%d,%d\n", i, S.val.labels[i], S.pred_fp ? S.pred_fp[i] : -1, S.pred_q[i]);
-            snprintf(path, sizeof path, "%s/predictions.csv", cfg->out_dir);
+            snprintf(path, sizeof path, "%s/predictions.csv", od->stage);
             st = qd_write_file_atomic(path, csv, len);
             free(csv);
             if (st != QD_OK) goto done;
         }
     }
-    if (cfg->logits && (st = qd_write_logits(cfg->out_dir, S.logits_fp, S.logits_q, S.val.n, nclasses)) != QD_OK) goto done;
+    if (cfg->logits && (st = qd_write_logits(od->stage, S.logits_fp, S.logits_q, S.val.n, nclasses)) != QD_OK) goto done;
 
     /* results.json */
     {
@@ -720,12 +772,16 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
         char *txt = raw ? qd_utf8_valid_dup(raw) : NULL; /* paths may hold non-UTF-8 bytes */
         free(raw);
         cJSON_Delete(r);
-        snprintf(path, sizeof path, "%s/results.json", cfg->out_dir);
+        snprintf(path, sizeof path, "%s/results.json", od->stage);
         st = txt ? qd_write_file_atomic(path, txt, strlen(txt)) : qd_errorf(QD_ERR_INTERNAL, "cannot serialise results");
         free(txt);
         if (st != QD_OK) goto done;
     }
-    /* report.html / report.md (+ plots/): rendered from the files just written, exactly as
+    /* every output is complete in the staging directory: publish them together, results.json
+     * last (a signal after this point no longer stops the run: its work is done) */
+    if (qd_interrupted()) { st = QD_ERR_INTERRUPTED; goto done; }
+    if ((st = qd_outdir_publish(od)) != QD_OK) goto done;
+    /* report.html / report.md (+ plots/): rendered from the published files, exactly as
      * `qdrop-gpu report DIR` would. The results are complete at this point, so a report that
      * cannot be written (disk full...) is a warning, not a failed run: it can be rendered again. */
     {
@@ -744,9 +800,34 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
         printf("outputs in %s (results.json, report.html, model_qdq.onnx, encodings.json) — %.1f s\n", cfg->out_dir, now_s() - t_start);
     }
 done:
+    if (st == QD_ERR_INTERRUPTED) {
+        snprintf(path, sizeof path, "%s/checkpoint.bin", cfg->out_dir);
+        st = interrupted(&S, path, opt->resume);
+    }
     if (times) cJSON_Delete(times);
     run_free(&S);
     if (!opt->dry_run) qd_log_close();
+    return st;
+}
+
+qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
+    qd_outdir od;
+    memset(&od, 0, sizeof od);
+    od.lock_fd = -1;
+    /* the output directory: refused when it holds the model; locked, cleaned and staged for a
+     * real run (recon/outdir.h) */
+    qd_status st = opt->dry_run ? qd_outdir_check_model(cfg) : qd_outdir_open(&od, cfg, opt->resume);
+    if (st != QD_OK) return st;
+    if (strcmp(cfg->model_type, "bert") == 0) {
+        /* HuggingFace BERT directories run the per-encoder-layer pipeline (src/bert/bert_run.c);
+         * it does not poll for signals, so SIGINT/SIGTERM keep their default action there */
+        st = qd_bert_run(cfg, opt);
+    } else {
+        int handlers = !opt->dry_run && qd_interrupt_install() == 0;
+        st = run_images(cfg, opt, &od);
+        if (handlers) qd_interrupt_restore();
+    }
+    qd_outdir_close(&od);
     return st;
 }
 

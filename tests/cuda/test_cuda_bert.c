@@ -446,7 +446,7 @@ int main(void) {
     if (selftest) {
         printf("note: QD_TWIN_SELFTEST=1: the CPU encoder stands in for the device\n");
     } else {
-        if (!qd_cuda_available()) return tw_no_device("qd_cuda_available() = 0");
+        if (!qd_cuda_available()) return tw_no_device(qd_cuda_unavailable_reason());
         qd_status st = qd_cuda_backend_create(&o, &dev);
         if (st != QD_OK) {
             if (st == QD_ERR_NODEVICE) return tw_no_device(qd_error_message());

@@ -62,7 +62,7 @@ static inline int tw_create(qd_backend **cpu, qd_backend **dev, int deterministi
     if (!qd_cuda_available()) {
         qd_backend_destroy(*cpu);
         *cpu = NULL;
-        return tw_no_device("qd_cuda_available() = 0");
+        return tw_no_device(qd_cuda_unavailable_reason());
     }
     qd_status st = qd_cuda_backend_create(&o, dev);
     if (st != QD_OK) {

@@ -1,5 +1,7 @@
 /* tests/unit/test_fsutil_log.c: atomic writes (incl. a simulated full disk), reads, path
- * helpers, the streaming atomic file, and the JSON Lines run log. */
+ * helpers, the streaming atomic file, the JSON Lines run log, and the output directory (lock,
+ * tree removal without following links, all-or-nothing publication, cleanup of a previous run,
+ * signals). */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp, strtok_r, setrlimit: tests get no feature macros */
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -8,10 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "qdrop/fsutil.h"
+#include "qdrop/interrupt.h"
 #include "qdrop/log.h"
+#include "recon/outdir.h"
 
 static int g_fail, g_checks;
 #define CHECK(cond)                                                                   \
@@ -212,6 +217,155 @@ static void test_log(void) {
     qd_log_set_stderr(0, 0);
 }
 
+static void put(const char *dir, const char *name, const char *text) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    if (f) { fputs(text, f); fclose(f); }
+}
+
+static int exists_in(const char *dir, const char *name) {
+    char p[512];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return lstat(p, &sb) == 0;
+}
+
+static void test_outdir_primitives(void) {
+    char d[256], victim[256], p[512];
+    snprintf(d, sizeof d, "%s/od", g_dir);
+    CHECK(qd_mkdir_p(d) == QD_OK);
+    /* lock: a second lock (another open file description, as another process would have) fails */
+    int fd1 = -1, fd2 = -1;
+    CHECK(qd_dir_lock(d, ".lk", &fd1) == QD_OK && fd1 >= 0);
+    qd_error_clear();
+    CHECK(qd_dir_lock(d, ".lk", &fd2) == QD_ERR_IO && fd2 == -1 && strstr(qd_error_message(), "in use by another qdrop-gpu run"));
+    qd_error_clear();
+    qd_dir_unlock(fd1);
+    CHECK(qd_dir_lock(d, ".lk", &fd2) == QD_OK);
+    qd_dir_unlock(fd2);
+    /* symlinks are never followed: lock file, run.log, temporary names, tree removal */
+    snprintf(victim, sizeof victim, "%s/victim.txt", g_dir);
+    put(g_dir, "victim.txt", "keep");
+    snprintf(p, sizeof p, "%s/.lk2", d);
+    CHECK(symlink(victim, p) == 0);
+    CHECK(qd_dir_lock(d, ".lk2", &fd1) == QD_ERR_IO && strstr(qd_error_message(), "symbolic link"));
+    qd_error_clear();
+    snprintf(p, sizeof p, "%s/run.log", d);
+    CHECK(symlink(victim, p) == 0);
+    CHECK(qd_log_open(p) == QD_ERR_IO && strstr(qd_error_message(), "symbolic link"));
+    qd_error_clear();
+    snprintf(p, sizeof p, "%s/out.json.tmp.%ld", d, (long)getpid());
+    CHECK(symlink(victim, p) == 0);
+    snprintf(p, sizeof p, "%s/out.json", d);
+    CHECK(qd_write_file_atomic(p, "new", 3) == QD_OK && file_is(p, "new"));
+    CHECK(file_is(victim, "keep"));
+    snprintf(p, sizeof p, "%s/tree/sub", d);
+    CHECK(qd_mkdir_p(p) == QD_OK);
+    put(p, "f", "x");
+    snprintf(p, sizeof p, "%s/tree/sub/link_out", d);
+    CHECK(symlink(g_dir, p) == 0);  /* a link to the directory above: removing must not descend */
+    snprintf(p, sizeof p, "%s/tree", d);
+    CHECK(qd_remove_tree(p) == QD_OK && !exists_in(d, "tree"));
+    CHECK(file_is(victim, "keep") && exists_in(g_dir, "od"));
+    CHECK(qd_remove_tree(p) == QD_OK); /* missing is fine */
+    /* path_within: the model below (or at) the output directory, through links too */
+    int w = -1;
+    CHECK(qd_path_within(victim, g_dir, &w) == QD_OK && w == 1);
+    CHECK(qd_path_within(g_dir, g_dir, &w) == QD_OK && w == 1);
+    CHECK(qd_path_within(victim, d, &w) == QD_OK && w == 0);
+    snprintf(p, sizeof p, "%s/../victim.txt", d);
+    CHECK(qd_path_within(p, d, &w) == QD_OK && w == 0);
+    CHECK(qd_path_within(victim, "/", &w) == QD_OK && w == 1);
+    snprintf(p, sizeof p, "%s/no_such", g_dir);
+    CHECK(qd_path_within(victim, p, &w) == QD_OK && w == 0);
+    snprintf(p, sizeof p, "%s_sibling", g_dir);  /* a name prefix is not a parent */
+    CHECK(qd_path_within(p, g_dir, &w) == QD_OK && w == 0);
+}
+
+static void test_publish(void) {
+    char st[256], d[256], p[512];
+    snprintf(st, sizeof st, "%s/pub_stage", g_dir);
+    snprintf(d, sizeof d, "%s/pub", g_dir);
+    snprintf(p, sizeof p, "%s/plots", st);
+    CHECK(qd_mkdir_p(p) == QD_OK && qd_mkdir_p(d) == QD_OK);
+    put(st, "results.json", "R");
+    put(st, "model_qdq.onnx", "M");
+    put(st, "plots/unit00_loss.png", "P");
+    CHECK(qd_publish_dir(st, d, "results.json") == QD_OK);
+    CHECK(exists_in(d, "results.json") && exists_in(d, "model_qdq.onnx") && exists_in(d, "plots/unit00_loss.png"));
+    CHECK(!exists_in(st, "results.json") && !exists_in(st, "plots/unit00_loss.png"));
+    /* a rename that fails (a non-empty directory where encodings.json goes) takes back what was
+     * moved: nothing new appears, results.json above all */
+    snprintf(p, sizeof p, "%s/pub2", g_dir);
+    CHECK(qd_mkdir_p(p) == QD_OK);
+    char p2[600];
+    snprintf(p2, sizeof p2, "%s/encodings.json", p);
+    CHECK(qd_mkdir_p(p2) == QD_OK);
+    put(p2, "keep", "k");
+    put(st, "results.json", "R2");
+    put(st, "a_first.onnx", "A");
+    put(st, "encodings.json", "E");
+    CHECK(qd_publish_dir(st, p, "results.json") == QD_ERR_IO && strstr(qd_error_message(), "encodings.json"));
+    qd_error_clear();
+    CHECK(!exists_in(p, "results.json") && !exists_in(p, "a_first.onnx"));
+}
+
+static void test_outdir_cleanup(void) {
+    qd_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    char d[256], p[512];
+    snprintf(d, sizeof d, "%s/run_out", g_dir);
+    snprintf(cfg.out_dir, sizeof cfg.out_dir, "%s", d);
+    snprintf(cfg.model_path, sizeof cfg.model_path, "%s/model.onnx", g_dir);
+    put(g_dir, "model.onnx", "m");
+    snprintf(p, sizeof p, "%s/plots", d);
+    CHECK(qd_mkdir_p(p) == QD_OK);
+    const char *old[] = {"results.json", "model_qdq.onnx", "encodings.json", "predictions.csv", "resolved_config.json",
+                         "checkpoint.bin", "plots/unit00_loss.png", "checkpoint.bin.tmp.17", "my_notes.txt", "run.log"};
+    for (size_t i = 0; i < sizeof old / sizeof *old; i++) put(d, old[i], "old");
+    qd_outdir od;
+    CHECK(qd_outdir_open(&od, &cfg, 1) == QD_OK);  /* --resume: the checkpoint stays */
+    CHECK(exists_in(d, "checkpoint.bin") && !exists_in(d, "results.json") && !exists_in(d, "model_qdq.onnx") &&
+          !exists_in(d, "encodings.json") && !exists_in(d, "predictions.csv") && !exists_in(d, "resolved_config.json") &&
+          !exists_in(d, "plots") && !exists_in(d, "checkpoint.bin.tmp.17"));
+    CHECK(exists_in(d, "my_notes.txt") && exists_in(d, "run.log") && exists_in(d, QD_OUTDIR_STAGE));
+    qd_outdir od2;  /* a second run into the same directory */
+    CHECK(qd_outdir_open(&od2, &cfg, 0) == QD_ERR_IO && strstr(qd_error_message(), "in use"));
+    qd_error_clear();
+    put(od.stage, "results.json", "new");
+    CHECK(qd_outdir_publish(&od) == QD_OK);
+    snprintf(p, sizeof p, "%s/results.json", d);
+    CHECK(file_is(p, "new"));
+    qd_outdir_close(&od);
+    CHECK(!exists_in(d, QD_OUTDIR_STAGE));
+    CHECK(qd_outdir_open(&od, &cfg, 0) == QD_OK);  /* without --resume the checkpoint goes too */
+    CHECK(!exists_in(d, "checkpoint.bin") && !exists_in(d, "results.json"));
+    qd_outdir_close(&od);
+    /* the model inside the output directory, or the output directory being its directory */
+    snprintf(cfg.out_dir, sizeof cfg.out_dir, "%s", g_dir);
+    CHECK(qd_outdir_check_model(&cfg) == QD_ERR_CONFIG && strstr(qd_error_message(), "contains the input model"));
+    qd_error_clear();
+    CHECK(qd_outdir_open(&od, &cfg, 0) == QD_ERR_CONFIG && exists_in(g_dir, "model.onnx"));
+    qd_error_clear();
+}
+
+static void test_interrupt(void) {
+    CHECK(qd_interrupted() == 0);
+    CHECK(qd_interrupt_install() == 0);
+    raise(SIGTERM);  /* recorded, not fatal */
+    CHECK(qd_interrupted() == SIGTERM);
+    CHECK(qd_status_exit_code(QD_ERR_INTERRUPTED) == 143);
+    CHECK(strcmp(qd_signal_name(SIGINT), "SIGINT") == 0);
+    qd_interrupt_restore();
+    qd_interrupt_reset();
+    CHECK(qd_interrupt_install() == 0);
+    raise(SIGINT);
+    CHECK(qd_interrupted() == SIGINT && qd_status_exit_code(QD_ERR_INTERRUPTED) == 130);
+    qd_interrupt_restore();
+    qd_interrupt_reset();
+}
+
 static void rm_rf(const char *dir) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -226,6 +380,10 @@ int main(void) {
     test_disk_full();
     test_afile();
     test_log();
+    test_outdir_primitives();
+    test_publish();
+    test_outdir_cleanup();
+    test_interrupt();
     rm_rf(g_dir);
     printf("test_fsutil_log: %d checks, %d failed\n", g_checks, g_fail);
     return g_fail ? 1 : 0;
