@@ -393,12 +393,6 @@ static qd_status brecq_act_stage(run_state *S, qd_recon_ctx *ctx, const char *ck
     return st;
 }
 
-<<<<<<< HEAD
-qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
-    qd_range_search_set_method(cfg->range_search == 1 ? QD_RANGE_EXACT : QD_RANGE_FAST);
-    /* HuggingFace BERT directories run the per-encoder-layer pipeline (src/bert/bert_run.c). */
-    if (strcmp(cfg->model_type, "bert") == 0) return qd_bert_run(cfg, opt);
-=======
 /* The one message of an interrupted run: stderr (by the CLI) and a run.log event. */
 static qd_status interrupted(const run_state *S, const char *ckpt_path, int resume) {
     int sig = qd_interrupted();
@@ -424,7 +418,6 @@ static qd_status interrupted(const run_state *S, const char *ckpt_path, int resu
 }
 
 static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir *od) {
->>>>>>> main
     run_state S;
     memset(&S, 0, sizeof S);
     S.ckpt_units = -1;
@@ -435,13 +428,7 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     char path[QD_PATH_MAX + 64];
     uint64_t cfg_hash = config_hash_for_resume(cfg), model_hash = 0;
 
-<<<<<<< HEAD
-    /* missing model or data: say how to get them before creating any output */
-    if ((st = qd_check_run_inputs(cfg)) != QD_OK) goto done;
-    /* outputs: directory, log, resolved config */
-=======
     /* outputs: log, resolved config (the directory is locked and cleaned by qd_outdir_open) */
->>>>>>> main
     if (!opt->dry_run) {
         snprintf(path, sizeof path, "%s/run.log", cfg->out_dir);
         if ((st = qd_log_open(path)) != QD_OK) goto done;
@@ -814,6 +801,9 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
     qd_outdir od;
     memset(&od, 0, sizeof od);
     od.lock_fd = -1;
+    qd_range_search_set_method(cfg->range_search == 1 ? QD_RANGE_EXACT : QD_RANGE_FAST);
+    /* missing model or data: say how to get them before creating any output */
+    QD_TRY(qd_check_run_inputs(cfg));
     /* the output directory: refused when it holds the model; locked, cleaned and staged for a
      * real run (recon/outdir.h) */
     qd_status st = opt->dry_run ? qd_outdir_check_model(cfg) : qd_outdir_open(&od, cfg, opt->resume);
