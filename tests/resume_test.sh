@@ -4,7 +4,7 @@
 # (model_qdq.onnx, encodings.json, predictions.csv); resuming with a different config must be
 # refused with exit 78 and leave the checkpoint untouched.
 # With the argument "brecq" the same is checked for quant.mode=brecq, whose checkpoints also
-# cover its activation stage (QDROP_SPEC §6.3/§9): the run is killed twice, once during the
+# cover its activation stage (docs/algorithm.md §6.3/§9): the run is killed twice, once during the
 # stage-2 activation-range initialisation (checkpoint: all weights done, no stage-2 unit) and once
 # in the middle of the 4th stage-2 unit, and resumed after each kill.
 # Env: QD_BIN, QD_SRC_DIR. Exit 0 pass, 1 fail, 77 no binary.

@@ -32,7 +32,7 @@ for m, _ in MODES:
         c = os.path.join(root, name + ".cmd")
         if os.path.exists(c):
             cmds.append(open(c).read().strip())
-print("### Case 1 / 2 / 3, BRECQ, No-Drop, QDrop (QDrop paper Table 1 / QDROP_SPEC §9), 200 iterations per unit\n")
+print("### Case 1 / 2 / 3, BRECQ, No-Drop, QDrop (QDrop paper Table 1 / docs/algorithm.md §9), 200 iterations per unit\n")
 print("| method | " + " | ".join(b.upper() for b in BITS) + " |")
 print("|---|" + "---:|" * len(BITS))
 if fp32 is not None:

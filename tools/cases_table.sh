@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tools/cases_table.sh [OUTROOT]: the Case 1/2/3 / BRECQ / No-Drop / QDrop comparison (issue 4,
-# QDROP_SPEC §9; QDrop paper Table 1) on CIFAR-10 ResNet-20 at W2A4 and W3A3 with
+# docs/algorithm.md §9; QDrop paper Table 1) on CIFAR-10 ResNet-20 at W2A4 and W3A3 with
 # configs/default.json (200 iterations per unit; BRECQ's activation stage at its own default of
 # 5,000 iterations per unit, quant.brecq.act_iters), plus two W2A4 BRECQ diagnostics: the activation
 # stage shortened to 200 iterations, and "stage 1 only" (act_iters 1 at lr 0, i.e. ranges only). Each run is one command,

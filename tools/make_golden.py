@@ -7,7 +7,7 @@ plus tests/golden/quant_golden.json (torch version, command, tensor list).
 File format (little endian): int32 header {magic 0x51444731 'QDG1', version 1, ndim, dims[4]}
 followed by prod(dims) float32 values.
 
-Cases (numerics from ../shared/spec/QDROP_SPEC.md):
+Cases (numerics from docs/algorithm.md):
   fqA/fqB  fake-quant forward (torch.round = ties-to-even, checked against
            torch.fake_quantize_per_tensor_affine) and its backward by autograd: STE on round,
            clamp passes the gradient at equality, Q2's grad_scale trick on s (§2, §6.3).

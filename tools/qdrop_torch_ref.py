@@ -1,4 +1,4 @@
-"""PyTorch-eager reference of one QDrop reconstruction unit, written from QDROP_SPEC (Q2 flow):
+"""PyTorch-eager reference of one QDrop reconstruction unit, written from docs/algorithm.md (Q2 flow):
 AdaRound soft weights (§4), LSQ activation quantizers with Q2's grad scale (§6.3), QDrop
 element-wise drop of activation quantization and unit-input mixing (§7), loss §5, Adam on V
 (lr 1e-3) and on scales (lr 4e-5, cosine) with the β/warm-up schedule (§4).
@@ -15,7 +15,7 @@ GAMMA, ZETA = -0.1, 1.1
 
 
 def clamp_incl(x, lo, hi):
-    """Clamp whose gradient passes at the bounds, as the reference's PyTorch did (QDROP_SPEC §2).
+    """Clamp whose gradient passes at the bounds, as the reference's PyTorch did (docs/algorithm.md §2).
     PyTorch >= 2.x zeroes the gradient of torch.clamp with scalar bounds exactly at the bounds."""
     return torch.where((x >= lo) & (x <= hi), x, torch.clamp(x, lo, hi).detach())
 

@@ -1,7 +1,7 @@
 /* qdrop/config.h: the typed run configuration.
  *
  * Parsed from JSON with cJSON (src/config/config.c). Key names follow the reference QDrop YAML
- * (QDROP_SPEC §10.2) so published settings translate one to one; every key is documented in
+ * (docs/algorithm.md §10.2) so published settings translate one to one; every key is documented in
  * docs/config.md. Defaults are applied in exactly one place: qd_config_defaults().
  * Unknown keys, wrong types and out-of-range values are rejected with the JSON path
  * ("quant.w_qconfig.bit: expected an integer in 2..8, got 16") and QD_ERR_CONFIG.
@@ -56,7 +56,7 @@ typedef struct qd_recon_config {
     int nan_retries;     /* on NaN/Inf: retry the unit with lr/10 this many times (default 0) */
 } qd_recon_config;
 
-/* quant.brecq.*: BRECQ's second stage (quant.mode "brecq" only; QDROP_SPEC §6.3, §9): after all
+/* quant.brecq.*: BRECQ's second stage (quant.mode "brecq" only; docs/algorithm.md §6.3, §9): after all
  * weights are reconstructed, per unit, LSQ on the activation scales alone with FP-model inputs,
  * L_2.4 loss, Adam + cosine to 0. Explicit: NOT scaled with quant.recon.iters. */
 typedef struct qd_brecq_config {

@@ -1,7 +1,7 @@
 /* qdrop/data.h: image data input (JPEG ImageFolder, .npy tensors), preprocessing, calibration
  * sampling and classification metrics. Implemented in src/data/.
  *
- * Reference behaviour is torchvision's ImageFolder + transforms on Pillow (QDROP_SPEC §11):
+ * Reference behaviour is torchvision's ImageFolder + transforms on Pillow (docs/algorithm.md §11):
  *   - ImageFolder: class sub-folders sorted by name (byte order, like Python's sorted()) give the
  *     label indices; files inside a class folder (recursively) sorted by (folder, name).
  *     Only JPEG files (.jpg / .jpeg, any letter case) are read; other files are ignored.

@@ -2,7 +2,7 @@
  *
  * One table (SCHEMA below) drives everything: parsing a file, typing a --set value, listing the
  * expected keys of a section when a key is unknown, and writing the resolved JSON in a stable
- * order. Key names follow the reference QDrop YAML (QDROP_SPEC §10.2); docs/config.md documents
+ * order. Key names follow the reference QDrop YAML (docs/algorithm.md §10.2); docs/config.md documents
  * each one. Defaults live only in qd_config_defaults().
  *
  * Paths: a relative path inside a config file is resolved against the directory of that file
@@ -104,7 +104,7 @@ static const key_def SCHEMA[] = {
     {"quant.recon.weight", K_FLOAT, OFF(recon.weight), 0, 0, 0, 1000, 0, NULL, NULL},
     {"quant.recon.b_range", K_RANGE2, OFF(recon.b_start), OFF(recon.b_end), 0, 0, 1000, 1, NULL, NULL},
     {"quant.recon.drop_prob", K_FLOAT, OFF(recon.drop_prob), 0, 0, 0, 1, 0, NULL,
-     "it is the probability of KEEPING quantization, QDROP_SPEC §7"},
+     "it is the probability of KEEPING quantization, docs/algorithm.md §7"},
     {"quant.recon.keep_gpu", K_BOOL, OFF(recon.keep_gpu), 0, 0, 0, 0, 0, NULL, NULL},
     {"quant.recon.lsq_grad_scale", K_BOOL, OFF(recon.lsq_grad_scale), 0, 0, 0, 0, 0, NULL, NULL},
     {"quant.recon.early_stop", K_BOOL, OFF(recon.early_stop), 0, 0, 0, 0, 0, NULL, NULL},

@@ -5,7 +5,7 @@
  * Rounding is ties-to-even (rintf under the default rounding mode == torch.round), never
  * roundf. Products that feed a rounding decision go through QD_MUL_RN so nvcc cannot contract
  * them into an FMA the CPU twin would not use (the host is built with -ffp-contract=off).
- * Section numbers (§N) refer to ../shared/spec/QDROP_SPEC.md.
+ * Section numbers (§N) refer to docs/algorithm.md.
  */
 #ifndef QD_QMATH_H
 #define QD_QMATH_H

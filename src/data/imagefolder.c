@@ -1,4 +1,4 @@
-/* src/data/imagefolder.c: torchvision ImageFolder listing (QDROP_SPEC §11).
+/* src/data/imagefolder.c: torchvision ImageFolder listing (docs/algorithm.md §11).
  * Classes = sub-folders of root sorted by name (strcmp = Python's code-point order for UTF-8);
  * label = index in that order. Images = JPEG files anywhere below a class folder, sorted like
  * torchvision's make_dataset: sorted(os.walk(class_dir)) then sorted(file names) — i.e. by

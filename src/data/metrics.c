@@ -1,4 +1,4 @@
-/* src/data/metrics.c: top-1 / top-5 classification accuracy (QDROP_SPEC §11). */
+/* src/data/metrics.c: top-1 / top-5 classification accuracy (docs/algorithm.md §11). */
 #include <math.h>
 
 #include "qdrop/data.h"

@@ -1,4 +1,4 @@
-/* src/recon/run.c: qd_run — the whole job, in the reference order (QDROP_SPEC §1):
+/* src/recon/run.c: qd_run — the whole job, in the reference order (docs/algorithm.md §1):
  *   load ONNX -> fold BN -> units -> quantizer placement -> calibration data
  *   -> FP32 evaluation -> activation ranges (§6.2) -> weight ranges (§3.1)
  *   -> per unit: caches + reconstruction (§8) -> checkpoint -> next unit
@@ -275,7 +275,7 @@ static void print_dry_run(const qd_config *cfg, const run_state *s, const mode_p
            worst / 1048576.0, worst_u, worst_u >= 0 ? s->units[worst_u].name : "-", wbytes / 1048576.0);
 }
 
-/* BRECQ stage 2 (QDROP_SPEC §6.2 "B", §6.3 last item, §9 "Original baselines"), after every unit's
+/* BRECQ stage 2 (docs/algorithm.md §6.2 "B", §6.3 last item, §9 "Original baselines"), after every unit's
  * weights are hard-rounded:
  *   1. activation ranges of all quantizers: one progressive forward of quant.act_calib_samples
  *      images with hard weights and all activations quantized (each quantizer initialised on its

@@ -7,7 +7,7 @@
  * Tolerances (docs/numerics.md): losses 1e-4 relative (float32 sums in a different order);
  * V within 1e-5 absolute (measured 6e-7: Adam steps are 1e-3, so one sign error in a gradient
  * would show as 2e-3); scales 1e-6 relative.
- * The fixture uses an inclusive clamp gradient (PyTorch 1.x, QDROP_SPEC §2) and Q2's round_ste
+ * The fixture uses an inclusive clamp gradient (PyTorch 1.x, docs/algorithm.md §2) and Q2's round_ste
  * arithmetic; see qd_fake_quant_region in src/core/qmath.h. */
 #include <cjson/cJSON.h>
 #include <math.h>

@@ -505,7 +505,7 @@ static void test_mse(qd_backend *b) {
     }
 }
 
-/* L_p loss with p = 2.4 (BRECQ's activation stage, QDROP_SPEC §5 reduction / §6.3): value
+/* L_p loss with p = 2.4 (BRECQ's activation stage, docs/algorithm.md §5 reduction / §6.3): value
  * against a double reference, dy against central differences of the op itself, and p = 2
  * against mse_loss. */
 static void test_lp_loss(qd_backend *b) {

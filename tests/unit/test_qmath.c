@@ -1,5 +1,5 @@
 /* tests/unit/test_qmath.c: the shared quantization math (src/core/qmath.h) against hand values
- * and the check values of ../shared/spec/QDROP_SPEC.md (§2, §4, §6.3, §7). */
+ * and the check values of docs/algorithm.md (§2, §4, §6.3, §7). */
 #define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
 #include "cpu_test_util.h"
 #include "core/qmath.h"
