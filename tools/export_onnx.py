@@ -9,6 +9,9 @@
   # torchvision architectures for the ImageNet configs (random weights unless --weights)
   python3 tools/export_onnx.py resnet18 --out models/resnet18.onnx [--weights r18.pth] [--pretrained]
 
+Without torch, tools/export_cifar_resnet_notorch.py writes the same CIFAR ResNet graphs from the
+legacy akamaster checkpoints (it produced assets/models/resnet56_cifar10.onnx).
+
 Exports opset 13 (override with --opset, 13..17 are supported by the reader) with a symbolic
 batch dimension "N", eval mode, constant folding on. --verify runs ONNX Runtime on random
 inputs and compares with torch (max relative error printed; exit 1 above 1e-4).
