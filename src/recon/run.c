@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/escape.h"
 #include "qdrop/backend.h"
 #include "qdrop/bert.h"
 #include "qdrop/data.h"
@@ -102,7 +103,8 @@ static int build_units(const qd_graph *g, int layerwise, qd_unit_spec **out) {
                     end++;
                 }
             }
-            snprintf(s->name, sizeof s->name, "layer %s", nd->name);
+            char esc[sizeof s->name - 6]; /* "layer " + the escaped node name (untrusted: no control characters) */
+            snprintf(s->name, sizeof s->name, "layer %s", qd_escape_text(nd->name, esc, sizeof esc));
             s->node_begin = ni; s->node_end = end;
             s->input_value = nd->inputs[0]; s->output_value = outv;
             s->index = n++;
