@@ -738,12 +738,10 @@ static void cmp_accuracy(qd_sbuf *h, qd_sbuf *m, run_files *runs, int n, picture
     qd_sb_put(h, "</section>\n");
 }
 
-static void cmp_sqnr(qd_sbuf *h, qd_sbuf *m, run_files *runs, int n, pictures *pics) {
-    int maxu = 0;
-    for (int i = 0; i < n; i++) if (nunits(&runs[i]) > maxu) maxu = nunits(&runs[i]);
-    qd_sb_put(h, "<section id=\"sqnr\">\n<h2>SQNR per unit</h2>\n<p class=\"sub\">Unit output SQNR after reconstruction "
-                 "(dB; before &rarr; after).</p>\n<table>\n<tr><th>#</th><th>unit</th>");
-    qd_sb_put(m, "## SQNR per unit\n\nUnit output SQNR after reconstruction (dB; before → after).\n\n| # | unit |");
+/* One column per run: closes the HTML and Markdown header rows (md_lead = the Markdown alignment
+ * cells of the leading columns) and starts the chart data file with the runs' tokens. */
+static void run_columns(qd_sbuf *h, qd_sbuf *m, qd_sbuf *d, const run_files *runs, int n, const char *md_lead,
+                        const char *d_first) {
     for (int i = 0; i < n; i++) {
         qd_sb_put(h, "<th>");
         qd_sb_html(h, runs[i].label);
@@ -753,13 +751,22 @@ static void cmp_sqnr(qd_sbuf *h, qd_sbuf *m, run_files *runs, int n, pictures *p
         qd_sb_put(m, " |");
     }
     qd_sb_put(h, "</tr>\n");
-    qd_sb_put(m, "\n|---:|---|");
+    qd_sb_printf(m, "\n%s", md_lead);
     for (int i = 0; i < n; i++) qd_sb_put(m, "---:|");
     qd_sb_put(m, "\n");
+    qd_sb_put(d, d_first);
+    for (int i = 0; i < n; i++) qd_sb_printf(d, " %s", runs[i].token);
+    qd_sb_put(d, "\n");
+}
+
+static void cmp_sqnr(qd_sbuf *h, qd_sbuf *m, run_files *runs, int n, pictures *pics) {
+    int maxu = 0;
+    for (int i = 0; i < n; i++) if (nunits(&runs[i]) > maxu) maxu = nunits(&runs[i]);
+    qd_sb_put(h, "<section id=\"sqnr\">\n<h2>SQNR per unit</h2>\n<p class=\"sub\">Unit output SQNR after reconstruction "
+                 "(dB; before &rarr; after).</p>\n<table>\n<tr><th>#</th><th>unit</th>");
+    qd_sb_put(m, "## SQNR per unit\n\nUnit output SQNR after reconstruction (dB; before → after).\n\n| # | unit |");
     qd_sbuf d = {0};
-    qd_sb_put(&d, "unit");
-    for (int i = 0; i < n; i++) qd_sb_printf(&d, " %s", runs[i].token);
-    qd_sb_put(&d, "\n");
+    run_columns(h, m, &d, runs, n, "|---:|---|", "unit");
     int points = 0;
     for (int u = 0; u < maxu; u++) {
         const char *name = NULL;
@@ -812,22 +819,8 @@ static void cmp_timing(qd_sbuf *h, qd_sbuf *m, run_files *runs, int n, pictures 
     }
     qd_sb_put(h, "<section id=\"timing\">\n<h2>Time per phase</h2>\n<table>\n<tr><th>phase (s)</th>");
     qd_sb_put(m, "## Time per phase\n\n| phase (s) |");
-    for (int i = 0; i < n; i++) {
-        qd_sb_put(h, "<th>");
-        qd_sb_html(h, runs[i].label);
-        qd_sb_put(h, "</th>");
-        qd_sb_put(m, " ");
-        qd_sb_md_code(m, runs[i].label);
-        qd_sb_put(m, " |");
-    }
-    qd_sb_put(h, "</tr>\n");
-    qd_sb_put(m, "\n|---|");
-    for (int i = 0; i < n; i++) qd_sb_put(m, "---:|");
-    qd_sb_put(m, "\n");
     qd_sbuf d = {0};
-    qd_sb_put(&d, "phase");
-    for (int i = 0; i < n; i++) qd_sb_printf(&d, " %s", runs[i].token);
-    qd_sb_put(&d, "\n");
+    run_columns(h, m, &d, runs, n, "|---|", "phase");
     int rows = 0;
     for (int k = 0; k < nk; k++) {
         char ph[64], tok[64];
