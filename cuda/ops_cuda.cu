@@ -55,12 +55,9 @@ static qd_status bcast_strides(const qd_shape *x, const qd_shape *full, int64_t 
 
 static const char *nname(const qd_node *n) { return n->name ? n->name : "?"; }
 
-/* Local op names: keeps libqdrop_cuda free of references into the graph code. */
+/* Op names from the header-only table: keeps libqdrop_cuda free of references into the graph code. */
 static const char *cu_op_name(qd_op op) {
-    static const char *const names[QD_OP_COUNT] = {
-        "Conv", "Gemm", "MatMul", "Add", "Mul", "Relu", "Clip", "Sigmoid", "BatchNormalization", "MaxPool",
-        "AveragePool", "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Pad", "Slice", "Concat",
-        "Identity", "Constant", "Transpose", "Sub", "Div", "Softmax"};
+    static const char *const names[QD_OP_COUNT] = {QD_OP_TABLE(QD_OP_TABLE_NAME_)};
     return ((int)op >= 0 && (int)op < QD_OP_COUNT) ? names[op] : "?";
 }
 

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "qdrop/op_table.h"
 #include "qdrop/status.h"
 
 #ifdef __cplusplus
@@ -28,14 +29,15 @@ enum { QD_DT_UNDEFINED = 0, QD_DT_FLOAT = 1, QD_DT_UINT8 = 2, QD_DT_INT8 = 3, QD
        QD_DT_INT64 = 7, QD_DT_BOOL = 9, QD_DT_DOUBLE = 11 };
 
 typedef enum qd_op {
-    QD_OP_CONV = 0, QD_OP_GEMM, QD_OP_MATMUL, QD_OP_ADD, QD_OP_MUL, QD_OP_RELU, QD_OP_CLIP,
-    QD_OP_SIGMOID, QD_OP_BATCHNORM, QD_OP_MAXPOOL, QD_OP_AVGPOOL, QD_OP_GLOBALAVGPOOL,
-    QD_OP_REDUCEMEAN, QD_OP_FLATTEN, QD_OP_RESHAPE, QD_OP_PAD, QD_OP_SLICE, QD_OP_CONCAT,
-    QD_OP_IDENTITY, QD_OP_CONSTANT, QD_OP_TRANSPOSE, QD_OP_SUB, QD_OP_DIV, QD_OP_SOFTMAX,
+#define QD_OP_ENUM_(id, name, traits) QD_OP_##id,
+    QD_OP_TABLE(QD_OP_ENUM_)
+#undef QD_OP_ENUM_
     QD_OP_COUNT
 } qd_op;
 
-const char *qd_op_name(qd_op op);
+const char *qd_op_name(qd_op op);              /* ONNX name, "?" out of range */
+int qd_op_traits(qd_op op);                     /* QD_OPT_* bits, 0 out of range */
+qd_op qd_op_from_onnx(const char *onnx_name);   /* QD_OP_COUNT when not in the table */
 
 /* ONNX auto_pad of Conv / pools; resolved to explicit pads from the static input shape. */
 enum { QD_AUTO_PAD_NOTSET = 0, QD_AUTO_PAD_VALID, QD_AUTO_PAD_SAME_UPPER, QD_AUTO_PAD_SAME_LOWER };

@@ -452,32 +452,8 @@ static qd_status emit_weight(xb *b, int wi) {
 /* IR nodes                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 static const char *op_type(qd_op op) {
-    switch (op) {
-    case QD_OP_CONV: return "Conv";
-    case QD_OP_GEMM: return "Gemm";
-    case QD_OP_MATMUL: return "MatMul";
-    case QD_OP_ADD: return "Add";
-    case QD_OP_MUL: return "Mul";
-    case QD_OP_SUB: return "Sub";
-    case QD_OP_DIV: return "Div";
-    case QD_OP_RELU: return "Relu";
-    case QD_OP_CLIP: return "Clip";
-    case QD_OP_SIGMOID: return "Sigmoid";
-    case QD_OP_BATCHNORM: return "BatchNormalization";
-    case QD_OP_MAXPOOL: return "MaxPool";
-    case QD_OP_AVGPOOL: return "AveragePool";
-    case QD_OP_GLOBALAVGPOOL: return "GlobalAveragePool";
-    case QD_OP_REDUCEMEAN: return "ReduceMean";
-    case QD_OP_FLATTEN: return "Flatten";
-    case QD_OP_RESHAPE: return "Reshape";
-    case QD_OP_PAD: return "Pad";
-    case QD_OP_SLICE: return "Slice";
-    case QD_OP_CONCAT: return "Concat";
-    case QD_OP_IDENTITY: return "Identity";
-    case QD_OP_TRANSPOSE: return "Transpose";
-    case QD_OP_SOFTMAX: return "Softmax";
-    default: return NULL;
-    }
+    if ((int)op < 0 || op >= QD_OP_COUNT || (qd_op_traits(op) & QD_OPT_NO_EXPORT)) return NULL;
+    return qd_op_name(op);
 }
 
 /* Name node n reads for its input slot i (NULL for an omitted optional input). */
@@ -527,21 +503,13 @@ static qd_status emit_ir_node(xb *b, int ni) {
     const qd_value *x = (nd->inputs[0] >= 0) ? &g->values[nd->inputs[0]] : NULL;
     const qd_value *y = &g->values[nd->outputs[0]];
 
-    switch (nd->op) {
-    /* ops whose every input is a tensor the IR keeps */
-    case QD_OP_CONV: case QD_OP_GEMM: case QD_OP_MATMUL: case QD_OP_ADD: case QD_OP_MUL: case QD_OP_SUB:
-    case QD_OP_DIV: case QD_OP_RELU: case QD_OP_SIGMOID: case QD_OP_BATCHNORM: case QD_OP_MAXPOOL:
-    case QD_OP_AVGPOOL: case QD_OP_GLOBALAVGPOOL: case QD_OP_FLATTEN: case QD_OP_CONCAT: case QD_OP_IDENTITY:
-    case QD_OP_TRANSPOSE: case QD_OP_SOFTMAX:
+    if (qd_op_traits(nd->op) & QD_OPT_TENSOR_IN) { /* every input is a tensor the IR keeps */
         if (nd->ninputs > 8) return qd_errorf(QD_ERR_UNSUPPORTED, "export: node %s has %d inputs", nname, nd->ninputs);
         for (int i = 0; i < nd->ninputs; i++) ins[i] = input_name(b, nd, i);
         nin = nd->ninputs;
-        break;
-    /* shape-describing inputs were resolved into qd_attrs at load time: re-create them */
-    default:
+    } else { /* shape-describing inputs were resolved into qd_attrs at load time: re-create them */
         ins[0] = input_name(b, nd, 0);
         nin = 1;
-        break;
     }
     if (!ins[0] && nd->op != QD_OP_CONCAT)
         return qd_errorf(QD_ERR_INTERNAL, "export: node %s: first input missing", nname);

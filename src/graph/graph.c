@@ -7,14 +7,23 @@
 #include "graph/graph_internal.h"
 #include "qdrop/graph.h"
 
-static const char *const k_op_names[QD_OP_COUNT] = {
-    "Conv", "Gemm", "MatMul", "Add", "Mul", "Relu", "Clip", "Sigmoid", "BatchNormalization", "MaxPool",
-    "AveragePool", "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Pad", "Slice", "Concat",
-    "Identity", "Constant", "Transpose", "Sub", "Div", "Softmax"};
+static const char *const k_op_names[QD_OP_COUNT] = {QD_OP_TABLE(QD_OP_TABLE_NAME_)};
+static const int k_op_traits[QD_OP_COUNT] = {QD_OP_TABLE(QD_OP_TABLE_TRAITS_)};
 
 const char *qd_op_name(qd_op op) {
     if ((int)op < 0 || op >= QD_OP_COUNT) return "?";
     return k_op_names[op];
+}
+
+int qd_op_traits(qd_op op) {
+    if ((int)op < 0 || op >= QD_OP_COUNT) return 0;
+    return k_op_traits[op];
+}
+
+qd_op qd_op_from_onnx(const char *onnx_name) {
+    for (int i = 0; onnx_name && i < QD_OP_COUNT; i++)
+        if (strcmp(onnx_name, k_op_names[i]) == 0) return (qd_op)i;
+    return QD_OP_COUNT;
 }
 
 static char *dupstr(const char *s) {

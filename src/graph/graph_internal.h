@@ -25,8 +25,6 @@ int qd_node_act_input(const qd_graph *g, const qd_node *n, int i);
 void qd_attrs_defaults(qd_attrs *a);
 
 /* Conv / Gemm / MatMul. */
-static inline int qd_op_is_layer(qd_op op) {
-    return op == QD_OP_CONV || op == QD_OP_GEMM || op == QD_OP_MATMUL;
-}
+static inline int qd_op_is_layer(qd_op op) { return (qd_op_traits(op) & QD_OPT_LAYER) != 0; }
 
 #endif

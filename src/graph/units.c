@@ -30,7 +30,7 @@ static int is_layer_node(const qd_graph *g, const qd_node *n) {
     return qd_op_is_layer(n->op) && n->ninputs > 1 && n->inputs[1] >= 0 && g->values[n->inputs[1]].is_const;
 }
 
-static int is_binary(qd_op op) { return op == QD_OP_ADD || op == QD_OP_SUB || op == QD_OP_MUL || op == QD_OP_DIV; }
+static int is_binary(qd_op op) { return (qd_op_traits(op) & QD_OPT_BINARY) != 0; }
 
 /* An Add whose two operands are both activations: it merges a residual path. */
 static int is_merge_add(const qd_graph *g, const qd_node *n) {

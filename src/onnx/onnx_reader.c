@@ -908,21 +908,16 @@ static qd_status load_constant(rd *r, const Onnx__NodeProto *n, int *out_v) {
 /* compute nodes                                                                               */
 /* ------------------------------------------------------------------------------------------ */
 static int map_op(const char *t, qd_op *op) {
-    static const struct { const char *name; qd_op op; } tab[] = {
-        {"Conv", QD_OP_CONV}, {"Gemm", QD_OP_GEMM}, {"MatMul", QD_OP_MATMUL}, {"Add", QD_OP_ADD},
-        {"Mul", QD_OP_MUL}, {"Sub", QD_OP_SUB}, {"Div", QD_OP_DIV}, {"Relu", QD_OP_RELU}, {"Clip", QD_OP_CLIP},
-        {"Sigmoid", QD_OP_SIGMOID}, {"BatchNormalization", QD_OP_BATCHNORM}, {"MaxPool", QD_OP_MAXPOOL},
-        {"AveragePool", QD_OP_AVGPOOL}, {"GlobalAveragePool", QD_OP_GLOBALAVGPOOL},
-        {"ReduceMean", QD_OP_REDUCEMEAN}, {"Flatten", QD_OP_FLATTEN}, {"Reshape", QD_OP_RESHAPE},
-        {"Pad", QD_OP_PAD}, {"Slice", QD_OP_SLICE}, {"Concat", QD_OP_CONCAT}, {"Identity", QD_OP_IDENTITY},
-        {"Dropout", QD_OP_IDENTITY}, {"Cast", QD_OP_IDENTITY}, {"Transpose", QD_OP_TRANSPOSE},
-        {"Softmax", QD_OP_SOFTMAX}};
-    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
-        if (strcmp(t, tab[i].name) == 0) {
-            *op = tab[i].op;
-            return 1;
-        }
-    return 0;
+    /* exporters' no-ops in inference graphs: Dropout (training-mode exports) and Cast to float
+     * (checked where the node is read) pass their input through */
+    if (strcmp(t, "Dropout") == 0 || strcmp(t, "Cast") == 0) {
+        *op = QD_OP_IDENTITY;
+        return 1;
+    }
+    qd_op o = qd_op_from_onnx(t);
+    if (o == QD_OP_COUNT || o == QD_OP_CONSTANT) return 0; /* Constant is read as a constant above */
+    *op = o;
+    return 1;
 }
 
 static qd_status unsupported(const rd *r, const Onnx__NodeProto *n, const char *why) {
