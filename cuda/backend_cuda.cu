@@ -429,6 +429,7 @@ static void qd_cu_init_ops(void) {
     qd_cu_ops.capture_end = qd_cu_capture_end;
     qd_cu_ops.graph_launch = qd_cu_graph_launch;
     qd_cu_ops.graph_destroy = qd_cu_graph_destroy;
+    qd_cu_ops.describe = qd_cu_describe;
     qd_cu_ops_ready = 1;
 }
 

@@ -139,6 +139,8 @@ qd_status qd_cu_matmul_forward(qd_backend *b, const qd_node *n, const qd_shape *
 qd_status qd_cu_matmul_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                                 const qd_shape *os, const float *dout, float *const *din);
 void qd_cu_conv_cache_free(qd_cu *c);
+/* backend.h describe (conv_cuda.cu): settings and the cuDNN algorithms chosen per conv shape. */
+size_t qd_cu_describe(qd_backend *b, char *buf, size_t cap);
 
 /* Reconstruction kernels (recon_cuda.cu). */
 void qd_cu_set_recon_ops(qd_backend_ops *ops);

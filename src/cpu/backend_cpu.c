@@ -92,6 +92,22 @@ static void cpu_destroy(qd_backend *b) {
     free(b);
 }
 
+/* backend.h describe: the convolution implementation (oneDNN, or im2col + OpenBLAS when oneDNN
+ * is absent or switched off by QD_CPU_CONV=im2col; grouped convolutions always take im2col). */
+static size_t cpu_describe(qd_backend *b, char *buf, size_t cap) {
+    char txt[512];
+    int n = snprintf(txt, sizeof txt,
+                     "{\"conv\":\"%s\",\"conv_grouped\":\"im2col+openblas\",\"gemm\":\"openblas\","
+                     "\"onednn_conv_calls\":%ld,\"threads\":%d}",
+                     qd_cpu_conv_path(), qd_cpu_conv_dnnl_calls(), b->threads);
+    size_t need = n > 0 ? (size_t)n : 0;
+    if (buf && cap > 0) {
+        if (need < cap) memcpy(buf, txt, need + 1);
+        else buf[0] = 0;
+    }
+    return need;
+}
+
 static qd_backend_ops g_cpu_ops;
 static int g_cpu_ops_ready;
 
@@ -113,6 +129,7 @@ static void init_ops(void) {
     o->node_forward = cpu_node_forward;
     o->node_backward = cpu_node_backward;
     qd_cpu_set_recon_ops(o);
+    o->describe = cpu_describe;
     /* capture_* / graph_*: NULL (no iteration capture on the CPU) */
     g_cpu_ops_ready = 1;
 }
