@@ -426,7 +426,8 @@ static qd_status digest_iteration(unit_rt *r, qd_unit_report *rep) {
             max_elems = (int64_t)B * r->vals[i].sample_numel;
     size_t max_words = (size_t)((max_elems + 31) / 32);
     int32_t *hidx = malloc(sizeof(int32_t) * (size_t)B);
-    uint32_t *hwords = malloc(sizeof(uint32_t) * (max_words + 1));
+    /* host words: the packed masks, and the batch indices too */
+    uint32_t *hwords = malloc(sizeof(uint32_t) * ((max_words > (size_t)B ? max_words : (size_t)B) + 1));
     uint8_t *hreg = sites ? malloc((size_t)max_elems + 1) : NULL;
     uint32_t *dbits = mix ? b->ops->alloc(b, sizeof(uint32_t) * (max_words + 1)) : NULL;
     qd_status st = QD_OK;
