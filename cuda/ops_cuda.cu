@@ -5,6 +5,7 @@
  * deterministic.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "qd_cuda.cuh"
@@ -719,6 +720,78 @@ static qd_status make_pad_map(const qd_node *n, const qd_shape *is, const qd_sha
     map_init(m, is, os);
     for (int d = 0; d < os->ndim; d++) m->a[d] = -n->a.pad_begin[d];
     return QD_OK;
+}
+
+static const qd_value *in_value(const qd_graph *g, const qd_node *n, int k) {
+    int v = k < n->ninputs ? n->inputs[k] : -1;
+    return v >= 0 && v < g->nvalues ? &g->values[v] : NULL;
+}
+static int value_rank(const qd_value *v) { return v ? v->ndim : -1; }
+
+/* MatMul batch dims as cuBLAS strided batches see them: the product of the dims before the last
+ * two, of which dims[0] is the run-time batch N for an activation of rank > 2. *per_sample: 1
+ * when the product scales with N. */
+static int64_t matmul_lead(const qd_value *v, int *per_sample) {
+    int64_t p = 1;
+    *per_sample = !v->is_const && v->ndim > 2;
+    for (int i = *per_sample ? 1 : 0; i < v->ndim - 2; i++) p *= v->dims[i];
+    return p;
+}
+
+/* What qd_cu_node_forward / qd_cu_node_backward (and the cuDNN/cuBLAS paths in conv_cuda.cu)
+ * refuse at run time, refused at plan time instead. No default: a new row in qdrop/op_table.h
+ * does not compile (-Werror=switch) until it is answered here, next to its kernels. */
+int qd_cu_supports_op(const qd_backend *b, const qd_graph *g, const qd_node *n, char *why, size_t cap) {
+    (void)b;
+    const qd_value *x = in_value(g, n, 0), *w = in_value(g, n, 1);
+    int ro = n->noutputs > 0 && n->outputs[0] >= 0 && n->outputs[0] < g->nvalues ? g->values[n->outputs[0]].ndim : -1;
+    switch (n->op) {
+    case QD_OP_CONV: {
+        const qd_attrs *a = &n->a;
+        if (value_rank(x) != 4 || value_rank(w) != 4 || ro != 4) {
+            snprintf(why, cap, "only 2-D convolution (4-D tensors) is supported, input rank %d", value_rank(x));
+            return 0;
+        }
+        if (a->pads[0] != a->pads[2] || a->pads[1] != a->pads[3]) {
+            snprintf(why, cap, "asymmetric pads (%d,%d,%d,%d) (the cuDNN path pads both sides alike)", a->pads[0],
+                     a->pads[1], a->pads[2], a->pads[3]);
+            return 0;
+        }
+        return 1;
+    }
+    case QD_OP_GEMM:
+        if (value_rank(x) != 2 || value_rank(w) != 2) {
+            snprintf(why, cap, "Gemm needs 2-D A and B (got rank %d and %d)", value_rank(x), value_rank(w));
+            return 0;
+        }
+        return 1;
+    case QD_OP_MATMUL: {
+        if (!x || !w) return 1; /* missing operands: the kernels' input checks say so */
+        int fa, fb;
+        int64_t pa = matmul_lead(x, &fa), pb = matmul_lead(w, &fb);
+        /* cuBLAS batches: B shared (1 batch), A shared, or one to one, for every batch size N */
+        if ((!fb && pb == 1) || (!fa && pa == 1) || (fa == fb && pa == pb)) return 1;
+        snprintf(why, cap, "batch dims of A (%lld%s) and B (%lld%s) broadcast only partly", (long long)pa,
+                 fa ? " x N" : "", (long long)pb, fb ? " x N" : "");
+        return 0;
+    }
+    case QD_OP_MAXPOOL: case QD_OP_AVGPOOL:
+        if (value_rank(x) != 4 || ro != 4) {
+            snprintf(why, cap, "only 2-D pooling on 4-D tensors is supported, input rank %d", value_rank(x));
+            return 0;
+        }
+        return 1;
+    case QD_OP_ADD: case QD_OP_SUB: case QD_OP_MUL: case QD_OP_DIV: case QD_OP_RELU: case QD_OP_CLIP:
+    case QD_OP_SIGMOID: case QD_OP_BATCHNORM: case QD_OP_GLOBALAVGPOOL: case QD_OP_REDUCEMEAN:
+    case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY: case QD_OP_PAD: case QD_OP_SLICE:
+    case QD_OP_TRANSPOSE: case QD_OP_CONCAT: case QD_OP_SOFTMAX:
+        return 1;
+    case QD_OP_CONSTANT: /* folded into initializers at load; never run */
+    case QD_OP_COUNT:
+        break;
+    }
+    snprintf(why, cap, "no device kernel");
+    return 0;
 }
 
 qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,

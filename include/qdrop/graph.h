@@ -184,7 +184,8 @@ typedef struct qd_quant_plan_opts {
 } qd_quant_plan_opts;
 QD_MUST_USE qd_status qd_graph_place_quantizers(qd_graph *g, const qd_quant_plan_opts *o); /* §6.1 */
 
-/* Convenience: load + simplify + shapes + canonical linear layers + fold BN + units. */
+/* Convenience (src/onnx/onnx_prepare.c): load + simplify + drop dead nodes + shapes + canonical
+ * linear layers + fold BN + units. */
 QD_MUST_USE qd_status qd_graph_prepare(const char *path, qd_graph **out);
 
 /* Human-readable summary of units, layers and quantizers (--inspect, --dry-run). */

@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/simd.h"
@@ -858,6 +859,48 @@ static qd_status need_inputs(const qd_node *n, const float *const *in, int k) {
     for (int i = 0; i < k; i++)
         if (!in[i]) return qd_errorf(QD_ERR_INTERNAL, "node %s: %s input %d has no buffer", n->name, qd_op_name(n->op), i);
     return QD_OK;
+}
+
+static int value_rank(const qd_graph *g, int v) { return v >= 0 && v < g->nvalues ? g->values[v].ndim : -1; }
+
+/* What qd_cpu_node_forward / qd_cpu_node_backward below refuse at run time, refused at plan time
+ * instead. No default: a new row in qdrop/op_table.h does not compile (-Werror=switch) until it
+ * is answered here, next to its kernels. */
+int qd_cpu_supports_op(const qd_backend *b, const qd_graph *g, const qd_node *n, char *why, size_t cap) {
+    (void)b;
+    int r0 = n->ninputs > 0 ? value_rank(g, n->inputs[0]) : -1;
+    int r1 = n->ninputs > 1 ? value_rank(g, n->inputs[1]) : -1;
+    int ro = n->noutputs > 0 ? value_rank(g, n->outputs[0]) : -1;
+    switch (n->op) {
+    case QD_OP_CONV:
+        if (r0 != 4 || r1 != 4 || ro != 4) {
+            snprintf(why, cap, "only 2-D convolution (4-D tensors) is supported, input rank %d", r0);
+            return 0;
+        }
+        return 1;
+    case QD_OP_GEMM:
+        if (r0 != 2 || r1 != 2) {
+            snprintf(why, cap, "Gemm needs 2-D A and B (got rank %d and %d)", r0, r1);
+            return 0;
+        }
+        return 1;
+    case QD_OP_MAXPOOL: case QD_OP_AVGPOOL: case QD_OP_GLOBALAVGPOOL:
+        if (r0 != 4 || ro != 4) {
+            snprintf(why, cap, "only 2-D pooling on 4-D tensors is supported, input rank %d", r0);
+            return 0;
+        }
+        return 1;
+    case QD_OP_MATMUL: case QD_OP_ADD: case QD_OP_SUB: case QD_OP_MUL: case QD_OP_DIV:
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE:
+    case QD_OP_IDENTITY: case QD_OP_SOFTMAX: case QD_OP_REDUCEMEAN: case QD_OP_PAD: case QD_OP_SLICE:
+    case QD_OP_TRANSPOSE: case QD_OP_CONCAT: case QD_OP_BATCHNORM:
+        return 1;
+    case QD_OP_CONSTANT: /* folded into initializers at load; never run */
+    case QD_OP_COUNT:
+        break;
+    }
+    snprintf(why, cap, "no CPU kernel");
+    return 0;
 }
 
 qd_status qd_cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,

@@ -10,6 +10,7 @@
 #include "qdrop/data.h"
 #include "qdrop/exec.h"
 #include "qdrop/graph.h"
+#include "qdrop/qdrop.h"
 
 /* ---- range_init.c: MSE range search (§3.1) ---- */
 /* Per-output-channel search on a weight tensor. Channel c's elements are found at
@@ -94,6 +95,11 @@ QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd
 QD_MUST_USE qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, float *rec_loss,
                                           float *reg_loss, float **V_out, float *scales_out);
 int qd_default_threads(const qd_config *cfg);
+
+/* The whole job for an ONNX image classifier into the opened output directory (src/recon/run.c);
+ * qd_run (src/app/) checks the inputs, opens the directory and picks this or the BERT pipeline. */
+struct qd_outdir;
+QD_MUST_USE qd_status qd_run_images(qd_config *cfg, const qd_run_options *opt, struct qd_outdir *od);
 /* Images of `path` (ImageFolder or .npy) preprocessed per the config's data.* keys to [n, c, h, w]
  * (src/recon/run.c; also used by `qdrop-gpu eval`). sample_n > 0 draws that many (seeded),
  * max_images > 0 keeps the first ones. */

@@ -1,4 +1,4 @@
-/* src/recon/run.c: qd_run — the whole job, in the reference order (docs/algorithm.md §1):
+/* src/recon/run.c: qd_run_images — the whole job for an image classifier (qd_run in src/app/ picks it), in the reference order (docs/algorithm.md §1):
  *   load ONNX -> fold BN -> units -> quantizer placement -> calibration data
  *   -> FP32 evaluation -> activation ranges (§6.2) -> weight ranges (§3.1)
  *   -> per unit: caches + reconstruction (§8) -> checkpoint -> next unit
@@ -18,7 +18,6 @@
 
 #include "core/escape.h"
 #include "qdrop/backend.h"
-#include "qdrop/bert.h"
 #include "qdrop/data.h"
 #include "qdrop/exec.h"
 #include "qdrop/export.h"
@@ -419,7 +418,7 @@ static qd_status interrupted(const run_state *S, const char *ckpt_path, int resu
                      qd_signal_name(sig), S->ckpt_units, S->rep_cap, ckpt_path);
 }
 
-static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir *od) {
+qd_status qd_run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir *od) {
     run_state S;
     memset(&S, 0, sizeof S);
     S.ckpt_units = -1;
@@ -486,6 +485,7 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
         if (cfg->device == QD_DEVICE_CUDA) {
             qd_backend_options bo = {1, cfg->deterministic, cfg->tf32, cfg->device_memory_budget_mb * 1024 * 1024};
             if ((st = qd_backend_create("cuda", &bo, &S.b)) != QD_OK) goto done;
+            if ((st = qd_backend_check_graph(S.b, S.g)) != QD_OK) goto done;
         }
         if (opt->resume) {
             int rep_cap = mp.brecq_act ? 2 * S.nunits : S.nunits, done_units = 0;
@@ -796,30 +796,6 @@ done:
     if (times) cJSON_Delete(times);
     run_free(&S);
     if (!opt->dry_run) qd_log_close();
-    return st;
-}
-
-qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
-    qd_outdir od;
-    memset(&od, 0, sizeof od);
-    od.lock_fd = -1;
-    qd_range_search_set_method(cfg->range_search == 1 ? QD_RANGE_EXACT : QD_RANGE_FAST);
-    /* missing model or data: say how to get them before creating any output */
-    QD_TRY(qd_check_run_inputs(cfg));
-    /* the output directory: refused when it holds the model; locked, cleaned and staged for a
-     * real run (recon/outdir.h) */
-    qd_status st = opt->dry_run ? qd_outdir_check_model(cfg) : qd_outdir_open(&od, cfg, opt->resume);
-    if (st != QD_OK) return st;
-    if (strcmp(cfg->model_type, "bert") == 0) {
-        /* HuggingFace BERT directories run the per-encoder-layer pipeline (src/bert/bert_run.c);
-         * it does not poll for signals, so SIGINT/SIGTERM keep their default action there */
-        st = qd_bert_run(cfg, opt);
-    } else {
-        int handlers = !opt->dry_run && qd_interrupt_install() == 0;
-        st = run_images(cfg, opt, &od);
-        if (handlers) qd_interrupt_restore();
-    }
-    qd_outdir_close(&od);
     return st;
 }
 
