@@ -5,6 +5,7 @@
  * at least 2h away from the kinks so the finite difference is the true derivative. din buffers
  * start at 0.5 to check that backward ADDS (backend.h contract). */
 #define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
+#include "test.h"
 #include "cpu_test_util.h"
 #include "core/qmath.h"
 
@@ -559,7 +560,5 @@ int main(void) {
     test_mse(b);
     test_lp_loss(b);
     qd_backend_destroy(b);
-    if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
-    printf("all gradient checks passed\n");
-    return 0;
+    return qd_test_summary("test_grad");
 }
