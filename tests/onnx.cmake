@@ -5,7 +5,7 @@ qd_add_test(test_onnx SOURCES unit/test_onnx.c LABELS unit)
 # tests/onnx_parity.py fills tests/fixtures/onnx/*.skel.onnx, runs ORT and calls this binary.
 # Skips (77) without python numpy/onnx/onnxruntime.
 add_executable(test_onnx_parity_bin unit/test_onnx_parity.c)
-target_link_libraries(test_onnx_parity_bin PRIVATE qdrop_core)
+target_link_libraries(test_onnx_parity_bin PRIVATE qdrop)
 target_compile_options(test_onnx_parity_bin PRIVATE -UNDEBUG -Wall -Wextra -ffp-contract=off)
 if(QD_HAVE_CUDA)
   set_target_properties(test_onnx_parity_bin PROPERTIES LINKER_LANGUAGE CUDA)
