@@ -140,8 +140,9 @@ qd_status qd_cu_matmul_backward(qd_backend *b, const qd_node *n, const qd_shape 
                                 const qd_shape *os, const float *dout, float *const *din);
 void qd_cu_conv_cache_free(qd_cu *c);
 
-/* Plan-time check (ops_cuda.cu, beside node_forward's switch): qd_backend_ops.supports_op. */
-int qd_cu_supports_op(const qd_backend *b, const qd_graph *g, const qd_node *n, char *why, size_t cap);
+/* Plan-time check (ops_cuda.cu, beside node_forward's switch): qd_backend_ops.supports_op.
+ * C linkage: tests/unit/test_supports_op.c asks it directly (no device needed to answer). */
+extern "C" int qd_cu_supports_op(const qd_backend *b, const qd_graph *g, const qd_node *n, char *why, size_t cap);
 
 /* Reconstruction kernels (recon_cuda.cu); qd_backend_ops documents each. */
 qd_status qd_cu_iter_advance(qd_backend *b, int32_t *iter);
