@@ -1,4 +1,5 @@
-/* src/recon/run.c: qd_run_images — the whole job for an image classifier (qd_run in src/app/ picks it), in the reference order (docs/algorithm.md §1):
+/* src/recon/run.c: qd_run_images — the whole job for an image classifier (qd_run in src/app/
+ * picks it), in the reference order (docs/algorithm.md §1):
  *   load ONNX -> fold BN -> units -> quantizer placement -> calibration data
  *   -> FP32 evaluation -> activation ranges (§6.2) -> weight ranges (§3.1)
  *   -> per unit: caches + reconstruction (§8) -> checkpoint -> next unit

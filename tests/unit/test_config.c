@@ -286,7 +286,7 @@ static void test_finalize(void) {
         CHECK(qd_config_finalize(&c) == QD_ERR_CONFIG);                            \
         if (!strstr(qd_error_message(), needle)) {                                 \
             fprintf(stderr, "finalize: '%s' lacks '%s'\n", qd_error_message(), needle); \
-            qd_test_failures++;                                                              \
+            qd_test_failures++;                                                    \
         }                                                                          \
     } while (0)
     FIN_REJECT(c.int4_weights = 1, "output.int4_weights: INT4");
