@@ -59,9 +59,10 @@ static inline void qd_test_fail_(const char *file, int line, const char *what, c
         double g_ = (double)(got), w_ = (double)(want), t_ = (double)(tol);                   \
         qd_test_checks++;                                                                     \
         if (!(fabs(g_ - w_) <= t_)) {                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s = %.9g, want %s = %.9g (|diff| %.3g > %.3g)\n",    \
-                    __FILE__, __LINE__, #got, g_, #want, w_, fabs(g_ - w_), t_);              \
-            qd_test_fail_(__FILE__, __LINE__, "CHECK_NEAR", "" __VA_ARGS__);                 \
+            char d_[256];                                                                     \
+            snprintf(d_, sizeof d_, "%s = %.9g, want %s = %.9g (|diff| %.3g > %.3g)", #got, g_, \
+                     #want, w_, fabs(g_ - w_), t_);                                           \
+            qd_test_fail_(__FILE__, __LINE__, d_, "" __VA_ARGS__);                            \
         }                                                                                     \
     } while (0)
 
@@ -70,10 +71,10 @@ static inline void qd_test_fail_(const char *file, int line, const char *what, c
         double g_ = (double)(got), w_ = (double)(want), r_ = (double)(rtol);                  \
         qd_test_checks++;                                                                     \
         if (!(fabs(g_ - w_) <= r_ * fabs(w_))) {                                              \
-            fprintf(stderr, "FAIL %s:%d: %s = %.9g, want %s = %.9g (relative error %.3g > %.3g)\n", \
-                    __FILE__, __LINE__, #got, g_, #want, w_,                                  \
-                    w_ != 0 ? fabs(g_ - w_) / fabs(w_) : INFINITY, r_);                       \
-            qd_test_fail_(__FILE__, __LINE__, "CHECK_REL", "" __VA_ARGS__);                  \
+            char d_[256];                                                                     \
+            snprintf(d_, sizeof d_, "%s = %.9g, want %s = %.9g (relative error %.3g > %.3g)", \
+                     #got, g_, #want, w_, w_ != 0 ? fabs(g_ - w_) / fabs(w_) : INFINITY, r_); \
+            qd_test_fail_(__FILE__, __LINE__, d_, "" __VA_ARGS__);                            \
         }                                                                                     \
     } while (0)
 
@@ -82,9 +83,10 @@ static inline void qd_test_fail_(const char *file, int line, const char *what, c
         qd_status s_ = (expr), w_ = (want);                                                   \
         qd_test_checks++;                                                                     \
         if (s_ != w_) {                                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s -> %s, want %s (%s)\n", __FILE__, __LINE__, #expr, \
-                    qd_status_name(s_), qd_status_name(w_), qd_error_message());              \
-            qd_test_fail_(__FILE__, __LINE__, "CHECK_STATUS", "" __VA_ARGS__);               \
+            char d_[512];                                                                     \
+            snprintf(d_, sizeof d_, "%s -> %s, want %s (%s)", #expr, qd_status_name(s_),     \
+                     qd_status_name(w_), qd_error_message());                                 \
+            qd_test_fail_(__FILE__, __LINE__, d_, "" __VA_ARGS__);                            \
         }                                                                                     \
     } while (0)
 
@@ -93,9 +95,9 @@ static inline void qd_test_fail_(const char *file, int line, const char *what, c
         const char *t_ = (text), *p_ = (part);                                                \
         qd_test_checks++;                                                                     \
         if (!t_ || !strstr(t_, p_)) {                                                         \
-            fprintf(stderr, "FAIL %s:%d: \"%s\" does not contain \"%s\"\n", __FILE__, __LINE__, \
-                    t_ ? t_ : "(null)", p_);                                                  \
-            qd_test_fail_(__FILE__, __LINE__, "CHECK_CONTAINS", "" __VA_ARGS__);             \
+            char d_[512];                                                                     \
+            snprintf(d_, sizeof d_, "\"%s\" does not contain \"%s\"", t_ ? t_ : "(null)", p_); \
+            qd_test_fail_(__FILE__, __LINE__, d_, "" __VA_ARGS__);                            \
         }                                                                                     \
     } while (0)
 

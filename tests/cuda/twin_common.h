@@ -19,6 +19,11 @@
 #include "qdrop/backend.h"
 #include "qdrop/status.h"
 
+/* The counters' older names, so twin tests written against them still build; new code uses
+ * qd_test_failures / qd_test_checks (tests/test.h). */
+#define tw_failures qd_test_failures
+#define tw_checks qd_test_checks
+
 static inline int tw_env_is(const char *name, const char *val) {
     const char *v = getenv(name);
     return v && strcmp(v, val) == 0;
