@@ -4,8 +4,10 @@
  * is what the reader maps, what messages print and what the exporter writes; traits are
  * QD_OPT_* bits below. Adding an operator means adding one row here, then its shape rule
  * (src/graph/shapes.c), its kernels in every backend (forward and backward), and its export
- * attributes: a backend that lacks it refuses it at plan time (supports_op), naming op and
- * backend. The row order is the enum order; keep new rows at the end so checkpoints and
+ * attributes, and its answer in every backend's supports_op switch (qd_cpu_supports_op in
+ * src/cpu/cpu_ops.c, qd_cu_supports_op in cuda/ops_cuda.cu; -Werror=switch fails the build until
+ * it is there): an op, or attribute combination, a backend's kernels cannot run is refused there
+ * at plan time, naming op, node and backend. The row order is the enum order; keep new rows at the end so checkpoints and
  * fixtures that store op ids stay valid.
  */
 #ifndef QDROP_OP_TABLE_H
