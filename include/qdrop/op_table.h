@@ -7,8 +7,8 @@
  * attributes, and its answer in every backend's supports_op switch (qd_cpu_supports_op in
  * src/cpu/cpu_ops.c, qd_cu_supports_op in cuda/ops_cuda.cu; -Werror=switch fails the build until
  * it is there): an op, or attribute combination, a backend's kernels cannot run is refused there
- * at plan time, naming op, node and backend. The row order is the enum order; keep new rows at the end so checkpoints and
- * fixtures that store op ids stay valid.
+ * at plan time, naming op, node and backend. The row order is the enum order; keep new rows at
+ * the end so checkpoints and fixtures that store op ids stay valid.
  */
 #ifndef QDROP_OP_TABLE_H
 #define QDROP_OP_TABLE_H
