@@ -53,9 +53,6 @@ typedef struct qd_eval_request {
 /* The model-family hook. */
 typedef struct qd_model_family {
     const char *name;
-    /* A hash of the model's files for --resume (a checkpoint belongs to one model); NULL: the
-     * bytes of cfg->model_path. */
-    QD_MUST_USE qd_status (*model_hash)(const qd_run_state *S, uint64_t *hash);
     /* The graph (S->g) from S->cfg with quantizers placed, S->nout = outputs per example. */
     QD_MUST_USE qd_status (*load_model)(qd_run_state *S);
     /* The calibration tensors into S->ctx (calib_host, ncal, image_numel) when with_calibration,
