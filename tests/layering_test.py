@@ -32,7 +32,7 @@ HEADER_DIR = {
     "export.h": "src/export",
     "data.h": "src/data",
     "report.h": "src/report",
-    "qdrop.h": "src/recon",       # qd_run_options, qd_eval, qd_inspect (qd_run itself: src/app)
+    "qdrop.h": "src/recon",       # qd_run_options (used by src/bert); qd_run, qd_eval, qd_inspect are src/app
     "bert.h": "src/bert", "bert_cuda.h": "src/bert",
 }
 
