@@ -236,7 +236,20 @@ static qd_status binary_backward(qd_backend *b, const qd_node *n, const qd_shape
 /* ------------------------------------------------------------------------------------------ */
 /* Unary: Relu, Clip, Sigmoid; copies; BatchNormalization (inference form)                      */
 /* ------------------------------------------------------------------------------------------ */
-enum { UN_RELU = 0, UN_CLIP, UN_SIGMOID };
+enum { UN_RELU = 0, UN_CLIP, UN_SIGMOID, UN_HARDSIGMOID, UN_HARDSWISH };
+
+/* Unary kernel id and its two float parameters (Clip bounds; HardSigmoid alpha, beta). */
+static int unary_kind(const qd_node *n, float *lo, float *hi) {
+    *lo = n->op == QD_OP_HARDSIGMOID ? n->a.alpha : n->a.clip_min;
+    *hi = n->op == QD_OP_HARDSIGMOID ? n->a.beta : n->a.clip_max;
+    switch (n->op) {
+    case QD_OP_RELU: return UN_RELU;
+    case QD_OP_CLIP: return UN_CLIP;
+    case QD_OP_HARDSIGMOID: return UN_HARDSIGMOID;
+    case QD_OP_HARDSWISH: return UN_HARDSWISH;
+    default: return UN_SIGMOID;
+    }
+}
 
 __global__ void qd_k_unary(int op, float lo, float hi, int64_t n, const float *__restrict__ x, float *__restrict__ y) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
@@ -249,6 +262,8 @@ __global__ void qd_k_unary(int op, float lo, float hi, int64_t n, const float *_
             float c = v < lo ? lo : v;
             y[i] = c > hi ? hi : c;
         } break;
+        case UN_HARDSIGMOID: y[i] = qd_hardsigmoid(v, lo, hi); break; /* lo = alpha, hi = beta */
+        case UN_HARDSWISH: y[i] = qd_hardswish(v); break;
         default: y[i] = qd_sigmoid(v); break;
         }
     }
@@ -263,6 +278,8 @@ __global__ void qd_k_unary_grad(int op, float lo, float hi, int64_t n, const flo
         switch (op) {
         case UN_RELU: dx[i] += v > 0.0f ? gi : 0.0f; break;
         case UN_CLIP: dx[i] += (v > lo && v < hi) ? gi : 0.0f; break;
+        case UN_HARDSIGMOID: dx[i] += gi * qd_hardsigmoid_grad(v, lo, hi); break;
+        case UN_HARDSWISH: dx[i] += gi * qd_hardswish_grad(v); break;
         default: {
             float s = y[i];
             dx[i] += gi * s * (1.0f - s);
@@ -738,10 +755,11 @@ qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is
     case QD_OP_ADD: case QD_OP_SUB: case QD_OP_MUL: case QD_OP_DIV:
         QD_TRY(need_inputs(n, in, 2));
         return binary_forward(b, n, is, in, os, out);
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: {
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: {
         QD_TRY(need_inputs(n, in, 1));
-        int op = n->op == QD_OP_RELU ? UN_RELU : n->op == QD_OP_CLIP ? UN_CLIP : UN_SIGMOID;
-        if (total) qd_k_unary<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(op, n->a.clip_min, n->a.clip_max, total, in[0], out);
+        float lo, hi;
+        int op = unary_kind(n, &lo, &hi);
+        if (total) qd_k_unary<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(op, lo, hi, total, in[0], out);
         break;
     }
     case QD_OP_BATCHNORM: {
@@ -837,12 +855,13 @@ qd_status qd_cu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *i
     case QD_OP_ADD: case QD_OP_SUB: case QD_OP_MUL: case QD_OP_DIV:
         QD_TRY(need_inputs(n, in, 2));
         return binary_backward(b, n, is, in, os, dout, din);
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: {
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: {
         if (!din[0]) return QD_OK;
         QD_TRY(need_inputs(n, in, 1));
-        int op = n->op == QD_OP_RELU ? UN_RELU : n->op == QD_OP_CLIP ? UN_CLIP : UN_SIGMOID;
+        float lo, hi;
+        int op = unary_kind(n, &lo, &hi);
         if (op == UN_SIGMOID && !out) return qd_errorf(QD_ERR_INTERNAL, "cuda: Sigmoid %s backward needs the forward output", nname(n));
-        if (total) qd_k_unary_grad<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(op, n->a.clip_min, n->a.clip_max, total, in[0], out, dout, din[0]);
+        if (total) qd_k_unary_grad<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(op, lo, hi, total, in[0], out, dout, din[0]);
         break;
     }
     case QD_OP_BATCHNORM: {

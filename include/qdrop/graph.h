@@ -49,7 +49,7 @@ typedef struct qd_attrs {
     int auto_pad;             /* QD_AUTO_PAD_*: shape inference turns it into pads, then NOTSET */
     int group;
     int ceil_mode, count_include_pad;
-    /* Gemm: Y = alpha * A' * B' + beta * C */
+    /* Gemm: Y = alpha * A' * B' + beta * C; HardSigmoid: Y = max(0, min(1, alpha * X + beta)) */
     float alpha, beta;
     int trans_a, trans_b;
     /* Clip: bounds (resolved from inputs or attributes; +-INFINITY when absent) */

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/qmath.h"
 #include "core/simd.h"
 #include "cpu/cpu_internal.h"
 
@@ -90,9 +91,17 @@ static void unary_fwd(void *vctx, int64_t b0, int64_t b1, int tid) {
         }
         break;
     case QD_OP_SIGMOID: for (int64_t i = b0; i < b1; i++) y[i] = 1.0f / (1.0f + expf(-x[i])); break;
+    case QD_OP_HARDSIGMOID: /* lo = alpha, hi = beta */
+        for (int64_t i = b0; i < b1; i++) y[i] = qd_hardsigmoid(x[i], t->lo, t->hi);
+        break;
+    case QD_OP_HARDSWISH: for (int64_t i = b0; i < b1; i++) y[i] = qd_hardswish(x[i]); break;
     default: memcpy(y + b0, x + b0, sizeof(float) * (size_t)(b1 - b0)); break;
     }
 }
+
+/* The two float parameters of a unary op: Clip's bounds, HardSigmoid's alpha and beta. */
+static float unary_lo(const qd_node *n) { return n->op == QD_OP_HARDSIGMOID ? n->a.alpha : n->a.clip_min; }
+static float unary_hi(const qd_node *n) { return n->op == QD_OP_HARDSIGMOID ? n->a.beta : n->a.clip_max; }
 
 /* Relu: gradient where x > 0 (torch threshold_backward). Clip: where lo < x < hi, the
  * hardtanh/ReLU6 rule (ONNX Clip in CNNs comes from ReLU6); the boundaries get 0. */
@@ -107,6 +116,10 @@ static void unary_bwd(void *vctx, int64_t b0, int64_t b1, int tid) {
     case QD_OP_RELU: for (int64_t i = b0; i < b1; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f; break;
     case QD_OP_CLIP: for (int64_t i = b0; i < b1; i++) dx[i] += (x[i] > t->lo && x[i] < t->hi) ? dy[i] : 0.0f; break;
     case QD_OP_SIGMOID: for (int64_t i = b0; i < b1; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]); break;
+    case QD_OP_HARDSIGMOID:
+        for (int64_t i = b0; i < b1; i++) dx[i] += dy[i] * qd_hardsigmoid_grad(x[i], t->lo, t->hi);
+        break;
+    case QD_OP_HARDSWISH: for (int64_t i = b0; i < b1; i++) dx[i] += dy[i] * qd_hardswish_grad(x[i]); break;
     default: for (int64_t i = b0; i < b1; i++) dx[i] += dy[i]; break;
     }
 }
@@ -875,13 +888,14 @@ qd_status qd_cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *i
         qd_cpu_parallel_for(pool, numel(os), QD_CPU_EW_GRAIN, bin_fwd, &t);
         return QD_OK;
     }
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY: {
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY:
+    case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: {
         QD_TRY(need_inputs(n, in, 1));
         if (numel(&is[0]) != numel(os))
             return qd_errorf(QD_ERR_DATA, "node %s: %s: %lld input elements vs %lld output elements", n->name, qd_op_name(n->op),
                              (long long)numel(&is[0]), (long long)numel(os));
         if (in[0] == out && (n->op == QD_OP_FLATTEN || n->op == QD_OP_RESHAPE || n->op == QD_OP_IDENTITY)) return QD_OK;
-        ew_task t = {n->op, in[0], NULL, NULL, out, n->a.clip_min, n->a.clip_max};
+        ew_task t = {n->op, in[0], NULL, NULL, out, unary_lo(n), unary_hi(n)};
         qd_cpu_parallel_for(pool, numel(os), QD_CPU_EW_GRAIN, unary_fwd, &t);
         return QD_OK;
     }
@@ -960,10 +974,11 @@ qd_status qd_cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *
         bin_backward(b, is, os, &t, dout, din);
         return QD_OK;
     }
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY: {
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY:
+    case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: {
         if (!din[0]) return QD_OK;
         QD_TRY(need_inputs(n, in, 1));
-        ew_task t = {n->op, in[0], out, dout, din[0], n->a.clip_min, n->a.clip_max};
+        ew_task t = {n->op, in[0], out, dout, din[0], unary_lo(n), unary_hi(n)};
         qd_cpu_parallel_for(pool, numel(os), QD_CPU_EW_GRAIN, unary_bwd, &t);
         return QD_OK;
     }

@@ -515,6 +515,17 @@ static qd_status emit_ir_node(xb *b, int ni) {
         return qd_errorf(QD_ERR_INTERNAL, "export: node %s: first input missing", nname);
 
     Onnx__NodeProto *n = NULL;
+    if (nd->op == QD_OP_HARDSWISH && b->opset < 14) {
+        /* HardSwish is opset 14; before it, x * HardSigmoid(x) with alpha 1/6, beta 1/2 (what
+         * torch.onnx.export writes at those opsets) */
+        const char *gate;
+        QD_TRY(xb_unique(b, nname, "_hardsigmoid", &gate));
+        QD_TRY(xb_node(b, "HardSigmoid", gate, 1, ins, 1, &gate, &n));
+        QD_TRY(attr_f(b, n, "alpha", 1.0f / 6.0f));
+        QD_TRY(attr_f(b, n, "beta", 0.5f));
+        const char *mins[2] = {ins[0], gate};
+        return xb_node(b, "Mul", nname, 2, mins, nd->noutputs, outs, &n);
+    }
     switch (nd->op) {
     case QD_OP_CLIP: {
         const char *cmin = NULL, *cmax = NULL;
@@ -595,6 +606,10 @@ static qd_status emit_ir_node(xb *b, int ni) {
         break;
     case QD_OP_BATCHNORM:
         QD_TRY(attr_f(b, n, "epsilon", a->epsilon));
+        break;
+    case QD_OP_HARDSIGMOID:
+        QD_TRY(attr_f(b, n, "alpha", a->alpha));
+        QD_TRY(attr_f(b, n, "beta", a->beta));
         break;
     case QD_OP_MAXPOOL: {
         QD_TRY(pool_attrs(b, n, a, 1));

@@ -207,7 +207,8 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
         }
         break;
     }
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_IDENTITY:
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_IDENTITY: case QD_OP_HARDSIGMOID:
+    case QD_OP_HARDSWISH:
         break;
     case QD_OP_SOFTMAX:
         a->axis = norm_axis(a->axis, nd);

@@ -35,7 +35,8 @@
 static const char k_supported[] =
     "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Relu, Clip, Sigmoid, BatchNormalization, MaxPool, "
     "AveragePool, GlobalAveragePool, ReduceMean, Flatten, Reshape, Pad (constant), Slice, Concat, "
-    "Transpose, Softmax, Identity, Dropout, Cast (to float), Constant; on constant inputs also "
+    "Transpose, Softmax, HardSigmoid, HardSwish, Identity, Dropout, Cast (to float), Constant; on constant "
+    "inputs also "
     "ConstantOfShape, Shape, Gather, Unsqueeze, Squeeze";
 
 typedef struct rd {
@@ -1017,6 +1018,13 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
                 else a->clip_max = (float)cget(c, 0);
             }
         }
+        break;
+    case QD_OP_HARDSIGMOID:
+        a->alpha = attr_f(n, "alpha", 0.2f);
+        a->beta = attr_f(n, "beta", 0.5f);
+        if (!isfinite(a->alpha) || !isfinite(a->beta))
+            return qd_errorf(QD_ERR_DATA, "%s: node '%s' (HardSigmoid): alpha %g / beta %g must be finite", r->path,
+                             nm, (double)a->alpha, (double)a->beta);
         break;
     case QD_OP_FLATTEN:
         QD_TRY(attr_int(r, n, "axis", 1, -QD_MAX_DIMS, QD_MAX_DIMS, &a->axis));

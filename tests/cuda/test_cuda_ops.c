@@ -229,6 +229,12 @@ static void test_graph_ops(double lin) {
         clip_specials();
         qd_node s = mk(QD_OP_SIGMOID, "sigmoid", 1);
         twin_node("sigmoid", &s, is, &os, lo, hi, TW_ELEM, TW_ELEM, 1u);
+        qd_node hsg = mk(QD_OP_HARDSIGMOID, "hardsigmoid", 1);
+        hsg.a.alpha = 0.2f;
+        hsg.a.beta = 0.5f;
+        twin_node("hardsigmoid alpha 0.2 beta 0.5", &hsg, is, &os, lo, hi, TW_ELEM, TW_ELEM, 1u);
+        qd_node hsw = mk(QD_OP_HARDSWISH, "hardswish", 1);
+        twin_node("hardswish", &hsw, is, &os, lo, hi, TW_ELEM, TW_ELEM, 1u);
         qd_node id = mk(QD_OP_IDENTITY, "identity", 1);
         twin_node("identity", &id, is, &os, lo, hi, TW_EXACT, TW_EXACT, 1u);
         qd_node fl = mk(QD_OP_FLATTEN, "flatten", 1);

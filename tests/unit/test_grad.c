@@ -213,6 +213,25 @@ static void test_unary(qd_backend *b) {
         gradcheck(b, "sigmoid", &n, &s, &s, x, want);
         free(x[0]);
     }
+    {
+        /* kinks at alpha x + beta = 0 and 1 (x = -2.5 and 2.5): samples kept 3H away, both
+         * saturated sides and the linear part covered */
+        qd_node n = make_node(QD_OP_HARDSIGMOID, 1);
+        n.a.alpha = 0.2f; n.a.beta = 0.5f;
+        float *x[1] = {buf(&s, -5, 5)};
+        for (int64_t i = 0; i < qd_shape_numel(&s); i++)
+            if (fabsf(fabsf(x[0][i]) - 2.5f) < 3 * H) x[0][i] += 6 * H;
+        gradcheck(b, "hardsigmoid", &n, &s, &s, x, want);
+        free(x[0]);
+    }
+    {
+        qd_node n = make_node(QD_OP_HARDSWISH, 1); /* kinks at -3 and 3 */
+        float *x[1] = {buf(&s, -5, 5)};
+        for (int64_t i = 0; i < qd_shape_numel(&s); i++)
+            if (fabsf(fabsf(x[0][i]) - 3.0f) < 3 * H) x[0][i] += 6 * H;
+        gradcheck(b, "hardswish", &n, &s, &s, x, want);
+        free(x[0]);
+    }
     for (int ax = 1; ax < 4; ax += 2) {
         qd_node n = make_node(QD_OP_SOFTMAX, 1);
         n.a.axis = ax;
