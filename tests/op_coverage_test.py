@@ -22,6 +22,7 @@ Usage: QD_BIN=build/qdrop-gpu python3 tests/op_coverage_test.py [-k SUBSTRING]
 import argparse
 import concurrent.futures
 import os
+import re
 import shutil
 import sys
 
@@ -155,7 +156,204 @@ def cases():
     c["Constant"] = (model("cst", [N("Constant", [], ["k"], name="k", value=T("kv", rnd(1, 4, 1, 1))),
                                    N("Mul", ["a", "k"], ["o"], name="mul")], [], "o", F), None)
     c["mnist8_like"] = (mnist8_like, None)
+    exporter_variants(c)
+    backbone_ops(c)
     return c
+
+
+def exporter_variants(c):
+    """The same ops as torch.onnx.export and tf2onnx write them at opsets 9..21."""
+    F = 4 * 8 * 8
+    c["Pad_opset9_attr"] = (model("pad9", [N("Pad", ["a"], ["o"], name="pad", mode="constant", pads=[0, 0, 1, 1, 0, 0, 1, 1],
+                                            value=0.5)], [], "o", 4 * 10 * 10, opset=9), None)
+    c["Pad_opset11_input_no_value"] = (model("pad11", [N("Pad", ["a", "pads"], ["o"], name="pad", mode="constant")],
+                                             [T("pads", i64(0, 0, 2, 1, 0, 0, 0, 1))], "o", 4 * 10 * 10, opset=11), None)
+    n1, i1 = conv("c1", "a", "b", 4, 4)
+    c["Clip_opset9_attr"] = (model("clip9", n1 + [N("Clip", ["b"], ["o"], name="clip", min=0.0, max=6.0)], i1, "o", F,
+                                   opset=9), None)
+    n1, i1 = conv("c1", "a", "b", 4, 4)
+    c["Clip_opset12_min_only"] = (model("clip12", n1 + [N("Clip", ["b", "lo", ""], ["o"], name="clip")],
+                                        i1 + [T("lo", np.float32(-0.1))], "o", F, opset=12), None)
+    c["Slice_opset9_attr"] = (model("sl9", [N("Slice", ["a"], ["o"], name="sl", starts=[1], ends=[3], axes=[1])], [], "o",
+                                    2 * 8 * 8, opset=9), None)
+    c["Slice_opset10_steps"] = (model("sl10", [N("Slice", ["a", "st", "en", "ax", "sp"], ["o"], name="sl")],
+                                      [T("st", i64(0, 7)), T("en", i64(8, -100)), T("ax", i64(2, 3)), T("sp", i64(2, -2))],
+                                      "o", 4 * 4 * 4, opset=10), None)
+    c["ReduceMean_opset18_axes_input"] = (model("rm18", [N("ReduceMean", ["a", "axes"], ["o"], name="rm", keepdims=1)],
+                                                [T("axes", i64(2, 3))], "o", 4, opset=18), None)
+    c["Dropout_opset13_ratio_training_false"] = (model("dr13", [N("Dropout", ["a", "ratio", "train"], ["o"], name="drop")],
+                                                       [T("ratio", np.float32(0.3)), T("train", np.array(False))], "o", F),
+                                                 None)
+    # a training-mode export: ONNX Runtime applies dropout, here it is the inference identity; ratio 0 makes both agree
+    c["Dropout_opset13_training_true_ratio0"] = (model("dr13t", [N("Dropout", ["a", "ratio", "train"], ["o", "mask"],
+                                                                   name="drop")],
+                                                       [T("ratio", np.float32(0.0)), T("train", np.array(True))], "o", F),
+                                                 None)
+    c["Dropout_opset9_ratio_attr"] = (model("dr9", [N("Dropout", ["a"], ["o"], name="drop", ratio=0.25)], [], "o", F,
+                                            opset=9), None)
+    bn = [T("bn.g", rnd(4) + 1), T("bn.b", rnd(4)), T("bn.m", rnd(4)), T("bn.v", np.abs(rnd(4)) + 0.5)]
+    c["BatchNormalization_unfolded_opset9"] = (model("bnu9", [N("BatchNormalization", ["a", "bn.g", "bn.b", "bn.m", "bn.v"],
+                                                                ["o"], name="bn", epsilon=1e-3)], bn, "o", F, opset=9), None)
+    bn = [T("bn.g", rnd(4) + 1), T("bn.b", rnd(4)), T("bn.m", rnd(4)), T("bn.v", np.abs(rnd(4)) + 0.5)]
+    mp = [N("MaxPool", ["a"], ["p"], name="mp", kernel_shape=[2, 2], strides=[2, 2]),
+          N("BatchNormalization", ["p", "bn.g", "bn.b", "bn.m", "bn.v"], ["o"], name="bn", training_mode=0)]
+    c["BatchNormalization_unfolded_opset15_after_pool"] = (model("bnu15", mp, bn, "o", 4 * 4 * 4, opset=15), None)
+    c["external_data"] = (external_data, None)
+
+
+def backbone_ops(c):
+    """Operators of ImageNet backbones beyond ResNet: pool modes, hard activations, SiLU, SE blocks."""
+    F = 4 * 8 * 8
+    c["MaxPool_ceil_mode"] = (model("mpc", [N("MaxPool", ["a"], ["o"], name="mp", kernel_shape=[3, 3], strides=[2, 2],
+                                              ceil_mode=1)], [], "o", 4 * 4 * 4), None)
+    c["MaxPool_ceil_mode_pads"] = (model("mpcp", [N("MaxPool", ["a"], ["o"], name="mp", kernel_shape=[3, 3], strides=[2, 2],
+                                                   pads=[1, 1, 1, 1], ceil_mode=1)], [], "o", 4 * 5 * 5), None)
+    for cip in (0, 1):
+        c[f"AveragePool_pads_count_include_pad{cip}"] = (
+            model(f"apc{cip}", [N("AveragePool", ["a"], ["o"], name="ap", kernel_shape=[3, 3], strides=[2, 2],
+                                  pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=cip)], [], "o", 4 * 5 * 5), None)
+    n1, i1 = conv("c1", "a", "b", 4, 4)
+    c["HardSigmoid"] = (model("hsig", n1 + [N("HardSigmoid", ["b"], ["o"], name="hsig", alpha=0.25, beta=0.4)], i1, "o",
+                              F), None)
+    n1, i1 = conv("c1", "a", "b", 4, 4)
+    c["HardSwish_opset14"] = (model("hsw", n1 + [N("HardSwish", ["b"], ["o"], name="hswish")], i1, "o", F, opset=14), None)
+    n1, i1 = conv("c1", "a", "b", 4, 4)
+    c["HardSwish_as_x_mul_HardSigmoid_opset13"] = (
+        model("hsw13", n1 + [N("HardSigmoid", ["b"], ["g"], name="hsig", alpha=1.0 / 6, beta=0.5),
+                             N("Mul", ["b", "g"], ["o"], name="hswish")], i1, "o", F), None)
+    n1, i1 = conv("c1", "a", "b", 4, 4)
+    c["SiLU_x_mul_Sigmoid"] = (model("silu", n1 + [N("Sigmoid", ["b"], ["g"], name="sig"),
+                                                   N("Mul", ["b", "g"], ["o"], name="silu")], i1, "o", F), None)
+    se, ise = se_block("se", "a", "o", 4, 2, "sigmoid")
+    c["SE_GlobalAveragePool_conv_Sigmoid"] = (model("se1", se, ise, "o", F), None)
+    se, ise = se_block("se", "a", "o", 4, 2, "hardsigmoid", pool="reducemean18", gate_first=True)
+    c["SE_ReduceMean18_conv_HardSigmoid"] = (model("se2", se, ise, "o", F, opset=18), None)
+    se, ise = se_block("se", "a", "o", 4, 2, "sigmoid", fc=True)
+    c["SE_Gemm_Reshape_Sigmoid"] = (model("se3", se, ise, "o", F), None)
+    for name, opset, res in (("MobileNetV3_block_opset14", 14, False), ("MobileNetV3_block_residual_opset21", 21, True),
+                             ("MobileNetV3_block_opset13_decomposed", 13, False)):
+        nodes, inits = mbv3_block("a", "o", 4, 8, 4, opset, res)
+        c[name] = (model(name, nodes, inits, "o", F, opset=opset), None)
+
+
+def se_block(p, x, y, ch, mid, gate, pool="gap", fc=False, gate_first=False):
+    """Squeeze-and-excitation on x [N, ch, H, W]: pool -> reduce (1x1 conv or Gemm) -> Relu -> expand -> gate -> x * gate."""
+    nodes, inits = [], []
+    if pool == "gap":
+        nodes.append(N("GlobalAveragePool", [x], [p + "_pool"], name=p + "_pool"))
+    else:
+        nodes.append(N("ReduceMean", [x, p + "_axes"], [p + "_pool"], name=p + "_pool", keepdims=1))
+        inits.append(T(p + "_axes", i64(2, 3)))
+    s = p + "_pool"
+    if fc:
+        nodes.append(N("Flatten", [s], [p + "_flat"], name=p + "_flat"))
+        nodes += [N("Gemm", [p + "_flat", p + "_fc1.w", p + "_fc1.b"], [p + "_h"], name=p + "_fc1", transB=1),
+                  N("Relu", [p + "_h"], [p + "_hr"], name=p + "_relu"),
+                  N("Gemm", [p + "_hr", p + "_fc2.w", p + "_fc2.b"], [p + "_e"], name=p + "_fc2", transB=1)]
+        inits += [T(p + "_fc1.w", rnd(mid, ch)), T(p + "_fc1.b", rnd(mid, s=0.1)), T(p + "_fc2.w", rnd(ch, mid)),
+                  T(p + "_fc2.b", rnd(ch, s=0.1))]
+    else:
+        n1, i1 = conv(p + "_fc1", s, p + "_h", ch, mid, k=1, pad=0)
+        n2, i2 = conv(p + "_fc2", p + "_hr", p + "_e", mid, ch, k=1, pad=0)
+        nodes += n1 + [N("Relu", [p + "_h"], [p + "_hr"], name=p + "_relu")] + n2
+        inits += i1 + i2
+    if gate == "sigmoid":
+        nodes.append(N("Sigmoid", [p + "_e"], [p + "_g"], name=p + "_gate"))
+    else:
+        nodes.append(N("HardSigmoid", [p + "_e"], [p + "_g"], name=p + "_gate", alpha=1.0 / 6, beta=0.5))
+    g = p + "_g"
+    if fc:
+        nodes.append(N("Reshape", [g, p + "_shape"], [p + "_g4"], name=p + "_view"))
+        inits.append(T(p + "_shape", i64(0, ch, 1, 1)))
+        g = p + "_g4"
+    nodes.append(N("Mul", [g, x] if gate_first else [x, g], [y], name=p + "_mul"))
+    return nodes, inits
+
+
+def hardswish(x, y, name, opset):
+    if opset >= 14:
+        return [N("HardSwish", [x], [y], name=name)]
+    return [N("HardSigmoid", [x], [y + "_g"], name=name + "_gate", alpha=1.0 / 6, beta=0.5),
+            N("Mul", [x, y + "_g"], [y], name=name)]
+
+
+def mbv3_block(x, y, cin, cexp, cout, opset, residual):
+    """MobileNetV3 inverted residual: expand 1x1 + HardSwish -> depthwise 3x3 + HardSwish -> SE (HardSigmoid gate)
+    -> project 1x1 (linear), plus x when residual."""
+    n1, i1 = conv("exp", x, "e", cin, cexp, k=1, pad=0)
+    n2, i2 = conv("dw", "ea", "d", cexp, cexp, group=cexp)
+    se, ise = se_block("se", "da", "sx", cexp, 4, "hardsigmoid", pool="reducemean18" if opset >= 18 else "gap")
+    n3, i3 = conv("proj", "sx", "pj" if residual else y, cexp, cout, k=1, pad=0)
+    nodes = n1 + hardswish("e", "ea", "exp_act", opset) + n2 + hardswish("d", "da", "dw_act", opset) + se + n3
+    if residual:
+        nodes.append(N("Add", [x, "pj"], [y], name="res_add"))
+    return nodes, i1 + i2 + ise + i3
+
+
+def external_data(path):
+    """A model whose weights live in a side file next to it (onnx save_as_external_data)."""
+    import onnx
+    n1, i1 = conv("c1", "a", "b", 4, 4)
+    model("ext", n1 + [N("Relu", ["b"], ["o"], name="relu")], i1, "o", 4 * 8 * 8)(path)
+    m = onnx.load(path)
+    onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=os.path.basename(path) + ".data", size_threshold=0)
+    assert os.path.getsize(path + ".data") > 0
+    return path
+
+
+# Unit partition and quantizer placement (--inspect) of the SE / MobileNetV3 cases: (units, layers of the unit that
+# holds the SE Mul, nodes whose output must carry an activation quantizer, nodes whose output must not).
+PLANS = {
+    "SE_GlobalAveragePool_conv_Sigmoid": (3, 2, ["stem_relu", "se_relu", "se_mul"], ["se_fc2", "se_gate"]),
+    "SE_ReduceMean18_conv_HardSigmoid": (3, 2, ["stem_relu", "se_relu", "se_mul"], ["se_fc2", "se_gate"]),
+    "SE_Gemm_Reshape_Sigmoid": (3, 2, ["se_relu", "se_mul"], ["se_fc2", "se_gate", "se_view"]),
+    "MobileNetV3_block_opset14": (3, 5, ["exp_act", "dw_act", "se_relu", "se_mul", "proj"], ["se_fc2", "se_gate"]),
+    "MobileNetV3_block_residual_opset21": (3, 5, ["exp_act", "dw_act", "se_relu", "se_mul", "res_add"],
+                                           ["se_fc2", "se_gate", "proj"]),
+    "MobileNetV3_block_opset13_decomposed": (3, 5, ["exp_act", "dw_act", "se_relu", "se_mul", "proj"],
+                                             ["se_fc2", "se_gate", "exp", "dw", "exp_act_gate"]),
+    "SiLU_x_mul_Sigmoid": (3, 1, ["silu"], ["c1", "sig"]),
+    "HardSwish_as_x_mul_HardSigmoid_opset13": (3, 1, ["hswish"], ["c1", "hsig"]),
+}
+
+
+def check_plan(name, inspect_out):
+    """Errors (list) of the --inspect plan against PLANS[name]."""
+    units, se_layers, quantized, plain = PLANS[name]
+    errs = []
+    m = re.search(r"^units: (\d+) ", inspect_out, re.M)
+    if not m or int(m.group(1)) != units:
+        errs.append(f"expected {units} units, --inspect says {m.group(1) if m else '?'}")
+    unit_of, quant, layers, cur = {}, {}, {}, None
+    for line in inspect_out.splitlines():
+        mu = re.match(r"  unit (\d+) .*\((\d+) layers?\)", line)
+        if mu:
+            cur = int(mu.group(1))
+            layers[cur] = int(mu.group(2))
+            continue
+        if line.startswith("  glue"):
+            cur = None
+            continue
+        mn = re.match(r"      \S+\s+(\S+) ->", line)
+        if mn:
+            unit_of[mn.group(1)] = cur
+            quant[mn.group(1)] = "quantizer on" in line
+    last = "se_mul" if "se_mul" in unit_of else quantized[0]
+    u = unit_of.get(last)
+    if u is None:
+        errs.append(f"node {last} is not inside a unit")
+    elif layers.get(u) != se_layers:
+        errs.append(f"the unit holding {last} has {layers.get(u)} layers, expected {se_layers}")
+    for k in quantized:
+        if not quant.get(k):
+            errs.append(f"node {k}: expected an activation quantizer on its output")
+    for k in plain:
+        if k in quant and quant[k]:
+            errs.append(f"node {k}: expected no activation quantizer on its output")
+        if k not in quant:
+            errs.append(f"node {k} not in the plan")
+    return errs
 
 
 def mnist8_like(path):
@@ -251,6 +449,8 @@ def main():
                 errs.append(f"--dry-run failed (exit {rd.returncode}: {md}) but the run said exit {rr.returncode}: {mr}")
             if not md.startswith("qdrop-gpu: error: "):
                 errs.append(f"rejection is not a one-line error: {md!r}")
+        if name in PLANS and ri.returncode == 0:
+            errs += check_plan(name, ri.stdout)
         if expect_reject is None and rd.returncode != 0:
             errs.append(f"expected to run, --dry-run exit {rd.returncode}: {one_line(rd.stderr)}")
         if expect_reject not in (None, ANY) and (rd.returncode == 0 or expect_reject not in rd.stderr):
