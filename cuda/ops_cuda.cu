@@ -9,6 +9,7 @@
 
 #include "qd_cuda.cuh"
 #include "core/qmath.h"
+#include "core/resize_math.h"
 
 #define ND QD_MAX_DIMS
 
@@ -738,6 +739,64 @@ static qd_status make_pad_map(const qd_node *n, const qd_shape *is, const qd_sha
     return QD_OK;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Resize (2-D, NCHW): the CPU twin's taps (core/resize_math.h). Backward: one thread per input */
+/* row (plane, ih) summing, in the CPU's order, every output that reads it: no atomics.          */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct rs_t {
+    int64_t planes, H, W, OH, OW;
+    int mode, coord, nearest;
+    float sh, sw;
+} rs_t;
+
+static qd_status make_resize(const qd_node *n, const qd_shape *is, const qd_shape *os, rs_t *p) {
+    if (is[0].ndim != 4 || os->ndim != 4 || is[0].dims[0] != os->dims[0] || is[0].dims[1] != os->dims[1])
+        return qd_errorf(QD_ERR_UNSUPPORTED, "cuda: Resize %s: only 2-D resizing of NCHW tensors", nname(n));
+    p->planes = is[0].dims[0] * is[0].dims[1];
+    p->H = is[0].dims[2];
+    p->W = is[0].dims[3];
+    p->OH = os->dims[2];
+    p->OW = os->dims[3];
+    p->mode = n->a.resize_mode;
+    p->coord = n->a.resize_coord;
+    p->nearest = n->a.resize_nearest;
+    p->sh = n->a.resize_scale[0];
+    p->sw = n->a.resize_scale[1];
+    return QD_OK;
+}
+
+__global__ void qd_k_resize(rs_t p, const float *__restrict__ x, float *__restrict__ y) {
+    int64_t total = p.planes * p.OH * p.OW;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ow = e % p.OW, oh = (e / p.OW) % p.OH, c = e / (p.OW * p.OH);
+        const float *xc = x + c * p.H * p.W;
+        qd_resize_tap th = qd_resize_tap_at(p.mode, p.coord, p.nearest, p.sh, p.H, p.OH, oh);
+        qd_resize_tap tw = qd_resize_tap_at(p.mode, p.coord, p.nearest, p.sw, p.W, p.OW, ow);
+        const float *r0 = xc + th.i0 * p.W, *r1 = xc + th.i1 * p.W;
+        y[e] = th.w0 * (tw.w0 * r0[tw.i0] + tw.w1 * r0[tw.i1]) + th.w1 * (tw.w0 * r1[tw.i0] + tw.w1 * r1[tw.i1]);
+    }
+}
+
+__global__ void qd_k_resize_grad(rs_t p, const float *__restrict__ g, float *__restrict__ dx) {
+    int64_t rows = p.planes * p.H;
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += (int64_t)gridDim.x * blockDim.x) {
+        int64_t c = r / p.H, ih = r % p.H;
+        float *d = dx + r * p.W;
+        const float *gc = g + c * p.OH * p.OW;
+        for (int64_t oh = 0; oh < p.OH; oh++) {
+            qd_resize_tap th = qd_resize_tap_at(p.mode, p.coord, p.nearest, p.sh, p.H, p.OH, oh);
+            float wh = (th.i0 == ih ? th.w0 : 0.0f) + (th.i1 == ih ? th.w1 : 0.0f);
+            if (wh == 0.0f) continue;
+            for (int64_t ow = 0; ow < p.OW; ow++) {
+                qd_resize_tap tw = qd_resize_tap_at(p.mode, p.coord, p.nearest, p.sw, p.W, p.OW, ow);
+                float v = wh * gc[oh * p.OW + ow];
+                d[tw.i0] += v * tw.w0;
+                if (tw.w1 != 0.0f) d[tw.i1] += v * tw.w1;
+            }
+        }
+    }
+}
+
 qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                              const qd_shape *os, float *out) {
     cudaStream_t st = qd_cu_of(b)->stream;
@@ -767,6 +826,13 @@ qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is
         int64_t C = is[0].ndim > 1 ? is[0].dims[1] : 1, sp = 1;
         for (int d = 2; d < is[0].ndim; d++) sp *= is[0].dims[d];
         if (total) qd_k_bn<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(total, C, sp, n->a.epsilon, in[0], in[1], in[2], in[3], in[4], out);
+        break;
+    }
+    case QD_OP_RESIZE: {
+        QD_TRY(need_inputs(n, in, 1));
+        rs_t p;
+        QD_TRY(make_resize(n, is, os, &p));
+        if (total) qd_k_resize<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(p, in[0], out);
         break;
     }
     case QD_OP_MAXPOOL: case QD_OP_AVGPOOL: {
@@ -870,6 +936,14 @@ qd_status qd_cu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *i
         int64_t C = is[0].ndim > 1 ? is[0].dims[1] : 1, sp = 1;
         for (int d = 2; d < is[0].ndim; d++) sp *= is[0].dims[d];
         if (total) qd_k_bn_grad<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(total, C, sp, n->a.epsilon, in[1], in[4], dout, din[0]);
+        break;
+    }
+    case QD_OP_RESIZE: {
+        if (!din[0]) return QD_OK;
+        rs_t p;
+        QD_TRY(make_resize(n, is, os, &p));
+        int64_t rows = p.planes * p.H;
+        if (rows) qd_k_resize_grad<<<qd_cu_blocks(rows), QD_CU_THREADS, 0, st>>>(p, dout, din[0]);
         break;
     }
     case QD_OP_MAXPOOL: case QD_OP_AVGPOOL: {

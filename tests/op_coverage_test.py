@@ -67,7 +67,7 @@ def head(x, feat, out="logits"):
         [T("fc.w", rnd(G.NCLS, feat, s=1.0 / np.sqrt(feat))), T("fc.b", rnd(G.NCLS, s=0.1))]
 
 
-def model(name, body, inits, x, feat, out_shape=(None, G.NCLS), tail=True, opset=13):
+def model(name, body, inits, x, feat, out_shape=(None, G.NCLS), tail=True, opset=13, in_shape=None):
     """stem conv(3->4)+relu -> body (reads 'a', writes x) -> head on x ([N, feat] after Flatten)."""
     n0, i0 = conv("stem", "input", "s", 3, 4)
     nodes = n0 + [N("Relu", ["s"], ["a"], name="stem_relu")] + body
@@ -76,7 +76,7 @@ def model(name, body, inits, x, feat, out_shape=(None, G.NCLS), tail=True, opset
         nh, ih = head(x, feat)
         nodes += nh
         all_inits += ih
-    return lambda path: G.save(nodes, all_inits, path, out_shape=out_shape, opset=opset)
+    return lambda path: G.save(nodes, all_inits, path, out_shape=out_shape, opset=opset, in_shape=in_shape)
 
 
 ANY = "any outcome"  # the rule is checked, the outcome itself is not part of the case
@@ -230,10 +230,49 @@ def backbone_ops(c):
     c["SE_ReduceMean18_conv_HardSigmoid"] = (model("se2", se, ise, "o", F, opset=18), None)
     se, ise = se_block("se", "a", "o", 4, 2, "sigmoid", fc=True)
     c["SE_Gemm_Reshape_Sigmoid"] = (model("se3", se, ise, "o", F), None)
+    resize_cases(c)
     for name, opset, res in (("MobileNetV3_block_opset14", 14, False), ("MobileNetV3_block_residual_opset21", 21, True),
                              ("MobileNetV3_block_opset13_decomposed", 13, False)):
         nodes, inits = mbv3_block("a", "o", 4, 8, 4, opset, res)
         c[name] = (model(name, nodes, inits, "o", F, opset=opset), None)
+
+
+def resize_cases(c):
+    """Resize / Upsample as exporters write them (input [N, 4, 8, 8] -> [N, 4, OH, OW])."""
+    f32 = lambda *v: np.array(v, dtype=np.float32)
+
+    def rs(name, opset, node_inputs, inits, oh, ow, op="Resize", static_batch=False, expect=None, **attrs):
+        """static_batch: a fixed batch of 1, as torch.onnx.export writes without dynamic axes (4-D sizes name it)"""
+        shapes = dict(in_shape=[1, G.C, G.H, G.W], out_shape=(1, G.NCLS)) if static_batch else {}
+        c[name] = (model(name, [N(op, ["a"] + node_inputs, ["o"], name="resize", **attrs)], inits, "o", 4 * oh * ow,
+                         opset=opset, **shapes), expect)
+    rs("Upsample_opset7_linear_attr_scales", 7, [], [], 16, 16, op="Upsample", mode="linear", scales=[1.0, 1.0, 2.0, 2.0])
+    rs("Upsample_opset9_nearest", 9, ["sc"], [T("sc", f32(1, 1, 2, 2))], 16, 16, op="Upsample", mode="nearest")
+    rs("Resize_opset10_nearest_downscale", 10, ["sc"], [T("sc", f32(1, 1, 0.5, 0.75))], 4, 6, mode="nearest")
+    rs("Resize_opset11_nearest_asymmetric_floor", 11, ["roi", "sc"], [T("roi", f32()), T("sc", f32(1, 1, 2, 2))], 16, 16,
+       mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    rs("Resize_opset13_linear_pytorch_half_pixel", 13, ["", "sc"], [T("sc", f32(1, 1, 2, 2))], 16, 16, mode="linear",
+       coordinate_transformation_mode="pytorch_half_pixel")
+    rs("Resize_opset13_linear_align_corners_sizes", 13, ["", "", "sz"], [T("sz", i64(1, 4, 13, 11))], 13, 11,
+       mode="linear", coordinate_transformation_mode="align_corners", static_batch=True)
+    rs("Resize_sizes_fix_a_symbolic_batch_refused", 13, ["", "", "sz"], [T("sz", i64(2, 4, 13, 11))], 13, 11,
+       mode="linear", expect="node 'resize' (Resize): sizes [2, 4, ..] change the batch or channels of an input [N, 4, ..]")
+    rs("Resize_opset13_linear_half_pixel_downscale", 13, ["", "sc"], [T("sc", f32(1, 1, 0.5, 0.5))], 4, 4, mode="linear")
+    rs("Resize_opset13_nearest_half_pixel_round_prefer_ceil_sizes", 13, ["", "", "sz"], [T("sz", i64(1, 4, 12, 5))], 12,
+       5, mode="nearest", nearest_mode="round_prefer_ceil", static_batch=True)
+    rs("Resize_opset18_linear_sizes_axes", 18, ["", "", "sz"], [T("sz", i64(12, 10))], 12, 10, mode="linear",
+       axes=[2, 3])
+    rs("Resize_opset19_nearest_scales_axes", 19, ["", "sc"], [T("sc", f32(3, 1.5))], 24, 12, mode="nearest", axes=[-2, -1],
+       coordinate_transformation_mode="asymmetric", nearest_mode="round_prefer_floor")
+    c["Resize_cubic_refused"] = (model("rsc", [N("Resize", ["a", "", "sc"], ["o"], name="resize", mode="cubic")],
+                                       [T("sc", f32(1, 1, 2, 2))], "o", 4 * 16 * 16),
+                                 "node 'resize': op Resize (opset 13) is not supported: attribute mode must be nearest or "
+                                 "linear")
+    c["Resize_tf_crop_and_resize_refused"] = (
+        model("rst", [N("Resize", ["a", "roi", "sc"], ["o"], name="resize", mode="linear",
+                        coordinate_transformation_mode="tf_crop_and_resize")],
+              [T("roi", f32(0, 0, 0, 0, 1, 1, 1, 1)), T("sc", f32(1, 1, 2, 2))], "o", 4 * 16 * 16),
+        "op Resize (opset 13) is not supported: attribute coordinate_transformation_mode=tf_crop_and_resize")
 
 
 def se_block(p, x, y, ch, mid, gate, pool="gap", fc=False, gate_first=False):

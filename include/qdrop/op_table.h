@@ -46,7 +46,8 @@
     X(DIV,           "Div",                QD_OPT_BINARY | QD_OPT_TENSOR_IN)         \
     X(SOFTMAX,       "Softmax",            QD_OPT_TENSOR_IN)                         \
     X(HARDSIGMOID,   "HardSigmoid",        QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)      \
-    X(HARDSWISH,     "HardSwish",          QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)
+    X(HARDSWISH,     "HardSwish",          QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)      \
+    X(RESIZE,        "Resize",             0)
 
 /* Name and traits of an op id, without a link dependency (usable from CUDA translation units). */
 #define QD_OP_TABLE_NAME_(id, name, traits) name,

@@ -581,6 +581,31 @@ static qd_status emit_ir_node(xb *b, int ni) {
         nin = 5;
         break;
     }
+    case QD_OP_RESIZE: {
+        /* Resize-13 inputs X, roi, scales. Scales reproduce the IR's output size when
+         * (int64)(scale * in) gives it back (ONNX Runtime's rule); a size that no float scale
+         * reproduces is written as sizes (opset 18 axes [2, 3], keeping the batch dynamic) */
+        float sc[4] = {1.0f, 1.0f, a->resize_scale[0], a->resize_scale[1]};
+        int exact = 1;
+        for (int i = 0; i < 2 && x; i++) exact &= (int64_t)(sc[2 + i] * (float)x->dims[2 + i]) == y->dims[2 + i];
+        if (exact || b->opset < 18) {
+            if (!exact)
+                return qd_errorf(QD_ERR_UNSUPPORTED, "export: node %s (Resize): output size %lldx%lld has no float scale "
+                                 "at opset %d; set output.onnx_opset to 18 or more", nname, (long long)y->dims[2],
+                                 (long long)y->dims[3], b->opset);
+            const char *sn;
+            int64_t d4 = 4;
+            QD_TRY(xb_unique(b, nname, "_scales", &sn));
+            QD_TRY(xb_init_f32(b, sn, &d4, 1, sc, 4));
+            ins[2] = sn;
+        } else {
+            int64_t sz[2] = {y->dims[2], y->dims[3]};
+            QD_TRY(xb_const_i64v(b, nname, "_sizes", sz, 2, &ins[3]));
+        }
+        ins[1] = "";
+        nin = ins[3] ? 4 : 3;
+        break;
+    }
     case QD_OP_REDUCEMEAN:
         if (b->opset >= 18 && a->naxes > 0) {
             QD_TRY(xb_const_i64v(b, nname, "_axes", a->axes, a->naxes, &ins[1]));
@@ -607,6 +632,18 @@ static qd_status emit_ir_node(xb *b, int ni) {
     case QD_OP_BATCHNORM:
         QD_TRY(attr_f(b, n, "epsilon", a->epsilon));
         break;
+    case QD_OP_RESIZE: {
+        static const char *const coord[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"};
+        static const char *const nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+        QD_TRY(attr_s(b, n, "mode", a->resize_mode == QD_RESIZE_LINEAR ? "linear" : "nearest"));
+        QD_TRY(attr_s(b, n, "coordinate_transformation_mode", coord[a->resize_coord & 3]));
+        QD_TRY(attr_s(b, n, "nearest_mode", nearest[a->resize_nearest & 3]));
+        if (nin == 4) {
+            int64_t ax[2] = {2, 3};
+            QD_TRY(attr_ints(b, n, "axes", ax, 2));
+        }
+        break;
+    }
     case QD_OP_HARDSIGMOID:
         QD_TRY(attr_f(b, n, "alpha", a->alpha));
         QD_TRY(attr_f(b, n, "beta", a->beta));

@@ -9,6 +9,7 @@
  * Sizes come from an untrusted file: every sum and product is checked (core/checked.h) and every
  * output holds at most QD_MAX_TENSOR_NUMEL elements, so later int arithmetic cannot overflow.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -384,6 +385,37 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
         }
         if (batchy && a->perm[0] != 0)
             FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Transpose): the batch must stay dimension 0", src(g), n->name);
+        break;
+    }
+    case QD_OP_RESIZE: {
+        if (x->ndim != 4) FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Resize): only 2-D resizing of NCHW tensors (input "
+                               "rank %d)", src(g), n->name, x->ndim);
+        if (a->nperm == 2) { /* sizes over all dims: N and C stay */
+            if (a->perm[1] != x->dims[1] || (batchy && (sym || a->perm[0] != x->dims[0])))
+            {
+                char nb[32];
+                snprintf(nb, sizeof nb, "%lld", (long long)x->dims[0]);
+                FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Resize): sizes [%lld, %lld, ..] change the batch or channels of "
+                     "an input [%s, %lld, ..] (a symbolic batch takes scales, or sizes with axes [2, 3])", src(g),
+                     n->name, (long long)a->perm[0], (long long)a->perm[1], sym ? "N" : nb, (long long)x->dims[1]);
+            }
+            a->nperm = 0;
+        }
+        for (int i = 0; i < 2; i++) {
+            int64_t in = x->dims[2 + i];
+            if (a->resize_size[i] > 0) {
+                od[2 + i] = a->resize_size[i];
+                a->resize_scale[i] = (float)od[2 + i] / (float)in; /* as ONNX Runtime maps coordinates */
+            } else {
+                float o = a->resize_scale[i] * (float)in; /* ONNX Runtime: (int64)(scale * in), in float */
+                if (!(o < (float)INT32_MAX)) FAIL(QD_ERR_DATA, "%s: node '%s' (Resize): output extent %g too large",
+                                                  src(g), n->name, (double)o);
+                od[2 + i] = (int64_t)o;
+            }
+            if (od[2 + i] < 1 || in < 1)
+                FAIL(QD_ERR_DATA, "%s: node '%s' (Resize): axis %d resizes %lld to %lld", src(g), n->name, 2 + i,
+                     (long long)in, (long long)od[2 + i]);
+        }
         break;
     }
     case QD_OP_CONSTANT:
