@@ -856,7 +856,7 @@ qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is
         if (total) qd_k_reduce_mean<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(bc, rd, total, cnt, in[0], out);
         break;
     }
-    case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY:
+    case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY: case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE:
         QD_TRY(need_inputs(n, in, 1));
         if (qd_cu_numel(&is[0]) != total) return qd_errorf(QD_ERR_DATA, "cuda: %s %s: element count changes", cu_op_name(n->op), nname(n));
         if (total && out != in[0]) QD_CUDA_TRY(cudaMemcpyAsync(out, in[0], (size_t)total * sizeof(float), cudaMemcpyDefault, st));
@@ -967,7 +967,7 @@ qd_status qd_cu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *i
         if (nin) qd_k_reduce_mean_grad<<<qd_cu_blocks(nin), QD_CU_THREADS, 0, st>>>(bc, nin, (float)cnt, dout, din[0]);
         break;
     }
-    case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY:
+    case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY: case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE:
         if (!din[0]) return QD_OK;
         if (total) qd_k_axpy1<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(total, dout, din[0]);
         break;

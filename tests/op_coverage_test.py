@@ -199,6 +199,18 @@ def exporter_variants(c):
           N("BatchNormalization", ["p", "bn.g", "bn.b", "bn.m", "bn.v"], ["o"], name="bn", training_mode=0)]
     c["BatchNormalization_unfolded_opset15_after_pool"] = (model("bnu15", mp, bn, "o", 4 * 4 * 4, opset=15), None)
     c["external_data"] = (external_data, None)
+    # tf2onnx/Keras-style heads: GlobalAveragePool -> Squeeze to [N, C]; axes as attribute (< 13) and input (>= 13)
+    c["Squeeze_opset11_attr_head"] = (model("sq11", [N("GlobalAveragePool", ["a"], ["p"], name="gap"),
+                                                     N("Squeeze", ["p"], ["o"], name="squeeze", axes=[2, 3])], [], "o", 4,
+                                            opset=11), None)
+    c["Squeeze_opset13_input_head"] = (model("sq13", [N("GlobalAveragePool", ["a"], ["p"], name="gap"),
+                                                      N("Squeeze", ["p", "ax"], ["o"], name="squeeze")], [T("ax", i64(-1, 2))],
+                                             "o", 4), None)
+    c["Unsqueeze_opset11_attr"] = (model("usq11", [N("Unsqueeze", ["a"], ["o"], name="unsqueeze", axes=[2])], [], "o", F,
+                                         opset=11), None)
+    c["Squeeze_batch_axis_refused"] = (model("sqb", [N("GlobalAveragePool", ["a"], ["p"], name="gap"),
+                                                     N("Squeeze", ["p", "ax"], ["o"], name="squeeze")], [T("ax", i64(0, 2, 3))],
+                                             "o", 4), "node 'squeeze' (Squeeze): axis 0 would move the batch")
 
 
 def backbone_ops(c):
@@ -230,6 +242,8 @@ def backbone_ops(c):
     c["SE_ReduceMean18_conv_HardSigmoid"] = (model("se2", se, ise, "o", F, opset=18), None)
     se, ise = se_block("se", "a", "o", 4, 2, "sigmoid", fc=True)
     c["SE_Gemm_Reshape_Sigmoid"] = (model("se3", se, ise, "o", F), None)
+    se, ise = se_block("se", "a", "o", 4, 2, "hardsigmoid", fc="squeeze")
+    c["SE_ReduceMean_keepdims0_Gemm_Unsqueeze_HardSigmoid"] = (model("se4", se, ise, "o", F), None)
     resize_cases(c)
     for name, opset, res in (("MobileNetV3_block_opset14", 14, False), ("MobileNetV3_block_residual_opset21", 21, True),
                              ("MobileNetV3_block_opset13_decomposed", 13, False)):
@@ -278,14 +292,17 @@ def resize_cases(c):
 def se_block(p, x, y, ch, mid, gate, pool="gap", fc=False, gate_first=False):
     """Squeeze-and-excitation on x [N, ch, H, W]: pool -> reduce (1x1 conv or Gemm) -> Relu -> expand -> gate -> x * gate."""
     nodes, inits = [], []
-    if pool == "gap":
+    if fc == "squeeze":  # x.mean((2, 3)) -> Linear -> ... -> [:, :, None, None]
+        nodes.append(N("ReduceMean", [x], [p + "_flat"], name=p + "_pool", axes=[2, 3], keepdims=0))
+    elif pool == "gap":
         nodes.append(N("GlobalAveragePool", [x], [p + "_pool"], name=p + "_pool"))
     else:
         nodes.append(N("ReduceMean", [x, p + "_axes"], [p + "_pool"], name=p + "_pool", keepdims=1))
         inits.append(T(p + "_axes", i64(2, 3)))
     s = p + "_pool"
-    if fc:
+    if fc == True:  # noqa: E712 (fc is True, False or "squeeze")
         nodes.append(N("Flatten", [s], [p + "_flat"], name=p + "_flat"))
+    if fc:
         nodes += [N("Gemm", [p + "_flat", p + "_fc1.w", p + "_fc1.b"], [p + "_h"], name=p + "_fc1", transB=1),
                   N("Relu", [p + "_h"], [p + "_hr"], name=p + "_relu"),
                   N("Gemm", [p + "_hr", p + "_fc2.w", p + "_fc2.b"], [p + "_e"], name=p + "_fc2", transB=1)]
@@ -301,7 +318,11 @@ def se_block(p, x, y, ch, mid, gate, pool="gap", fc=False, gate_first=False):
     else:
         nodes.append(N("HardSigmoid", [p + "_e"], [p + "_g"], name=p + "_gate", alpha=1.0 / 6, beta=0.5))
     g = p + "_g"
-    if fc:
+    if fc == "squeeze":
+        nodes.append(N("Unsqueeze", [g, p + "_uax"], [p + "_g4"], name=p + "_view"))
+        inits.append(T(p + "_uax", i64(2, 3)))
+        g = p + "_g4"
+    elif fc:
         nodes.append(N("Reshape", [g, p + "_shape"], [p + "_g4"], name=p + "_view"))
         inits.append(T(p + "_shape", i64(0, ch, 1, 1)))
         g = p + "_g4"
@@ -347,6 +368,7 @@ PLANS = {
     "SE_GlobalAveragePool_conv_Sigmoid": (3, 2, ["stem_relu", "se_relu", "se_mul"], ["se_fc2", "se_gate"]),
     "SE_ReduceMean18_conv_HardSigmoid": (3, 2, ["stem_relu", "se_relu", "se_mul"], ["se_fc2", "se_gate"]),
     "SE_Gemm_Reshape_Sigmoid": (3, 2, ["se_relu", "se_mul"], ["se_fc2", "se_gate", "se_view"]),
+    "SE_ReduceMean_keepdims0_Gemm_Unsqueeze_HardSigmoid": (3, 2, ["se_relu", "se_mul"], ["se_fc2", "se_gate", "se_view"]),
     "MobileNetV3_block_opset14": (3, 5, ["exp_act", "dw_act", "se_relu", "se_mul", "proj"], ["se_fc2", "se_gate"]),
     "MobileNetV3_block_residual_opset21": (3, 5, ["exp_act", "dw_act", "se_relu", "se_mul", "res_add"],
                                            ["se_fc2", "se_gate", "proj"]),

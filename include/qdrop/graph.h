@@ -67,7 +67,7 @@ typedef struct qd_attrs {
     /* Transpose permutation */
     int nperm;
     int64_t perm[QD_MAX_DIMS];
-    /* ReduceMean axes (normalised to >= 0) */
+    /* ReduceMean, Squeeze, Unsqueeze axes (normalised to >= 0) */
     int naxes;
     int64_t axes[QD_MAX_DIMS];
     int keepdims;

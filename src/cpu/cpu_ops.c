@@ -950,12 +950,14 @@ qd_status qd_cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *i
         return QD_OK;
     }
     case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY:
-    case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: {
+    case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: {
         QD_TRY(need_inputs(n, in, 1));
         if (numel(&is[0]) != numel(os))
             return qd_errorf(QD_ERR_DATA, "node %s: %s: %lld input elements vs %lld output elements", n->name, qd_op_name(n->op),
                              (long long)numel(&is[0]), (long long)numel(os));
-        if (in[0] == out && (n->op == QD_OP_FLATTEN || n->op == QD_OP_RESHAPE || n->op == QD_OP_IDENTITY)) return QD_OK;
+        if (in[0] == out && (n->op == QD_OP_FLATTEN || n->op == QD_OP_RESHAPE || n->op == QD_OP_IDENTITY ||
+                             n->op == QD_OP_SQUEEZE || n->op == QD_OP_UNSQUEEZE))
+            return QD_OK;
         ew_task t = {n->op, in[0], NULL, NULL, out, unary_lo(n), unary_hi(n)};
         qd_cpu_parallel_for(pool, numel(os), QD_CPU_EW_GRAIN, unary_fwd, &t);
         return QD_OK;
@@ -1044,7 +1046,7 @@ qd_status qd_cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *
         return QD_OK;
     }
     case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY:
-    case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: {
+    case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: {
         if (!din[0]) return QD_OK;
         QD_TRY(need_inputs(n, in, 1));
         ew_task t = {n->op, in[0], out, dout, din[0], unary_lo(n), unary_hi(n)};

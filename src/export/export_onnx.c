@@ -581,6 +581,10 @@ static qd_status emit_ir_node(xb *b, int ni) {
         nin = 5;
         break;
     }
+    case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: /* exported at opset >= 13: axes as an input */
+        QD_TRY(xb_const_i64v(b, nname, "_axes", a->axes, a->naxes, &ins[1]));
+        nin = 2;
+        break;
     case QD_OP_RESIZE: {
         /* Resize-13 inputs X, roi, scales. Scales reproduce the IR's output size when
          * (int64)(scale * in) gives it back (ONNX Runtime's rule); a size that no float scale

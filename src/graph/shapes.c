@@ -387,6 +387,33 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
             FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Transpose): the batch must stay dimension 0", src(g), n->name);
         break;
     }
+    case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: {
+        int unsq = n->op == QD_OP_UNSQUEEZE, ond = unsq ? nd + a->naxes : nd;
+        if (ond > QD_MAX_DIMS) FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Unsqueeze): more than %d dims", src(g), n->name,
+                                    QD_MAX_DIMS);
+        unsigned char mark[QD_MAX_DIMS] = {0};
+        for (int k = 0; k < a->naxes; k++) {
+            int ax = norm_axis(a->axes[k], ond);
+            if (ax < 0 || mark[ax] || (!unsq && x->dims[ax] != 1))
+                FAIL(QD_ERR_DATA, "%s: node '%s' (%s): axis %lld out of range, repeated or (Squeeze) not of size 1",
+                     src(g), n->name, qd_op_name(n->op), (long long)a->axes[k]);
+            if (batchy && ax == 0)
+                FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (%s): axis 0 would move the batch", src(g), n->name,
+                     qd_op_name(n->op));
+            a->axes[k] = ax;
+            mark[ax] = 1;
+        }
+        int o = 0;
+        if (unsq) {
+            for (int d = 0, s = 0; d < ond; d++) od[d] = mark[d] ? 1 : x->dims[s++];
+            o = ond;
+        } else {
+            for (int d = 0; d < nd; d++)
+                if (!mark[d]) od[o++] = x->dims[d];
+        }
+        nd = o;
+        break;
+    }
     case QD_OP_RESIZE: {
         if (x->ndim != 4) FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Resize): only 2-D resizing of NCHW tensors (input "
                                "rank %d)", src(g), n->name, x->ndim);

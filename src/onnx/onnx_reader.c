@@ -35,9 +35,8 @@
 static const char k_supported[] =
     "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Relu, Clip, Sigmoid, BatchNormalization, MaxPool, "
     "AveragePool, GlobalAveragePool, ReduceMean, Flatten, Reshape, Pad (constant), Slice, Concat, "
-    "Transpose, Softmax, HardSigmoid, HardSwish, Resize (2-D nearest/linear), Upsample, Identity, Dropout, "
-    "Cast (to float), Constant; on constant inputs also "
-    "ConstantOfShape, Shape, Gather, Unsqueeze, Squeeze";
+    "Transpose, Squeeze, Unsqueeze, Softmax, HardSigmoid, HardSwish, Resize (2-D nearest/linear), Upsample, "
+    "Identity, Dropout, Cast (to float), Constant; on constant inputs also ConstantOfShape, Shape, Gather";
 
 typedef struct rd {
     const char *path;
@@ -1146,6 +1145,18 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
     case QD_OP_RESIZE:
         QD_TRY(resize_attrs(r, n, a));
         break;
+    case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: /* on an activation: axes as attribute (< 13) or input */
+        k = attr_ints(n, "axes", a->axes, QD_MAX_DIMS);
+        if (k == -2) return unsupported(r, n, "more than 8 axes");
+        if (k < 0 && n->n_input > 1 && S(n->input[1])[0]) {
+            const qd_value *c = const_input(r, n, 1);
+            if (!c || !c->idata || qd_value_numel(c) > QD_MAX_DIMS) return unsupported(r, n, "axes must be constant");
+            k = (int)qd_value_numel(c);
+            for (int i = 0; i < k; i++) a->axes[i] = c->idata[i];
+        }
+        if (k <= 0) return unsupported(r, n, "no axes on an activation (would squeeze a batch of 1)");
+        a->naxes = k;
+        break;
     case QD_OP_FLATTEN:
         QD_TRY(attr_int(r, n, "axis", 1, -QD_MAX_DIMS, QD_MAX_DIMS, &a->axis));
         break;
@@ -1213,7 +1224,8 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
 static int kept_inputs(const rd *r, qd_op op, const Onnx__NodeProto *n) {
     int ni = (int)n->n_input;
     switch (op) {
-    case QD_OP_CLIP: case QD_OP_PAD: case QD_OP_REDUCEMEAN: case QD_OP_IDENTITY: case QD_OP_RESIZE:
+    case QD_OP_CLIP: case QD_OP_PAD: case QD_OP_REDUCEMEAN: case QD_OP_IDENTITY: case QD_OP_RESIZE: case QD_OP_SQUEEZE:
+    case QD_OP_UNSQUEEZE:
         return ni > 0 ? 1 : 0;
     case QD_OP_RESHAPE: return ni > 2 ? 2 : ni;
     case QD_OP_SLICE: return r->opset < 10 ? 1 : ni;
