@@ -456,7 +456,17 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
 }
 
 qd_status qd_graph_infer_shapes(qd_graph *g) {
-    for (int i = 0; i < g->nnodes; i++) QD_TRY(infer_node(g, &g->nodes[i]));
+    for (int i = 0; i < g->nnodes; i++) {
+        qd_status st = infer_node(g, &g->nodes[i]);
+        if (st == QD_ERR_UNSUPPORTED && g->nodes[i].opset > 0) {
+            /* what the engine cannot run names the model's opset too (the reader's rule) */
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", qd_error_message());
+            qd_error_clear();
+            return qd_errorf(st, "%s (opset %d)", msg, g->nodes[i].opset);
+        }
+        QD_TRY(st);
+    }
     qd_graph_recount(g);
     return QD_OK;
 }
