@@ -8,10 +8,14 @@
  *      glue (node.unit = -1); a segment with one layer and no merging Add is a layer unit;
  *      anything else (residual Add, several layers) is a block unit. So a residual block is the
  *      subgraph closed by its Add, shortcut convs and parameter-free shortcuts included.
- *   3. Glue made only of point-wise ops (Relu, Clip, Sigmoid, bias Add/Mul, ...) right after a
- *      unit is absorbed into it: the ReLU after a conv belongs to the conv's unit (§1 step 4).
- *   4. Non-residual inverted-residual chains (MobileNetV2 t=1 / stride-2 blocks) are merged into
- *      one block: [1x1 conv + act] -> depthwise conv + act -> 1x1 conv without act.
+ *   3. Glue made only of point-wise ops (Relu, Clip, Sigmoid, HardSwish, SiLU, bias Add/Mul, ...)
+ *      right after a unit is absorbed into it: the ReLU after a conv belongs to the conv's unit
+ *      (§1 step 4).
+ *   4. Non-residual inverted-residual chains (MobileNetV2 t=1 / stride-2 blocks, MobileNetV3 /
+ *      EfficientNet blocks) are merged into one block: [1x1 conv + act] -> depthwise conv + act ->
+ *      [squeeze-and-excitation] -> 1x1 conv without act.
+ * A squeeze-and-excitation block never holds a cut (its input stays live until the gate Mul), so
+ * it always lies inside one unit; its gate is not quantized, the gated product is. 
  * docs/units.md lists the resulting counts per network.
  */
 #include <math.h>
