@@ -17,7 +17,10 @@ small CNN classifier ([N, 3, 8, 8] -> 10 classes). For every model:
   5. each model's expected outcome (run / rejected with a given message) is part of the case, so
      the rule cannot hold vacuously.
 Exit 0 pass, 1 fail, 77 without numpy/onnx/onnxruntime or the binary.
-Usage: QD_BIN=build/qdrop-gpu python3 tests/op_coverage_test.py [-k SUBSTRING]
+Usage: QD_BIN=build/qdrop-gpu python3 tests/op_coverage_test.py [--group base|import] [-k SUBSTRING]
+(--group import: the opset 7..21 spellings of torch.onnx.export / tf2onnx, pool modes, hard activations,
+Resize, squeeze-and-excitation blocks, whose unit partition and quantizers are checked from --inspect;
+a separate CTest entry so the two halves run in parallel)
 """
 import argparse
 import concurrent.futures
@@ -156,6 +159,12 @@ def cases():
     c["Constant"] = (model("cst", [N("Constant", [], ["k"], name="k", value=T("kv", rnd(1, 4, 1, 1))),
                                    N("Mul", ["a", "k"], ["o"], name="mul")], [], "o", F), None)
     c["mnist8_like"] = (mnist8_like, None)
+    return c
+
+
+def import_cases():
+    """The exporter spellings and backbone operators (test_op_coverage_import, docs/architecture.md "ONNX import")."""
+    c = {}
     exporter_variants(c)
     backbone_ops(c)
     return c
@@ -445,7 +454,11 @@ def one_line(stderr):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", default="")
+    ap.add_argument("--group", choices=("base", "import"), default="base")
     args = ap.parse_args()
+    global WORK
+    if args.group != "base":
+        WORK += "_" + args.group
     if not os.path.exists(BIN):
         print(f"SKIP: no binary {BIN}")
         return 77
@@ -456,7 +469,7 @@ def main():
     failures = []
     ran = rejected = 0
     todo = []
-    for name, (build, expect_reject) in cases().items():  # models built in order: seeded weights
+    for name, (build, expect_reject) in (cases() if args.group == "base" else import_cases()).items():  # seeded, in order
         if args.k and args.k not in name:
             continue
         path = os.path.join(WORK, name + ".onnx")
