@@ -1117,9 +1117,13 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
         if (!(a->epsilon >= 0.0f) || !isfinite(a->epsilon))
             return qd_errorf(QD_ERR_DATA, "%s: node '%s' (BatchNormalization): epsilon %g must be finite and >= 0",
                              r->path, nm, (double)a->epsilon);
-        if (attr_i(n, "training_mode", 0) != 0) return unsupported(r, n, "training_mode=1");
+        /* a training-mode export normalises with batch statistics: not the network to quantize */
+        if (attr_i(n, "training_mode", 0) != 0)
+            return unsupported(r, n, "training_mode=1 (a training-mode export: export the model in eval mode)");
         for (size_t i = 1; i < n->n_output; i++)
-            if (S(n->output[i])[0]) return unsupported(r, n, "training outputs (running mean/var)");
+            if (S(n->output[i])[0])
+                return unsupported(r, n, "training outputs (running mean/var; a training-mode export: export the "
+                                   "model in eval mode)");
         break;
     case QD_OP_CLIP:
         if (r->opset < 11) {

@@ -88,6 +88,12 @@ def cases(m):
          lambda: _model([helper.make_node("Unsqueeze", ["r1", "ax"], ["u"], name="usq"),
                          helper.make_node("Squeeze", ["u", "ax"], ["z"], name="sq")], [_i64("ax", 0)]),
          "Unsqueeze at axis 0 of an activation")
+    bn = [_f32("g", 1, 1, 1, 1), _f32("b", 0, 0, 0, 0), _f32("mu", 0, 0, 0, 0), _f32("var", 1, 1, 1, 1)]
+    case("import_batchnorm_training_mode", r"node 'bn': op BatchNormalization \(opset 15\) is not supported: "
+         r"training_mode=1 \(a training-mode export: export the model in eval mode\)",
+         lambda: _model([helper.make_node("BatchNormalization", ["r1", "g", "b", "mu", "var"], ["z"], name="bn",
+                                          training_mode=1)], bn, opset=15),
+         "BatchNormalization of a training-mode export (batch statistics)")
     case("import_unsupported_op_names_opset", r"node 'gs': op GridSample \(opset 16\) is not supported",
          lambda: _model([helper.make_node("GridSample", ["r1", "grid"], ["z"], name="gs")],
                         [_f32("grid", *([0.0] * 2 * 32 * 32 * 2))], opset=16),
