@@ -258,6 +258,8 @@ def backbone_ops(c):
                              ("MobileNetV3_block_opset13_decomposed", 13, False)):
         nodes, inits = mbv3_block("a", "o", 4, 8, 4, opset, res)
         c[name] = (model(name, nodes, inits, "o", F, opset=opset), None)
+    nodes, inits = mbconv("a", "o", 4, 8, 4)
+    c["EfficientNet_MBConv_SiLU_SE_residual"] = (model("mbconv", nodes, inits, "o", F), None)
 
 
 def resize_cases(c):
@@ -298,7 +300,7 @@ def resize_cases(c):
         "op Resize (opset 13) is not supported: attribute coordinate_transformation_mode=tf_crop_and_resize")
 
 
-def se_block(p, x, y, ch, mid, gate, pool="gap", fc=False, gate_first=False):
+def se_block(p, x, y, ch, mid, gate, pool="gap", fc=False, gate_first=False, act="relu"):
     """Squeeze-and-excitation on x [N, ch, H, W]: pool -> reduce (1x1 conv or Gemm) -> Relu -> expand -> gate -> x * gate."""
     nodes, inits = [], []
     if fc == "squeeze":  # x.mean((2, 3)) -> Linear -> ... -> [:, :, None, None]
@@ -320,7 +322,8 @@ def se_block(p, x, y, ch, mid, gate, pool="gap", fc=False, gate_first=False):
     else:
         n1, i1 = conv(p + "_fc1", s, p + "_h", ch, mid, k=1, pad=0)
         n2, i2 = conv(p + "_fc2", p + "_hr", p + "_e", mid, ch, k=1, pad=0)
-        nodes += n1 + [N("Relu", [p + "_h"], [p + "_hr"], name=p + "_relu")] + n2
+        a = [N("Relu", [p + "_h"], [p + "_hr"], name=p + "_relu")] if act == "relu" else silu(p + "_h", p + "_hr", p + "_relu")
+        nodes += n1 + a + n2
         inits += i1 + i2
     if gate == "sigmoid":
         nodes.append(N("Sigmoid", [p + "_e"], [p + "_g"], name=p + "_gate"))
@@ -337,6 +340,23 @@ def se_block(p, x, y, ch, mid, gate, pool="gap", fc=False, gate_first=False):
         g = p + "_g4"
     nodes.append(N("Mul", [g, x] if gate_first else [x, g], [y], name=p + "_mul"))
     return nodes, inits
+
+
+def silu(x, y, name):
+    """SiLU as torch.onnx.export writes nn.SiLU: x * Sigmoid(x)."""
+    return [N("Sigmoid", [x], [y + "_s"], name=name + "_sigmoid"), N("Mul", [x, y + "_s"], [y], name=name)]
+
+
+def mbconv(x, y, cin, cexp, cout):
+    """EfficientNet MBConv with a residual: expand 1x1 + SiLU -> depthwise 3x3 + SiLU -> SE (SiLU, Sigmoid gate)
+    -> project 1x1, + x."""
+    n1, i1 = conv("exp", x, "e", cin, cexp, k=1, pad=0)
+    n2, i2 = conv("dw", "ea", "d", cexp, cexp, group=cexp)
+    se, ise = se_block("se", "da", "sx", cexp, 2, "sigmoid", gate_first=True, act="silu")
+    n3, i3 = conv("proj", "sx", "pj", cexp, cout, k=1, pad=0)
+    nodes = n1 + silu("e", "ea", "exp_act") + n2 + silu("d", "da", "dw_act") + se + n3 + \
+        [N("Add", [x, "pj"], [y], name="res_add")]
+    return nodes, i1 + i2 + ise + i3
 
 
 def hardswish(x, y, name, opset):
@@ -383,6 +403,8 @@ PLANS = {
                                            ["se_fc2", "se_gate", "proj"]),
     "MobileNetV3_block_opset13_decomposed": (3, 5, ["exp_act", "dw_act", "se_relu", "se_mul", "proj"],
                                              ["se_fc2", "se_gate", "exp", "dw", "exp_act_gate"]),
+    "EfficientNet_MBConv_SiLU_SE_residual": (3, 5, ["exp_act", "dw_act", "se_relu", "se_mul", "res_add"],
+                                             ["exp", "dw", "se_fc1", "se_fc2", "se_gate", "proj"]),
     "SiLU_x_mul_Sigmoid": (3, 1, ["silu"], ["c1", "sig"]),
     "HardSwish_as_x_mul_HardSigmoid_opset13": (3, 1, ["hswish"], ["c1", "hsig"]),
 }
