@@ -258,6 +258,8 @@ def backbone_ops(c):
                              ("MobileNetV3_block_opset13_decomposed", 13, False)):
         nodes, inits = mbv3_block("a", "o", 4, 8, 4, opset, res)
         c[name] = (model(name, nodes, inits, "o", F, opset=opset), None)
+    nodes, inits = mbv3_block("a", "o", 4, 8, 4, "keras", False)
+    c["MobileNetV3_block_keras_hard_swish_tf2onnx"] = (model("mbv3k", nodes, inits, "o", F), None)
     nodes, inits = mbconv("a", "o", 4, 8, 4)
     c["EfficientNet_MBConv_SiLU_SE_residual"] = (model("mbconv", nodes, inits, "o", F), None)
 
@@ -327,6 +329,10 @@ def se_block(p, x, y, ch, mid, gate, pool="gap", fc=False, gate_first=False, act
         inits += i1 + i2
     if gate == "sigmoid":
         nodes.append(N("Sigmoid", [p + "_e"], [p + "_g"], name=p + "_gate"))
+    elif gate == "keras":  # hard_sigmoid as Keras writes it: relu6(x + 3) / 6
+        nodes += [N("Add", [p + "_e", "k3"], [p + "_e3"], name=p + "_add3"),
+                  N("Clip", [p + "_e3", "k0", "k6"], [p + "_e6"], name=p + "_relu6"),
+                  N("Div", [p + "_e6", "k6"], [p + "_g"], name=p + "_gate")]
     else:
         nodes.append(N("HardSigmoid", [p + "_e"], [p + "_g"], name=p + "_gate", alpha=1.0 / 6, beta=0.5))
     g = p + "_g"
@@ -360,6 +366,11 @@ def mbconv(x, y, cin, cexp, cout):
 
 
 def hardswish(x, y, name, opset):
+    if opset == "keras":  # x * relu6(x + 3) / 6 (tf2onnx of a Keras MobileNetV3)
+        return [N("Add", [x, "k3"], [y + "_3"], name=name + "_add3"),
+                N("Clip", [y + "_3", "k0", "k6"], [y + "_6"], name=name + "_relu6"),
+                N("Mul", [y + "_6", "k16"], [y + "_g"], name=name + "_div6"),
+                N("Mul", [x, y + "_g"], [y], name=name)]
     if opset >= 14:
         return [N("HardSwish", [x], [y], name=name)]
     return [N("HardSigmoid", [x], [y + "_g"], name=name + "_gate", alpha=1.0 / 6, beta=0.5),
@@ -369,9 +380,13 @@ def hardswish(x, y, name, opset):
 def mbv3_block(x, y, cin, cexp, cout, opset, residual):
     """MobileNetV3 inverted residual: expand 1x1 + HardSwish -> depthwise 3x3 + HardSwish -> SE (HardSigmoid gate)
     -> project 1x1 (linear), plus x when residual."""
+    keras = opset == "keras"
     n1, i1 = conv("exp", x, "e", cin, cexp, k=1, pad=0)
     n2, i2 = conv("dw", "ea", "d", cexp, cexp, group=cexp)
-    se, ise = se_block("se", "da", "sx", cexp, 4, "hardsigmoid", pool="reducemean18" if opset >= 18 else "gap")
+    se, ise = se_block("se", "da", "sx", cexp, 4, "keras" if keras else "hardsigmoid",
+                       pool="reducemean18" if not keras and opset >= 18 else "gap")
+    if keras:
+        ise += [T("k0", np.float32(0)), T("k3", np.float32(3)), T("k6", np.float32(6)), T("k16", np.float32(1 / 6))]
     n3, i3 = conv("proj", "sx", "pj" if residual else y, cexp, cout, k=1, pad=0)
     nodes = n1 + hardswish("e", "ea", "exp_act", opset) + n2 + hardswish("d", "da", "dw_act", opset) + se + n3
     if residual:
@@ -405,6 +420,8 @@ PLANS = {
                                              ["se_fc2", "se_gate", "exp", "dw", "exp_act_gate"]),
     "EfficientNet_MBConv_SiLU_SE_residual": (3, 5, ["exp_act", "dw_act", "se_relu", "se_mul", "res_add"],
                                              ["exp", "dw", "se_fc1", "se_fc2", "se_gate", "proj"]),
+    "MobileNetV3_block_keras_hard_swish_tf2onnx": (3, 5, ["exp_act", "dw_act", "se_relu", "se_mul", "proj"],
+                                                   ["exp", "dw", "se_fc2", "se_gate", "exp_act_relu6", "dw_act_div6"]),
     "SiLU_x_mul_Sigmoid": (3, 1, ["silu"], ["c1", "sig"]),
     "HardSwish_as_x_mul_HardSigmoid_opset13": (3, 1, ["hswish"], ["c1", "hsig"]),
 }

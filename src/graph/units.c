@@ -67,19 +67,30 @@ static int is_act_mul(const qd_graph *g, const qd_node *n) {
     return n->op == QD_OP_MUL && qd_node_act_input(g, n, 0) >= 0 && qd_node_act_input(g, n, 1) >= 0;
 }
 
-/* Mul(v, f(v)) with f Sigmoid or HardSigmoid: SiLU (x * Sigmoid(x)) and HardSwish as exporters
- * write it below opset 14 (x * HardSigmoid(x)). An activation function, not a gate. Returns the
- * operand v (-1 when n is not such a Mul). */
+/* One step of a gate function: Sigmoid, HardSigmoid, Relu, Clip, or Add/Sub/Mul/Div with a
+ * constant (the x + 3 -> Relu6 -> / 6 spelling of hard-sigmoid that Keras models carry through
+ * tf2onnx). */
+static int is_gate_step(const qd_graph *g, const qd_node *n) {
+    if (n->op == QD_OP_SIGMOID || n->op == QD_OP_HARDSIGMOID || n->op == QD_OP_RELU || n->op == QD_OP_CLIP) return 1;
+    return is_binary(n->op) && qd_node_act_input(g, n, 0) >= 0 && qd_node_act_input(g, n, 1) < 0;
+}
+
+/* Mul(v, f(v)) with f a short chain of gate steps containing a Sigmoid, HardSigmoid or Clip, each
+ * intermediate read once: SiLU (x * Sigmoid(x)), HardSwish as exporters write it below opset 14
+ * (x * HardSigmoid(x)) and as Keras does (x * Relu6(x + 3) / 6). An activation function, not a
+ * gate. Returns the operand v (-1 when n is not such a Mul). */
 static int self_gated_input(const qd_graph *g, const qd_node *n) {
     if (!is_act_mul(g, n)) return -1;
     for (int k = 0; k < 2; k++) {
-        int v = n->inputs[k], s = n->inputs[1 - k];
-        int p = g->values[s].producer;
-        if (p < 0) continue;
-        const qd_node *f = &g->nodes[p];
-        if ((f->op == QD_OP_SIGMOID || f->op == QD_OP_HARDSIGMOID) && f->inputs[0] == v &&
-            g->values[s].nconsumers == 1)
-            return v;
+        int v = n->inputs[k], s = n->inputs[1 - k], squash = 0;
+        for (int hop = 0; hop < 4 && s >= 0 && s != v && g->values[s].nconsumers == 1; hop++) {
+            int p = g->values[s].producer;
+            if (p < 0 || !is_gate_step(g, &g->nodes[p])) break;
+            const qd_node *f = &g->nodes[p];
+            squash |= f->op == QD_OP_SIGMOID || f->op == QD_OP_HARDSIGMOID || f->op == QD_OP_CLIP;
+            s = qd_node_act_input(g, f, 0);
+        }
+        if (s == v && squash) return v;
     }
     return -1;
 }
@@ -93,6 +104,22 @@ static int gate_mul_operand(const qd_graph *g, const qd_node *n) {
     for (int k = 0; k < 2; k++)
         if (qd_value_numel(&g->values[n->inputs[k]]) == on) return k;
     return -1;
+}
+
+/* 1 when value v, through a chain of single-reader gate steps and view ops, is the gate of a
+ * gate Mul (the excitation of a squeeze-and-excitation block). */
+static int feeds_gate(const qd_graph *g, int v, int after) {
+    for (int hop = 0; hop < 8 && v >= 0 && g->values[v].nconsumers == 1 && !qd_graph_is_output(g, v); hop++) {
+        int r = first_reader(g, v, after);
+        if (r < 0) return 0;
+        const qd_node *rn = &g->nodes[r];
+        int k = gate_mul_operand(g, rn);
+        if (k >= 0) return rn->inputs[k] != v;
+        if (!is_gate_step(g, rn) && !(qd_op_traits(rn->op) & QD_OPT_VIEW)) return 0;
+        v = rn->outputs[0];
+        after = r;
+    }
+    return 0;
 }
 
 /* Activation functions that end a layer (§1 step 4): Relu, Clip, HardSwish, HardSigmoid,
@@ -329,13 +356,18 @@ static int layer_act_out(const qd_graph *g, int node, int *one_sided, int *gate)
     int v = g->nodes[node].outputs[0];
     *one_sided = 0;
     *gate = 0;
+    if (feeds_gate(g, v, node)) {
+        *gate = 1;
+        return v;
+    }
     int acted = 0;
     for (int guard = 0; guard < 8; guard++) {
         if (v < 0 || qd_graph_is_output(g, v)) break;
-        if (!acted && g->values[v].nconsumers == 2) { /* SiLU: Sigmoid(v) and Mul(v, Sigmoid(v)) */
-            int c1 = first_reader(g, v, node), c2 = c1 >= 0 ? first_reader(g, v, c1) : -1;
-            int c = c2 >= 0 && self_gated_input(g, &g->nodes[c2]) == v ? c2 : -1;
-            if (c < 0) break;
+        if (!acted && g->values[v].nconsumers >= 2) { /* SiLU: f(v) and Mul(v, f(v)) read v */
+            int c = -1;
+            for (int r = first_reader(g, v, node); r >= 0 && c < 0; r = first_reader(g, v, r))
+                if (self_gated_input(g, &g->nodes[r]) == v) c = r;
+            if (c < 0 || g->values[v].nconsumers != 2) break;
             v = g->nodes[c].outputs[0];
             node = c;
             acted = 1;
@@ -350,32 +382,12 @@ static int layer_act_out(const qd_graph *g, int node, int *one_sided, int *gate)
             node = c;
             continue;
         }
-        if (!acted && is_activation(g, cn) && cn->op != QD_OP_SIGMOID && cn->op != QD_OP_HARDSIGMOID) {
+        if (!acted && is_activation(g, cn)) {
             *one_sided = activation_one_sided(g, cn);
             v = cn->outputs[0];
             node = c;
             acted = 1;
             continue;
-        }
-        if (cn->op == QD_OP_SIGMOID || cn->op == QD_OP_HARDSIGMOID || (qd_op_traits(cn->op) & QD_OPT_VIEW)) {
-            /* a gate? follow Sigmoid/HardSigmoid and reshapes to a gate Mul */
-            int u = cn->outputs[0], at = c;
-            for (int hop = 0; hop < 4 && u >= 0 && g->values[u].nconsumers == 1 && !qd_graph_is_output(g, u); hop++) {
-                int r = first_reader(g, u, at);
-                if (r < 0) break;
-                const qd_node *rn = &g->nodes[r];
-                if (gate_mul_operand(g, rn) >= 0 && rn->inputs[gate_mul_operand(g, rn)] != u) {
-                    *gate = 1;
-                    return v;
-                }
-                if (!(qd_op_traits(rn->op) & QD_OPT_VIEW)) break;
-                u = rn->outputs[0];
-                at = r;
-            }
-            if (!acted && (cn->op == QD_OP_SIGMOID || cn->op == QD_OP_HARDSIGMOID)) {
-                *one_sided = 1; /* a Sigmoid/HardSigmoid used as the layer's activation */
-                v = cn->outputs[0];
-            }
         }
         break;
     }
