@@ -287,6 +287,12 @@ def resize_cases(c):
     rs("Resize_opset13_linear_half_pixel_downscale", 13, ["", "sc"], [T("sc", f32(1, 1, 0.5, 0.5))], 4, 4, mode="linear")
     rs("Resize_opset13_nearest_half_pixel_round_prefer_ceil_sizes", 13, ["", "", "sz"], [T("sz", i64(1, 4, 12, 5))], 12,
        5, mode="nearest", nearest_mode="round_prefer_ceil", static_batch=True)
+    # 6 -> 7: 7/6 in float times 6 is 6.9999998, so the exported scale is the next float up
+    c["Resize_opset13_sizes_7_over_6_exported_as_scale"] = (
+        model("rs76", [N("MaxPool", ["a"], ["p"], name="mp", kernel_shape=[3, 3]),
+                       N("Resize", ["p", "", "", "sz"], ["o"], name="resize", mode="linear",
+                         coordinate_transformation_mode="half_pixel")], [T("sz", i64(1, 4, 7, 7))], "o", 4 * 7 * 7,
+              in_shape=[1, G.C, G.H, G.W], out_shape=(1, G.NCLS)), None)
     rs("Resize_opset18_linear_sizes_axes", 18, ["", "", "sz"], [T("sz", i64(12, 10))], 12, 10, mode="linear",
        axes=[2, 3])
     rs("Resize_opset19_nearest_scales_axes", 19, ["", "sc"], [T("sc", f32(3, 1.5))], 24, 12, mode="nearest", axes=[-2, -1],

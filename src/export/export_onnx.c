@@ -591,7 +591,17 @@ static qd_status emit_ir_node(xb *b, int ni) {
          * reproduces is written as sizes (opset 18 axes [2, 3], keeping the batch dynamic) */
         float sc[4] = {1.0f, 1.0f, a->resize_scale[0], a->resize_scale[1]};
         int exact = 1;
-        for (int i = 0; i < 2 && x; i++) exact &= (int64_t)(sc[2 + i] * (float)x->dims[2 + i]) == y->dims[2 + i];
+        for (int i = 0; i < 2 && x; i++) {
+            /* ONNX Runtime sizes the output as (int64)(scale * in) in float, ONNX shape inference
+             * as floor(scale * in) in double: out / in as a float may land just below the size in
+             * either (7/6 * 6 = 6.99999976 in double); the next float up gives it in both (a
+             * relative change of 1e-7 in the sampling positions) */
+            int64_t in = x->dims[2 + i], want = y->dims[2 + i];
+            for (int step = 0; step < 4 && ((int64_t)(sc[2 + i] * (float)in) < want ||
+                                            (int64_t)floor((double)sc[2 + i] * (double)in) < want); step++)
+                sc[2 + i] = nextafterf(sc[2 + i], INFINITY);
+            exact &= (int64_t)(sc[2 + i] * (float)in) == want && (int64_t)floor((double)sc[2 + i] * (double)in) == want;
+        }
         if (exact || b->opset < 18) {
             if (!exact)
                 return qd_errorf(QD_ERR_UNSUPPORTED, "export: node %s (Resize): output size %lldx%lld has no float scale "
