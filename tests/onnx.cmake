@@ -16,3 +16,13 @@ if(Python3_Interpreter_FOUND)
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/onnx_parity.py $<TARGET_FILE:test_onnx_parity_bin>
     LABELS unit TIMEOUT 900)
 endif()
+
+# The exporter spellings (opsets 7..21 as torch.onnx.export / tf2onnx write them), pool modes, hard
+# activations, Resize/Upsample and squeeze-and-excitation blocks: tests/op_coverage_test.py's rule
+# (ORT parity, 1-iteration run + export that ORT runs, or one identical refusal) on one tiny model
+# each, plus the SE/MobileNetV3 unit partition and quantizer placement from --inspect.
+if(Python3_Interpreter_FOUND)
+  qd_add_script_test(test_op_coverage_import
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/op_coverage_test.py --group import
+    LABELS "e2e" TIMEOUT 900)
+endif()

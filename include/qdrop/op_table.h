@@ -46,7 +46,12 @@
     X(TRANSPOSE,     "Transpose",          QD_OPT_TENSOR_IN)                         \
     X(SUB,           "Sub",                QD_OPT_BINARY | QD_OPT_TENSOR_IN)         \
     X(DIV,           "Div",                QD_OPT_BINARY | QD_OPT_TENSOR_IN)         \
-    X(SOFTMAX,       "Softmax",            QD_OPT_TENSOR_IN)
+    X(SOFTMAX,       "Softmax",            QD_OPT_TENSOR_IN)                         \
+    X(HARDSIGMOID,   "HardSigmoid",        QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)      \
+    X(HARDSWISH,     "HardSwish",          QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)      \
+    X(RESIZE,        "Resize",             0)                                        \
+    X(SQUEEZE,       "Squeeze",            QD_OPT_VIEW)                              \
+    X(UNSQUEEZE,     "Unsqueeze",          QD_OPT_VIEW)
 
 /* Name and traits of an op id, without a link dependency (usable from CUDA translation units). */
 #define QD_OP_TABLE_NAME_(id, name, traits) name,
