@@ -51,7 +51,9 @@
     X(HARDSWISH,     "HardSwish",          QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)      \
     X(RESIZE,        "Resize",             0)                                        \
     X(SQUEEZE,       "Squeeze",            QD_OPT_VIEW)                              \
-    X(UNSQUEEZE,     "Unsqueeze",          QD_OPT_VIEW)
+    X(UNSQUEEZE,     "Unsqueeze",          QD_OPT_VIEW) \
+    X(LAYERNORM,     "LayerNormalization", QD_OPT_TENSOR_IN)                         \
+    X(GELU,          "Gelu",               QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)
 
 /* Name and traits of an op id, without a link dependency (usable from CUDA translation units). */
 #define QD_OP_TABLE_NAME_(id, name, traits) name,
