@@ -15,15 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
 #include "qdrop/exec.h"
 #include "qdrop/fsutil.h"
 #include "qdrop/graph.h"
 #include "recon/recon.h"
-
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); fails++; } } while (0)
 
 static void farr(const cJSON *a, float *dst, int n) {
     for (int i = 0; i < n; i++) dst[i] = (float)cJSON_GetArrayItem(a, i)->valuedouble;
@@ -48,7 +46,7 @@ int main(void) {
     CHECK(g->nunits == 1, "expected 1 unit, got %d", g->nunits);
     CHECK(g->nwq == 2, "expected 2 weight quantizers, got %d", g->nwq);
     CHECK(g->nact == 2, "expected 2 activation quantizers, got %d", g->nact);
-    if (fails) return 1;
+    if (qd_test_failures) return 1;
     cJSON *ws = cJSON_GetObjectItem(fx, "w_scale"), *wz = cJSON_GetObjectItem(fx, "w_zp"), *as = cJSON_GetObjectItem(fx, "a_scale");
     for (int k = 0; k < 2; k++) {
         /* weight quantizers in node order: conv1, conv2 */
@@ -89,9 +87,8 @@ int main(void) {
     memset(&ctx, 0, sizeof ctx);
     ctx.g = g; ctx.b = b; ctx.exec = ex; ctx.cfg = &cfg;
     ctx.calib_host = xcal; ctx.ncal = ncal; ctx.image_numel = (int64_t)C * HW * HW;
-    ctx.act_in_unit_quant = 1; ctx.learn_scales = 1;
-    ctx.keep_prob = cfg.recon.drop_prob; ctx.input_keep_prob = cfg.recon.drop_prob;
-    ctx.upstream_mode = QD_EXEC_QUANT;
+    qd_mode_plan mp = qd_mode_plan_for(QD_MODE_QDROP);   /* activations on, scales learned, drop */
+    qd_unit_params up = qd_unit_params_recon(&cfg, &mp);
     qd_unit_spec u;
     memset(&u, 0, sizeof u);
     snprintf(u.name, sizeof u.name, "golden block");
@@ -101,7 +98,7 @@ int main(void) {
     int nw = C * C * 9;
     float rec[8], reg[8], scales[2];
     float *V[2] = {malloc(sizeof(float) * nw), malloc(sizeof(float) * nw)};
-    if (qd_recon_unit_trace(&ctx, &u, iters, rec, reg, V, scales) != QD_OK) { fprintf(stderr, "%s\n", qd_error_message()); return 1; }
+    if (qd_recon_unit_trace(&ctx, &u, &up, iters, rec, reg, V, scales) != QD_OK) { fprintf(stderr, "%s\n", qd_error_message()); return 1; }
 
     cJSON *tr = cJSON_GetObjectItem(fx, "trace");
     for (int i = 0; i < iters; i++) {
@@ -138,7 +135,5 @@ int main(void) {
     qd_backend_destroy(b);
     qd_graph_free(g);
     cJSON_Delete(fx);
-    if (fails) { fprintf(stderr, "%d check(s) failed\n", fails); return 1; }
-    printf("golden iteration test passed\n");
-    return 0;
+    return qd_test_summary("test_golden_iter");
 }
