@@ -117,8 +117,8 @@ qd_status qd_eval(qd_config *cfg, const char *from_dir, const qd_run_options *op
                              (int)inv->dims[1], (int)inv->dims[2], (int)inv->dims[3], 0, cfg->eval_max_images, &val)) != QD_OK)
         goto done;
     {
-        qd_backend_options bo = {qd_default_threads(cfg), cfg->deterministic, cfg->tf32,
-                                 cfg->device_memory_budget_mb * 1024 * 1024};
+        qd_backend_options bo = {.threads = qd_default_threads(cfg), .deterministic = cfg->deterministic, .tf32 = cfg->tf32,
+                                 .memory_budget = cfg->device_memory_budget_mb * 1024 * 1024};
         const char *kind = cfg->device == QD_DEVICE_CPU ? "cpu" : cfg->device == QD_DEVICE_CUDA ? "cuda" : "auto";
         if ((st = qd_backend_create(kind, &bo, &b)) != QD_OK) goto done;
     }

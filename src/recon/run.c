@@ -28,6 +28,7 @@
 #include "qdrop/qdrop.h"
 #include "qdrop/report.h"
 #include "recon/ckpt.h"
+#include "recon/memplan.h"
 #include "recon/outdir.h"
 #include "recon/recon.h"
 #include "qdrop/utf8.h"
@@ -181,6 +182,7 @@ static uint64_t config_hash_for_resume(const qd_config *cfg) {
     memset(c.val_labels_path, 0, sizeof c.val_labels_path);
     c.export_onnx = 0; c.onnx_opset = 0; c.int4_weights = 0; c.plots = 0; c.logits = 0;
     c.recon.log_every = 0; c.threads = 0; c.device = QD_DEVICE_AUTO;
+    c.host_memory_budget = 0; /* in memory or spilled, the caches hold the same numbers */
     if (c.mode != QD_MODE_BRECQ) memset(&c.brecq, 0, sizeof c.brecq);   /* unused by the other modes */
     return qd_config_hash(&c);
 }
@@ -429,6 +431,8 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     mode_plan mp = plan_for(cfg->mode);
     char path[QD_PATH_MAX + 64];
     uint64_t cfg_hash = config_hash_for_resume(cfg), model_hash = 0;
+    qd_mem_plan mplan;
+    memset(&mplan, 0, sizeof mplan);
 
     /* outputs: log, resolved config (the directory is locked and cleaned by qd_outdir_open) */
     if (!opt->dry_run) {
@@ -480,11 +484,19 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     }
     cJSON_AddNumberToObject(times, "load_data_s", now_s() - t_phase);
 
+    /* memory plan (docs/memory.md): the caches against process.host_memory_budget; a run that
+     * cannot fit even with spilling stops here, before computing anything (exit 75) */
+    qd_mem_plan_in mpin = {cfg, S.g, S.units, S.nunits, S.calib.n, S.val.n, (int64_t)C * H * W, mp.reconstruct,
+                           mp.layerwise, mp.drop, cfg->device == QD_DEVICE_CUDA || (cfg->device == QD_DEVICE_AUTO && qd_cuda_available())};
+    if ((st = qd_mem_plan_make(&mpin, &mplan)) != QD_OK) goto done;
+    if (!opt->dry_run && (st = qd_mem_plan_check(&mplan, &mpin)) != QD_OK) goto done;
+
     if (opt->dry_run) {
         /* a dry run fails where the real run would: the requested device must exist, and the
          * checkpoint --resume would read must be there and valid for this model and config */
         if (cfg->device == QD_DEVICE_CUDA) {
-            qd_backend_options bo = {1, cfg->deterministic, cfg->tf32, cfg->device_memory_budget_mb * 1024 * 1024};
+            qd_backend_options bo = {.threads = 1, .deterministic = cfg->deterministic, .tf32 = cfg->tf32,
+                                     .memory_budget = cfg->device_memory_budget_mb * 1024 * 1024};
             if ((st = qd_backend_create("cuda", &bo, &S.b)) != QD_OK) goto done;
         }
         if (opt->resume) {
@@ -500,6 +512,8 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
             if ((st = qd_ckpt_load(path, S.g, cfg_hash, model_hash, &done_units, S.reps, rep_cap, &S.nreps)) != QD_OK) goto done;
         }
         print_dry_run(cfg, &S, &mp);
+        qd_mem_plan_print(&mplan, &mpin, stdout);
+        if ((st = qd_mem_plan_check(&mplan, &mpin)) != QD_OK) goto done;
         qd_estimate_plan ep = {mp.reconstruct, mp.act_in_unit, mp.learn_scales, mp.brecq_act,
                                mp.drop ? cfg->recon.drop_prob : 1.0f, mp.upstream};
         fflush(stdout);
@@ -513,8 +527,9 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     {
         /* quant.recon.keep_gpu=false puts every unit cache in pinned host memory (a 1-byte device
          * budget): the reference's keep_gpu: False, for GPUs too small for the caches */
-        qd_backend_options bo = {qd_default_threads(cfg), cfg->deterministic, cfg->tf32,
-                                 cfg->recon.keep_gpu ? cfg->device_memory_budget_mb * 1024 * 1024 : 1};
+        qd_backend_options bo = {.threads = qd_default_threads(cfg), .deterministic = cfg->deterministic, .tf32 = cfg->tf32,
+                                 .memory_budget = cfg->recon.keep_gpu ? cfg->device_memory_budget_mb * 1024 * 1024 : 1,
+                                 .host_memory_budget = mplan.cache_budget, .spill_dir = cfg->out_dir};
         const char *kind = cfg->device == QD_DEVICE_CPU ? "cpu" : cfg->device == QD_DEVICE_CUDA ? "cuda" : "auto";
         if ((st = qd_backend_create(kind, &bo, &S.b)) != QD_OK) goto done;
     }
@@ -712,6 +727,8 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     }
     if (cfg->logits && (st = qd_write_logits(od->stage, S.logits_fp, S.logits_q, S.val.n, nclasses)) != QD_OK) goto done;
 
+    qd_mem_log_peak(&mplan, S.b);
+
     /* results.json */
     {
         cJSON *r = cJSON_CreateObject();
@@ -794,6 +811,7 @@ done:
         st = interrupted(&S, path, opt->resume);
     }
     if (times) cJSON_Delete(times);
+    qd_mem_plan_free(&mplan);
     run_free(&S);
     if (!opt->dry_run) qd_log_close();
     return st;
