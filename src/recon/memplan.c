@@ -266,19 +266,24 @@ qd_status qd_mem_plan_check(const qd_mem_plan *p, const qd_mem_plan_in *in) {
     int spills = p->spill_peak > 0;
     if (spills && p->budget < p->window) {
         int u = p->window_unit;
+        char who[192];
+        if (u >= 0) snprintf(who, sizeof who, "unit %d (%.160s)", u, unit_name(in, u));
+        else snprintf(who, sizeof who, "activation ranges");
         return qd_errorf(QD_ERR_DEVICE_OOM,
-                         "%s%s%s: streaming its spilled caches needs %lld bytes per batch of %d images, more than "
+                         "%s: streaming its spilled caches needs %lld bytes per batch of %d images, more than "
                          "process.host_memory_budget %lld bytes; raise the budget (docs/memory.md)",
-                         u >= 0 ? "unit " : "activation ranges", u >= 0 ? unit_name(in, u) : "", "",
-                         (long long)p->window, in->ncal < QD_CALIB_BATCH ? in->ncal : QD_CALIB_BATCH, (long long)p->budget);
+                         who, (long long)p->window, in->ncal < QD_CALIB_BATCH ? in->ncal : QD_CALIB_BATCH, (long long)p->budget);
     }
     if (spills && p->disk_free >= 0 && p->spill_peak > p->disk_free) {
         int u = p->spill_unit;
         int64_t need = u >= 0 ? p->unit_cache[u] : p->spill_peak + p->cache_budget;
+        char who[192];
+        if (u >= 0) snprintf(who, sizeof who, "unit %d (%.160s)", u, unit_name(in, u));
+        else snprintf(who, sizeof who, "activation ranges");
         return qd_errorf(QD_ERR_DEVICE_OOM,
-                         "%s%s: caches need %lld bytes, process.host_memory_budget %lld bytes leaves %lld to spill, but %s "
+                         "%s: caches need %lld bytes, process.host_memory_budget %lld bytes leaves %lld to spill, but %s "
                          "has only %lld bytes free; raise the budget or free disk space (docs/memory.md)",
-                         u >= 0 ? "unit " : "activation ranges", u >= 0 ? unit_name(in, u) : "", (long long)need,
+                         who, (long long)need,
                          (long long)p->budget, (long long)p->spill_peak, p->spill_dir, (long long)p->disk_free);
     }
     return QD_OK;
