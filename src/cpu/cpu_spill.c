@@ -140,7 +140,7 @@ static int spill_file(qd_cpu_impl *c, size_t map_len, size_t want) {
     if (e == EOPNOTSUPP || e == EINVAL) e = ftruncate(fd, (off_t)map_len) == 0 ? 0 : errno;
     if (e != 0) {
         close(fd);
-        qd_errorf(e == ENOSPC || e == EDQUOT ? QD_ERR_DEVICE_OOM : QD_ERR_IO,
+        qd_errorf(e == ENOSPC || e == EDQUOT || e == EFBIG ? QD_ERR_DEVICE_OOM : QD_ERR_IO,
                   "cpu backend: cannot spill a %zu-byte cache to %s: %s (process.host_memory_budget %lld bytes, %lld "
                   "bytes of caches in memory, %lld already spilled)", want, dir, strerror(e),
                   (long long)c->cache_budget, (long long)c->mem_bytes, (long long)c->spill_bytes);

@@ -106,6 +106,9 @@ qd_status qd_mem_plan_make(const qd_mem_plan_in *in, qd_mem_plan *P) {
     P->cache_peak_unit = -1;
     P->spill_unit = -1;
     P->window_unit = -1;
+    P->cache_max_unit = -1;
+    struct rlimit rl;
+    P->file_limit = getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (int64_t)rl.rlim_cur : -1;
     P->unit_cache = calloc((size_t)in->nunits + 1, sizeof(int64_t));
     if (!P->unit_cache) return qd_errorf(QD_ERR_INTERNAL, "out of host memory");
 
@@ -144,15 +147,21 @@ qd_status qd_mem_plan_make(const qd_mem_plan_in *in, qd_mem_plan *P) {
         else live = 2 * fin + (fout > 2 * fnext ? fout : 2 * fnext);
         P->unit_cache[i] = 4 * (int64_t)in->ncal * live;
         if (P->unit_cache[i] > P->cache_peak) { P->cache_peak = P->unit_cache[i]; P->cache_peak_unit = i; }
+        int64_t one = 4 * (int64_t)in->ncal * (fin > fout ? (fin > fnext ? fin : fnext) : (fout > fnext ? fout : fnext));
+        if (one > P->cache_max) { P->cache_max = one; P->cache_max_unit = i; }
         int64_t w = 4 * (int64_t)nb * (fin + (fout > fnext ? fout : fnext));
         if (w > P->window) { P->window = w; P->window_unit = i; }
         int64_t t = training_bytes(g, u, cfg->recon.batch_size);
         if (t > train_peak) train_peak = t;
     }
+    if (range_buf > P->cache_max) { P->cache_max = range_buf; P->cache_max_unit = -1; }
     P->cache_budget = P->budget - P->window;
     if (P->cache_budget < 1) P->cache_budget = 1; /* every cache spills (the check refuses this plan) */
+    /* caches are placed in allocation order, each whole in memory or whole in a file: up to one
+     * cache's worth of the budget can stay unused, so the bound on disk adds the largest one */
     for (int i = 0; in->reconstruct && i < in->nunits; i++) {
-        int64_t sp = P->unit_cache[i] > P->cache_budget && !in->cuda ? P->unit_cache[i] - P->cache_budget : 0;
+        int64_t sp = P->unit_cache[i] > P->cache_budget && !in->cuda ? P->unit_cache[i] - P->cache_budget + P->cache_max : 0;
+        if (sp > P->unit_cache[i]) sp = P->unit_cache[i];
         if (sp > P->spill_peak) { P->spill_peak = sp; P->spill_unit = i; }
     }
     if (!in->cuda && range_buf > P->cache_budget && range_buf - P->cache_budget > P->spill_peak) {
@@ -273,6 +282,15 @@ qd_status qd_mem_plan_check(const qd_mem_plan *p, const qd_mem_plan_in *in) {
                          "%s: streaming its spilled caches needs %lld bytes per batch of %d images, more than "
                          "process.host_memory_budget %lld bytes; raise the budget (docs/memory.md)",
                          who, (long long)p->window, in->ncal < QD_CALIB_BATCH ? in->ncal : QD_CALIB_BATCH, (long long)p->budget);
+    }
+    if (spills && p->file_limit >= 0 && p->cache_max > p->file_limit) {
+        char who[192];
+        if (p->cache_max_unit >= 0) snprintf(who, sizeof who, "unit %d (%.160s)", p->cache_max_unit, unit_name(in, p->cache_max_unit));
+        else snprintf(who, sizeof who, "activation ranges");
+        return qd_errorf(QD_ERR_DEVICE_OOM,
+                         "%s: a %lld-byte cache may have to spill to one file, larger than the file size limit (ulimit -f) "
+                         "of %lld bytes, with process.host_memory_budget %lld bytes; raise the budget or the limit "
+                         "(docs/memory.md)", who, (long long)p->cache_max, (long long)p->file_limit, (long long)p->budget);
     }
     if (spills && p->disk_free >= 0 && p->spill_peak > p->disk_free) {
         int u = p->spill_unit;

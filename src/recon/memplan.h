@@ -45,6 +45,9 @@ typedef struct qd_mem_plan {
     int64_t spill_peak;      /* the most bytes in spill files at once */
     int spill_unit;
     int64_t disk_free;       /* of the spill directory (-1 unknown) */
+    int64_t cache_max;       /* the largest single cache (one spill file) */
+    int cache_max_unit;
+    int64_t file_limit;      /* RLIMIT_FSIZE (ulimit -f), -1 none */
     int64_t loaded;          /* resident memory measured once the model and images are loaded */
     int64_t overhead;        /* peak host memory besides the caches */
     int64_t *unit_cache;     /* [nunits] live cache bytes while unit i runs (malloc'd) */

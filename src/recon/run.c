@@ -256,14 +256,6 @@ static void print_dry_run(const qd_config *cfg, const run_state *s, const mode_p
     const qd_graph *g = s->g;
     printf("qdrop-gpu dry run: %s\n", cfg->model_path);
     qd_graph_print_plan(g, stdout);
-    int64_t worst = 0;
-    int worst_u = -1;
-    for (int i = 0; i < s->nunits; i++) {
-        int64_t in = qd_value_sample_numel(&g->values[s->units[i].input_value]);
-        int64_t out = qd_value_sample_numel(&g->values[s->units[i].output_value]);
-        int64_t bytes = 4 * (int64_t)s->calib.n * ((mp->drop ? 2 : 1) * in + out);
-        if (bytes > worst) { worst = bytes; worst_u = i; }
-    }
     int64_t wbytes = 0;
     for (int k = 0; k < g->nwq; k++) wbytes += 4 * (int64_t)g->wq[k].channels * g->wq[k].per_channel;
     printf("mode: %s, W%dA%d, %d units (%s), %d iterations per unit, batch %d, total %lld iterations\n",
@@ -275,8 +267,8 @@ static void print_dry_run(const qd_config *cfg, const run_state *s, const mode_p
                "inputs)\n", cfg->brecq.act_iters, (double)cfg->brecq.act_lr);
     printf("calibration: %d images (%s), activation ranges on %d; validation: %d images\n", s->calib.n, cfg->calib_path,
            cfg->act_calib_samples, s->val.n);
-    printf("memory estimate: largest unit cache %.1f MiB (unit %d: %s), weights %.1f MiB x ~6 (FP, V, Adam m/v, soft, grad)\n",
-           worst / 1048576.0, worst_u, worst_u >= 0 ? s->units[worst_u].name : "-", wbytes / 1048576.0);
+    /* the unit caches and every other buffer: the memory plan printed next (recon/memplan.h) */
+    printf("weights %.1f MiB (x ~6 while a unit trains: FP, V, Adam m/v, soft, grad)\n", wbytes / 1048576.0);
 }
 
 /* BRECQ stage 2 (docs/algorithm.md §6.2 "B", §6.3 last item, §9 "Original baselines"), after every unit's

@@ -197,7 +197,16 @@ static void test_plan_check(void) {
     p.window_unit = 0;
     snprintf(p.spill_dir, sizeof p.spill_dir, "/out");
     p.disk_free = (int64_t)10 << 30;
+    p.file_limit = -1;
+    p.cache_max = (int64_t)400 << 20;
+    p.cache_max_unit = 1;
     CHECK(qd_mem_plan_check(&p, &in) == QD_OK, "a plan that fits was refused: %s", qd_error_message());
+    qd_error_clear();
+    p.file_limit = (int64_t)1 << 20; /* ulimit -f: one spill file cannot hold the cache */
+    qd_status st0 = qd_mem_plan_check(&p, &in);
+    CHECK(st0 == QD_ERR_DEVICE_OOM && strstr(qd_error_message(), "unit 1 (block 1): a 419430400-byte cache") &&
+              strstr(qd_error_message(), "1048576"), "file size limit: %d %s", st0, qd_error_message());
+    p.file_limit = -1;
     qd_error_clear();
     p.disk_free = (int64_t)500 << 20; /* less than the 816 MiB to spill */
     qd_status st = qd_mem_plan_check(&p, &in);
