@@ -5,6 +5,7 @@
  * Precedence: defaults < config file < --set (in order) < --device/--out < qd_config_finalize.
  */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +121,11 @@ int main(int argc, char **argv) {
     /* A file-size limit (ulimit -f) must surface as a failed write (EFBIG -> exit 74 naming the
      * file, temp file removed), not as death by SIGXFSZ with a partial file left behind. */
     signal(SIGXFSZ, SIG_IGN);
+    /* Buffers of 1 MiB and more come from mmap and go back to the system when freed. glibc's
+     * default raises that threshold to the largest block freed so far, after which freed
+     * calibration buffers stay resident in the heap: peak RSS would then exceed the memory plan
+     * (docs/memory.md) by up to twice the largest buffer. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     /* subcommands on a finished run's files */
     if (argc > 1 && strcmp(argv[1], "report") == 0) return qd_cli_report(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "compare") == 0) return qd_cli_compare(argc - 1, argv + 1);

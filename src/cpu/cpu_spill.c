@@ -183,6 +183,9 @@ void *qd_cpu_cache_alloc(qd_backend *b, size_t bytes) {
         qd_errorf(QD_ERR_DEVICE_OOM, "cpu backend: cannot map a %zu-byte cache spill file: %s", bytes, strerror(me));
         return NULL;
     }
+    /* no readahead: it would bring (and, with large folios, map) whole neighbourhoods of the
+     * file for every sample a batch gather reads */
+    (void)madvise(p, map_len, MADV_RANDOM);
     if (record(c, p, want, map_len, 1) != 0) {
         munmap(p, map_len);
         qd_errorf(QD_ERR_INTERNAL, "cpu backend: out of host memory recording a cache");
