@@ -68,8 +68,12 @@ static qd_status cpu_gather_mix_spill(qd_backend *b, const float *quant_src, con
                                       const int32_t *iter, float *out) {
     qd_status st = g_cpu_gather_mix(b, quant_src, fp_src, idx, batch, sample_numel, key, keep_prob, iter, out);
     if (qd_cpu(b)->nspilled > 0) {
-        qd_cpu_spill_release_all_of(b, quant_src);
-        if (fp_src) qd_cpu_spill_release_all_of(b, fp_src);
+        /* the samples drawn (idx is host memory here) */
+        size_t sb = sizeof(float) * (size_t)sample_numel;
+        for (int32_t k = 0; k < batch; k++) {
+            qd_cpu_spill_release(b, quant_src + (int64_t)idx[k] * sample_numel, sb);
+            if (fp_src) qd_cpu_spill_release(b, fp_src + (int64_t)idx[k] * sample_numel, sb);
+        }
     }
     return st;
 }

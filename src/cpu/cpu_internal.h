@@ -64,8 +64,6 @@ void qd_cpu_cache_release_all(qd_cpu_impl *c);
 /* After an op touched [p, p + bytes) (bytes 0: to the end of its mapping): drop those pages of a
  * spilled cache from the process (no-op for other memory). */
 void qd_cpu_spill_release(qd_backend *b, const void *p, size_t bytes);
-/* The whole mapping holding p, when p lies in a spilled cache. */
-void qd_cpu_spill_release_all_of(qd_backend *b, const void *p);
 /* memmove that goes in chunks, releasing spilled pages after each one. */
 void qd_cpu_spill_copy(qd_backend *b, void *dst, const void *src, size_t bytes);
 

@@ -30,6 +30,9 @@
 #include "cpu/cpu_internal.h"
 
 #define QD_SPILL_CHUNK ((size_t)4 << 20)  /* bytes copied between two releases of spilled pages */
+/* A release covers the touched range widened to this alignment: a fault may map neighbouring
+ * pages too (fault-around, large folios), never beyond the page-table page (2 MiB) it lands in. */
+#define QD_SPILL_RELEASE_ALIGN ((uintptr_t)2 << 20)
 
 static size_t page_size(void) {
     static size_t ps;
@@ -61,19 +64,13 @@ void qd_cpu_spill_release(qd_backend *b, const void *p, size_t bytes) {
     qd_cpu_impl *c = qd_cpu(b);
     qd_cpu_cache *k = spill_of(c, p);
     if (!k) return;
-    size_t ps = page_size();
+    const uintptr_t al = QD_SPILL_RELEASE_ALIGN;
     uintptr_t base = (uintptr_t)k->p, end_map = base + k->map_len;
-    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(ps - 1);
-    uintptr_t hi = ((uintptr_t)p + bytes + ps - 1) & ~(uintptr_t)(ps - 1);
+    uintptr_t lo = (uintptr_t)p & ~(al - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes + al - 1) & ~(al - 1);
     if (bytes == 0 || hi > end_map) hi = end_map; /* bytes 0: the whole mapping from p on */
     if (lo < base) lo = base;
     if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
-
-void qd_cpu_spill_release_all_of(qd_backend *b, const void *p) {
-    qd_cpu_impl *c = qd_cpu(b);
-    qd_cpu_cache *k = spill_of(c, p);
-    if (k) (void)madvise(k->p, k->map_len, MADV_DONTNEED);
 }
 
 void qd_cpu_spill_copy(qd_backend *b, void *dst, const void *src, size_t bytes) {
