@@ -66,16 +66,31 @@ static qd_status (*g_cpu_gather_mix)(qd_backend *, const float *, const float *,
 static qd_status cpu_gather_mix_spill(qd_backend *b, const float *quant_src, const float *fp_src, const int32_t *idx,
                                       int32_t batch, int64_t sample_numel, qd_rng_key key, float keep_prob,
                                       const int32_t *iter, float *out) {
-    qd_status st = g_cpu_gather_mix(b, quant_src, fp_src, idx, batch, sample_numel, key, keep_prob, iter, out);
-    if (qd_cpu(b)->nspilled > 0) {
-        /* the samples drawn (idx is host memory here) */
-        size_t sb = sizeof(float) * (size_t)sample_numel;
-        for (int32_t k = 0; k < batch; k++) {
-            qd_cpu_spill_release(b, quant_src + (int64_t)idx[k] * sample_numel, sb);
-            if (fp_src) qd_cpu_spill_release(b, fp_src + (int64_t)idx[k] * sample_numel, sb);
-        }
+    qd_cpu_impl *c = qd_cpu(b);
+    int mix = fp_src != NULL && keep_prob < 1.0f;
+    if (c->nspilled == 0 || batch < 1 || (!qd_cpu_is_spilled(b, quant_src) && !(mix && qd_cpu_is_spilled(b, fp_src))))
+        return g_cpu_gather_mix(b, quant_src, fp_src, idx, batch, sample_numel, key, keep_prob, iter, out);
+    /* a spilled source: read the drawn samples (idx is host memory here) with pread into staging
+     * rows 0..batch-1, then gather those in order. No page of the file is mapped in, and the
+     * drop mask is keyed by the element's place in the batch, so the result is the same. */
+    size_t need = (size_t)batch * (size_t)sample_numel * (mix ? 2 : 1);
+    if (c->gather_stage_cap < need) {
+        free(c->gather_stage);
+        c->gather_stage = cpu_alloc(b, need * sizeof(float));
+        c->gather_stage_cap = c->gather_stage ? need : 0;
+        if (!c->gather_stage) return QD_ERR_DEVICE_OOM;
     }
-    return st;
+    if (c->gather_ident_cap < batch) {
+        free(c->gather_ident);
+        c->gather_ident = malloc(sizeof(int32_t) * (size_t)batch);
+        c->gather_ident_cap = c->gather_ident ? batch : 0;
+        if (!c->gather_ident) return qd_errorf(QD_ERR_DEVICE_OOM, "cpu backend: out of host memory (gather)");
+        for (int32_t k = 0; k < batch; k++) c->gather_ident[k] = k;
+    }
+    float *sq = c->gather_stage, *sf = mix ? c->gather_stage + (size_t)batch * (size_t)sample_numel : NULL;
+    QD_TRY(qd_cpu_spill_stage(b, quant_src, idx, batch, sample_numel, sq));
+    if (mix) QD_TRY(qd_cpu_spill_stage(b, fp_src, idx, batch, sample_numel, sf));
+    return g_cpu_gather_mix(b, sq, sf, c->gather_ident, batch, sample_numel, key, keep_prob, iter, out);
 }
 
 static qd_status cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,

@@ -32,6 +32,7 @@ typedef struct qd_cpu_cache {
     size_t bytes;            /* requested */
     size_t map_len;          /* spilled: mapping length (page multiple) */
     int spilled;
+    int fd;                  /* spilled: the file, for the batch gather's reads (-1 otherwise) */
 } qd_cpu_cache;
 
 typedef struct qd_cpu_impl {
@@ -48,6 +49,10 @@ typedef struct qd_cpu_impl {
     int64_t cache_budget;    /* bytes of caches kept in memory, 0 = no limit */
     int64_t mem_bytes, spill_bytes, mem_peak, spill_peak;
     char spill_dir[4096];    /* "" = spilling not allowed */
+    float *gather_stage;     /* drawn samples of spilled caches, read with pread */
+    size_t gather_stage_cap; /* floats */
+    int32_t *gather_ident;   /* 0..batch-1 */
+    int gather_ident_cap;
 } qd_cpu_impl;
 
 static inline qd_cpu_impl *qd_cpu(qd_backend *b) { return (qd_cpu_impl *)b->impl; }
@@ -66,6 +71,12 @@ void qd_cpu_cache_release_all(qd_cpu_impl *c);
 void qd_cpu_spill_release(qd_backend *b, const void *p, size_t bytes);
 /* memmove that goes in chunks, releasing spilled pages after each one. */
 void qd_cpu_spill_copy(qd_backend *b, void *dst, const void *src, size_t bytes);
+/* 1 when p lies in a spilled cache. */
+int qd_cpu_is_spilled(qd_backend *b, const void *p);
+/* dst[k] = sample idx[k] of src (sample_numel floats each), k < batch; a spilled src is read
+ * with pread, so no page of it is mapped in. */
+QD_MUST_USE qd_status qd_cpu_spill_stage(qd_backend *b, const float *src, const int32_t *idx, int32_t batch,
+                                         int64_t sample_numel, float *dst);
 
 /* Graph ops (src/cpu/cpu_conv.c, src/cpu/cpu_ops.c). */
 qd_status qd_cpu_conv_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,

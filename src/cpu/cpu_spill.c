@@ -73,6 +73,29 @@ void qd_cpu_spill_release(qd_backend *b, const void *p, size_t bytes) {
     if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
+int qd_cpu_is_spilled(qd_backend *b, const void *p) { return spill_of(qd_cpu(b), p) != NULL; }
+
+qd_status qd_cpu_spill_stage(qd_backend *b, const float *src, const int32_t *idx, int32_t batch, int64_t sample_numel,
+                             float *dst) {
+    qd_cpu_cache *k = spill_of(qd_cpu(b), src);
+    size_t sb = sizeof(float) * (size_t)sample_numel;
+    for (int32_t j = 0; j < batch; j++) {
+        const float *s = src + (int64_t)idx[j] * sample_numel;
+        char *d = (char *)(dst + (int64_t)j * sample_numel);
+        if (!k) { memcpy(d, s, sb); continue; }
+        off_t off = (off_t)((const char *)s - (const char *)k->p);
+        for (size_t got = 0; got < sb;) {
+            ssize_t r = pread(k->fd, d + got, sb - got, off + (off_t)got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0)
+                return qd_errorf(QD_ERR_IO, "cpu backend: reading a spilled cache back: %s",
+                                 r < 0 ? strerror(errno) : "unexpected end of file");
+            got += (size_t)r;
+        }
+    }
+    return QD_OK;
+}
+
 void qd_cpu_spill_copy(qd_backend *b, void *dst, const void *src, size_t bytes) {
     qd_cpu_impl *c = qd_cpu(b);
     if (!bytes || dst == src) return;
@@ -88,7 +111,7 @@ void qd_cpu_spill_copy(qd_backend *b, void *dst, const void *src, size_t bytes) 
     }
 }
 
-static int record(qd_cpu_impl *c, void *p, size_t bytes, size_t map_len, int spilled) {
+static int record(qd_cpu_impl *c, void *p, size_t bytes, size_t map_len, int spilled, int fd) {
     if (c->ncaches == c->caches_cap) {
         int cap = c->caches_cap ? 2 * c->caches_cap : 16;
         qd_cpu_cache *r = realloc(c->caches, (size_t)cap * sizeof *r);
@@ -101,6 +124,7 @@ static int record(qd_cpu_impl *c, void *p, size_t bytes, size_t map_len, int spi
     k->bytes = bytes;
     k->map_len = map_len;
     k->spilled = spilled;
+    k->fd = fd;
     if (spilled) {
         c->nspilled++;
         c->spill_bytes += (int64_t)map_len;
@@ -157,7 +181,7 @@ void *qd_cpu_cache_alloc(qd_backend *b, size_t bytes) {
             qd_errorf(QD_ERR_DEVICE_OOM, "cpu backend: out of memory allocating a %zu-byte cache", bytes);
             return NULL;
         }
-        if (record(c, p, want, 0, 0) != 0) {
+        if (record(c, p, want, 0, 0, -1) != 0) {
             free(p);
             qd_errorf(QD_ERR_INTERNAL, "cpu backend: out of host memory recording a cache");
             return NULL;
@@ -175,16 +199,17 @@ void *qd_cpu_cache_alloc(qd_backend *b, size_t bytes) {
     if (fd < 0) return NULL;
     void *p = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int me = errno;
-    close(fd); /* the mapping keeps the file */
     if (p == MAP_FAILED) {
+        close(fd);
         qd_errorf(QD_ERR_DEVICE_OOM, "cpu backend: cannot map a %zu-byte cache spill file: %s", bytes, strerror(me));
         return NULL;
     }
     /* no readahead: it would bring (and, with large folios, map) whole neighbourhoods of the
      * file for every sample a batch gather reads */
     (void)madvise(p, map_len, MADV_RANDOM);
-    if (record(c, p, want, map_len, 1) != 0) {
+    if (record(c, p, want, map_len, 1, fd) != 0) {
         munmap(p, map_len);
+        close(fd);
         qd_errorf(QD_ERR_INTERNAL, "cpu backend: out of host memory recording a cache");
         return NULL;
     }
@@ -195,6 +220,7 @@ void *qd_cpu_cache_alloc(qd_backend *b, size_t bytes) {
 static void release(qd_cpu_impl *c, qd_cpu_cache *k) {
     if (k->spilled) {
         munmap(k->p, k->map_len);
+        close(k->fd);
         c->nspilled--;
         c->spill_bytes -= (int64_t)k->map_len;
     } else {
@@ -215,6 +241,10 @@ void qd_cpu_cache_free(qd_backend *b, void *p) {
 void qd_cpu_cache_release_all(qd_cpu_impl *c) {
     for (int i = 0; i < c->ncaches; i++) release(c, &c->caches[i]);
     c->ncaches = 0;
+    free(c->gather_stage);
+    free(c->gather_ident);
+    c->gather_stage = NULL;
+    c->gather_ident = NULL;
     free(c->caches);
     c->caches = NULL;
     c->caches_cap = 0;
