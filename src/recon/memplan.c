@@ -10,7 +10,7 @@
  *   ranges     per activation quantizer: its input on quant.act_calib_samples images, once as a
  *              cache (alloc_cache: budgeted, spillable) and once as the host copy the search
  *              reads (not spillable);
- *   caches     per unit, the live calibration caches of src/recon/run.c and recon_unit.c:
+ *   caches     per unit, the live calibration caches of src/recon/unit_cache.c:
  *              block units keep the quantized and FP activations at the unit input (the running
  *              "cut") and the FP output; advancing the cut to the next unit holds both cuts;
  *              layer-wise units hold their quantized input, FP input (QDrop) and FP output;
