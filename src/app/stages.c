@@ -156,6 +156,7 @@ qd_status qd_stage_dry_run(qd_run_state *S) {
         qd_backend_options bo = {.threads = 1, .deterministic = cfg->deterministic, .tf32 = cfg->tf32,
                                  .memory_budget = cfg->device_memory_budget_mb * 1024 * 1024};
         QD_TRY(qd_backend_create("cuda", &bo, &S->b));
+        QD_TRY(qd_backend_check_graph(S->b, S->g)); /* a node the device cannot run: refused here too */
     }
     if (S->opt->resume) {
         int done_units = 0;

@@ -60,8 +60,6 @@ static qd_status cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shap
     return st;
 }
 
-static qd_status (*g_cpu_gather_mix)(qd_backend *, const float *, const float *, const int32_t *, int32_t, int64_t,
-                                     qd_rng_key, float, const int32_t *, float *);
 
 static qd_status cpu_gather_mix_spill(qd_backend *b, const float *quant_src, const float *fp_src, const int32_t *idx,
                                       int32_t batch, int64_t sample_numel, qd_rng_key key, float keep_prob,
@@ -69,7 +67,7 @@ static qd_status cpu_gather_mix_spill(qd_backend *b, const float *quant_src, con
     qd_cpu_impl *c = qd_cpu(b);
     int mix = fp_src != NULL && keep_prob < 1.0f;
     if (c->nspilled == 0 || batch < 1 || (!qd_cpu_is_spilled(b, quant_src) && !(mix && qd_cpu_is_spilled(b, fp_src))))
-        return g_cpu_gather_mix(b, quant_src, fp_src, idx, batch, sample_numel, key, keep_prob, iter, out);
+        return qd_cpu_gather_mix(b, quant_src, fp_src, idx, batch, sample_numel, key, keep_prob, iter, out);
     /* a spilled source: read the drawn samples (idx is host memory here) with pread into staging
      * rows 0..batch-1, then gather those in order. No page of the file is mapped in, and the
      * drop mask is keyed by the element's place in the batch, so the result is the same. */
@@ -90,7 +88,7 @@ static qd_status cpu_gather_mix_spill(qd_backend *b, const float *quant_src, con
     float *sq = c->gather_stage, *sf = mix ? c->gather_stage + (size_t)batch * (size_t)sample_numel : NULL;
     QD_TRY(qd_cpu_spill_stage(b, quant_src, idx, batch, sample_numel, sq));
     if (mix) QD_TRY(qd_cpu_spill_stage(b, fp_src, idx, batch, sample_numel, sf));
-    return g_cpu_gather_mix(b, sq, sf, c->gather_ident, batch, sample_numel, key, keep_prob, iter, out);
+    return qd_cpu_gather_mix(b, sq, sf, c->gather_ident, batch, sample_numel, key, keep_prob, iter, out);
 }
 
 static qd_status cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
@@ -136,32 +134,36 @@ static void cpu_destroy(qd_backend *b) {
     free(b);
 }
 
-static qd_backend_ops g_cpu_ops;
-static int g_cpu_ops_ready;
-
-static void init_ops(void) {
-    if (g_cpu_ops_ready) return;
-    qd_backend_ops *o = &g_cpu_ops;
-    memset(o, 0, sizeof *o);
-    o->name = "cpu";
-    o->destroy = cpu_destroy;
-    o->alloc = cpu_alloc;
-    o->alloc_cache = cpu_alloc_cache;
-    o->free = cpu_free;
-    o->free_cache = qd_cpu_cache_free;
-    o->upload = cpu_copy;
-    o->download = cpu_copy;
-    o->copy = cpu_copy;
-    o->zero = cpu_zero;
-    o->sync = cpu_sync;
-    o->node_forward = cpu_node_forward;
-    o->node_backward = cpu_node_backward;
-    qd_cpu_set_recon_ops(o);
-    g_cpu_gather_mix = o->gather_mix;
-    o->gather_mix = cpu_gather_mix_spill;
-    /* capture_* / graph_*: NULL (no iteration capture on the CPU) */
-    g_cpu_ops_ready = 1;
-}
+/* The CPU backend's operations, fixed at compile time. capture_* / graph_*: NULL (no iteration
+ * capture on the CPU). */
+static const qd_backend_ops k_cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .alloc_cache = cpu_alloc_cache,
+    .free = cpu_free,
+    .free_cache = qd_cpu_cache_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .copy = cpu_copy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .supports_op = qd_cpu_supports_op,
+    .node_forward = cpu_node_forward,
+    .node_backward = cpu_node_backward,
+    .iter_advance = qd_cpu_iter_advance,
+    .draw_batch = qd_cpu_draw_batch,
+    .gather_mix = cpu_gather_mix_spill,
+    .fq_forward = qd_cpu_fq_forward,
+    .fq_backward = qd_cpu_fq_backward,
+    .adaround_init = qd_cpu_adaround_init,
+    .adaround_weight = qd_cpu_adaround_weight,
+    .adaround_step = qd_cpu_adaround_step,
+    .scale_step = qd_cpu_scale_step,
+    .mse_loss = qd_cpu_mse_loss,
+    .lp_loss = qd_cpu_lp_loss,
+    .check_finite = qd_cpu_check_finite,
+};
 
 qd_status qd_cpu_backend_create(const qd_backend_options *opt, qd_backend **out) {
     *out = NULL;
@@ -172,11 +174,10 @@ qd_status qd_cpu_backend_create(const qd_backend_options *opt, qd_backend **out)
         threads = nc > 0 ? (int)nc : 1;
     }
     if (threads > 256) threads = 256;
-    init_ops();
     qd_backend *b = calloc(1, sizeof *b);
     qd_cpu_impl *c = calloc(1, sizeof *c);
     if (!b || !c) { free(b); free(c); return qd_errorf(QD_ERR_INTERNAL, "cpu backend: out of host memory"); }
-    b->ops = &g_cpu_ops;
+    b->ops = &k_cpu_ops;
     b->impl = c;
     c->pool = qd_cpu_pool_create(threads);
     if (!c->pool) { free(c); free(b); return qd_errorf(QD_ERR_INTERNAL, "cpu backend: cannot start %d threads", threads); }

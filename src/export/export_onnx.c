@@ -479,6 +479,73 @@ static qd_status pool_attrs(xb *b, Onnx__NodeProto *n, const qd_attrs *a, int wi
     return QD_OK;
 }
 
+/* One extra ONNX node of a decomposition: name and output are fresh names from base + suffix
+ * (out_given: the IR output's name instead). */
+static qd_status xb_step(xb *b, const char *op, const char *base, const char *suffix, int nin, const char *const *in,
+                         const char *out_given, const char **out, Onnx__NodeProto **res) {
+    const char *name;
+    QD_TRY(xb_unique(b, base, suffix, &name));
+    *out = out_given ? out_given : name;
+    return xb_node(b, op, name, nin, in, 1, out, res);
+}
+
+/* LayerNormalization below opset 17, as the ops of its definition: (x - mean) / sqrt(var + eps) *
+ * Scale + B over the axes [axis, rank). */
+static qd_status emit_layernorm_ops(xb *b, const qd_node *nd, const char *const *ins, int nin, const char *y,
+                                    const char *nname, int rank) {
+    int64_t axes[QD_MAX_DIMS];
+    int na = 0;
+    for (int d = nd->a.axis; d < rank; d++) axes[na++] = d;
+    Onnx__NodeProto *n;
+    const char *mean, *dev, *sq, *var, *ve, *sd, *h, *hs, *eps, *o;
+    const char *i1[1] = {ins[0]};
+    QD_TRY(xb_step(b, "ReduceMean", nname, "_mean", 1, i1, NULL, &mean, &n));
+    QD_TRY(attr_ints(b, n, "axes", axes, na));
+    QD_TRY(attr_i(b, n, "keepdims", 1));
+    const char *i2[2] = {ins[0], mean};
+    QD_TRY(xb_step(b, "Sub", nname, "_dev", 2, i2, NULL, &dev, &n));
+    const char *i3[2] = {dev, dev};
+    QD_TRY(xb_step(b, "Mul", nname, "_sq", 2, i3, NULL, &sq, &n));
+    const char *i4[1] = {sq};
+    QD_TRY(xb_step(b, "ReduceMean", nname, "_var", 1, i4, NULL, &var, &n));
+    QD_TRY(attr_ints(b, n, "axes", axes, na));
+    QD_TRY(attr_i(b, n, "keepdims", 1));
+    QD_TRY(xb_const_f(b, nname, "_eps", nd->a.epsilon, &eps));
+    const char *i5[2] = {var, eps};
+    QD_TRY(xb_step(b, "Add", nname, "_ve", 2, i5, NULL, &ve, &n));
+    const char *i6[1] = {ve};
+    QD_TRY(xb_step(b, "Sqrt", nname, "_sd", 1, i6, NULL, &sd, &n));
+    const char *i7[2] = {dev, sd};
+    QD_TRY(xb_step(b, "Div", nname, "_xhat", 2, i7, NULL, &h, &n));
+    const int has_b = nin > 2 && ins[2];
+    const char *i8[2] = {h, ins[1]};
+    QD_TRY(xb_step(b, "Mul", nname, "_scaled", 2, i8, has_b ? NULL : y, &hs, &n));
+    if (has_b) {
+        const char *i9[2] = {hs, ins[2]};
+        QD_TRY(xb_step(b, "Add", nname, "_shift", 2, i9, y, &o, &n));
+    }
+    return QD_OK;
+}
+
+/* Gelu below opset 20: (0.5 x) * (1 + Erf(x * 1/sqrt 2)), the order of core/nnmath.h. */
+static qd_status emit_gelu_ops(xb *b, const char *x, const char *y, const char *nname) {
+    Onnx__NodeProto *n;
+    const char *c, *half, *one, *t, *e, *a, *h, *o;
+    QD_TRY(xb_const_f(b, nname, "_rsqrt2", 0.70710678118654752f, &c));
+    QD_TRY(xb_const_f(b, nname, "_half", 0.5f, &half));
+    QD_TRY(xb_const_f(b, nname, "_one", 1.0f, &one));
+    const char *i1[2] = {x, c};
+    QD_TRY(xb_step(b, "Mul", nname, "_scaled", 2, i1, NULL, &t, &n));
+    const char *i2[1] = {t};
+    QD_TRY(xb_step(b, "Erf", nname, "_erf", 1, i2, NULL, &e, &n));
+    const char *i3[2] = {one, e};
+    QD_TRY(xb_step(b, "Add", nname, "_cdf2", 2, i3, NULL, &a, &n));
+    const char *i4[2] = {x, half};
+    QD_TRY(xb_step(b, "Mul", nname, "_halfx", 2, i4, NULL, &h, &n));
+    const char *i5[2] = {h, a};
+    return xb_step(b, "Mul", nname, "_gelu", 2, i5, y, &o, &n);
+}
+
 static qd_status emit_ir_node(xb *b, int ni) {
     const qd_graph *g = b->g;
     const qd_node *nd = &g->nodes[ni];
@@ -515,6 +582,29 @@ static qd_status emit_ir_node(xb *b, int ni) {
         return qd_errorf(QD_ERR_INTERNAL, "export: node %s: first input missing", nname);
 
     Onnx__NodeProto *n = NULL;
+    if (nd->op == QD_OP_HARDSWISH && b->opset < 14) {
+        /* HardSwish is opset 14; before it, x * HardSigmoid(x) with alpha 1/6, beta 1/2 (what
+         * torch.onnx.export writes at those opsets) */
+        const char *gate;
+        QD_TRY(xb_unique(b, nname, "_hardsigmoid", &gate));
+        QD_TRY(xb_node(b, "HardSigmoid", gate, 1, ins, 1, &gate, &n));
+        QD_TRY(attr_f(b, n, "alpha", 1.0f / 6.0f));
+        QD_TRY(attr_f(b, n, "beta", 0.5f));
+        const char *mins[2] = {ins[0], gate};
+        return xb_node(b, "Mul", nname, 2, mins, nd->noutputs, outs, &n);
+    }
+    /* ops newer than the export opset, written as the ops of their definition */
+    if (nd->op == QD_OP_LAYERNORM && b->opset < 17) return emit_layernorm_ops(b, nd, ins, nin, outs[0], nname, x ? x->ndim : 0);
+    if (nd->op == QD_OP_GELU && b->opset < 20) return emit_gelu_ops(b, ins[0], outs[0], nname);
+    if (nd->op == QD_OP_SOFTMAX && nin > 1 && ins[1]) {
+        /* the masked softmax (graph.h): Add(scores, mask) -> Softmax */
+        const char *sum;
+        const char *ai[2] = {ins[0], ins[1]};
+        QD_TRY(xb_step(b, "Add", nname, "_masked", 2, ai, NULL, &sum, &n));
+        ins[0] = sum;
+        ins[1] = NULL;
+        nin = 1;
+    }
     switch (nd->op) {
     case QD_OP_CLIP: {
         const char *cmin = NULL, *cmax = NULL;
@@ -570,6 +660,45 @@ static qd_status emit_ir_node(xb *b, int ni) {
         nin = 5;
         break;
     }
+    case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: /* exported at opset >= 13: axes as an input */
+        QD_TRY(xb_const_i64v(b, nname, "_axes", a->axes, a->naxes, &ins[1]));
+        nin = 2;
+        break;
+    case QD_OP_RESIZE: {
+        /* Resize-13 inputs X, roi, scales. Scales reproduce the IR's output size when
+         * (int64)(scale * in) gives it back (ONNX Runtime's rule); a size that no float scale
+         * reproduces is written as sizes (opset 18 axes [2, 3], keeping the batch dynamic) */
+        float sc[4] = {1.0f, 1.0f, a->resize_scale[0], a->resize_scale[1]};
+        int exact = 1;
+        for (int i = 0; i < 2 && x; i++) {
+            /* ONNX Runtime sizes the output as (int64)(scale * in) in float, ONNX shape inference
+             * as floor(scale * in) in double: out / in as a float may land just below the size in
+             * either (7/6 * 6 = 6.99999976 in double); the next float up gives it in both (a
+             * relative change of 1e-7 in the sampling positions) */
+            int64_t in = x->dims[2 + i], want = y->dims[2 + i];
+            for (int step = 0; step < 4 && ((int64_t)(sc[2 + i] * (float)in) < want ||
+                                            (int64_t)floor((double)sc[2 + i] * (double)in) < want); step++)
+                sc[2 + i] = nextafterf(sc[2 + i], INFINITY);
+            exact &= (int64_t)(sc[2 + i] * (float)in) == want && (int64_t)floor((double)sc[2 + i] * (double)in) == want;
+        }
+        if (exact || b->opset < 18) {
+            if (!exact)
+                return qd_errorf(QD_ERR_UNSUPPORTED, "export: node %s (Resize): output size %lldx%lld has no float scale "
+                                 "at opset %d; set output.onnx_opset to 18 or more", nname, (long long)y->dims[2],
+                                 (long long)y->dims[3], b->opset);
+            const char *sn;
+            int64_t d4 = 4;
+            QD_TRY(xb_unique(b, nname, "_scales", &sn));
+            QD_TRY(xb_init_f32(b, sn, &d4, 1, sc, 4));
+            ins[2] = sn;
+        } else {
+            int64_t sz[2] = {y->dims[2], y->dims[3]};
+            QD_TRY(xb_const_i64v(b, nname, "_sizes", sz, 2, &ins[3]));
+        }
+        ins[1] = "";
+        nin = ins[3] ? 4 : 3;
+        break;
+    }
     case QD_OP_REDUCEMEAN:
         if (b->opset >= 18 && a->naxes > 0) {
             QD_TRY(xb_const_i64v(b, nname, "_axes", a->axes, a->naxes, &ins[1]));
@@ -596,6 +725,22 @@ static qd_status emit_ir_node(xb *b, int ni) {
     case QD_OP_BATCHNORM:
         QD_TRY(attr_f(b, n, "epsilon", a->epsilon));
         break;
+    case QD_OP_RESIZE: {
+        static const char *const coord[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"};
+        static const char *const nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+        QD_TRY(attr_s(b, n, "mode", a->resize_mode == QD_RESIZE_LINEAR ? "linear" : "nearest"));
+        QD_TRY(attr_s(b, n, "coordinate_transformation_mode", coord[a->resize_coord & 3]));
+        QD_TRY(attr_s(b, n, "nearest_mode", nearest[a->resize_nearest & 3]));
+        if (nin == 4) {
+            int64_t ax[2] = {2, 3};
+            QD_TRY(attr_ints(b, n, "axes", ax, 2));
+        }
+        break;
+    }
+    case QD_OP_HARDSIGMOID:
+        QD_TRY(attr_f(b, n, "alpha", a->alpha));
+        QD_TRY(attr_f(b, n, "beta", a->beta));
+        break;
     case QD_OP_MAXPOOL: {
         QD_TRY(pool_attrs(b, n, a, 1));
         QD_TRY(attr_i(b, n, "ceil_mode", a->ceil_mode));
@@ -612,6 +757,10 @@ static qd_status emit_ir_node(xb *b, int ni) {
         break;
     case QD_OP_FLATTEN: case QD_OP_CONCAT: case QD_OP_SOFTMAX:
         QD_TRY(attr_i(b, n, "axis", a->axis));
+        break;
+    case QD_OP_LAYERNORM:
+        QD_TRY(attr_i(b, n, "axis", a->axis));
+        QD_TRY(attr_f(b, n, "epsilon", a->epsilon));
         break;
     case QD_OP_TRANSPOSE:
         if (a->nperm > 0) QD_TRY(attr_ints(b, n, "perm", a->perm, a->nperm));

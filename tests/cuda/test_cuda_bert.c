@@ -26,6 +26,7 @@
  * Verdict: 0 pass, 1 fail, 77 skipped without a usable CUDA device (1 when QD_REQUIRE_GPU=1).
  * QD_TWIN_SELFTEST=1 runs the CPU encoder in place of the device (checks the harness here).
  */
+#include "test.h"
 #include "cuda/twin_common.h"
 #include "core/qmath.h"
 #include "qdrop/bert.h"
@@ -77,18 +78,18 @@ static void check_maxrel(const char *what, const float *ref, const float *dev, s
         den = fmax(den, fabs((double)ref[i]));
     }
     double r = num / den;
-    tw_checks++;
+    qd_test_checks++;
     if (!(r <= tol)) {
-        tw_failures++;
+        qd_test_failures++;
         fprintf(stderr, "FAIL %-44s max rel err %.3e > %.1e\n", what, r, tol);
     } else {
         printf("ok   %-44s max rel err %.3e (tol %.1e)\n", what, r, tol);
     }
 }
 static void check_status(const char *what, qd_status got, qd_status want) {
-    tw_checks++;
+    qd_test_checks++;
     if (got != want) {
-        tw_failures++;
+        qd_test_failures++;
         fprintf(stderr, "FAIL %-44s status %d, expected %d (%s)\n", what, (int)got, (int)want,
                 got != QD_OK ? qd_error_message() : "");
     } else {
@@ -335,8 +336,8 @@ static void run_case(const char *name, qd_backend *dev, int selftest, int B, int
         int same = 1;
         for (size_t i = 0; i < TH; i++)
             if (mask[i / H] && memcmp(&y_dev[i], &y_dev2[i], 4) != 0) same = 0;
-        tw_checks++;
-        if (!same) { tw_failures++; fprintf(stderr, "FAIL %s padding invariance: valid outputs changed\n", name); }
+        qd_test_checks++;
+        if (!same) { qd_test_failures++; fprintf(stderr, "FAIL %s padding invariance: valid outputs changed\n", name); }
         else printf("ok   %s padding invariance (valid outputs bit-identical)\n", name);
         free(x2);
     }
@@ -346,8 +347,8 @@ static void run_case(const char *name, qd_backend *dev, int selftest, int B, int
     impl_backward(&m, 1, dx_dev2, &g_dev2);
     tw_check_exact("determinism y", y_dev, y_dev2, TH * 4, 4);
     tw_check_exact("determinism dx", dx_dev, dx_dev2, TH * 4, 4);
-    tw_checks++;
-    if (!grads_identical(&cfg, &g_dev, &g_dev2)) { tw_failures++; fprintf(stderr, "FAIL determinism: gradients differ\n"); }
+    qd_test_checks++;
+    if (!grads_identical(&cfg, &g_dev, &g_dev2)) { qd_test_failures++; fprintf(stderr, "FAIL determinism: gradients differ\n"); }
     else printf("ok   determinism: all 16 gradients bit-identical\n");
 
     /* 3. accumulation: a second backward without zeroing doubles the gradients */
@@ -379,9 +380,9 @@ static void run_case(const char *name, qd_backend *dev, int selftest, int B, int
     compare_all(label, &cfg, TH, y_cpu, y_dev, dx_cpu, dx_dev, &g_cpu, &g_dev, Q_FWD_NMSE, Q_GRAD_NMSE, 0.0);
     {
         double eff = tw_nmse(y_cpu_fp, y_dev, (int64_t)TH), err = tw_nmse(y_cpu, y_dev, (int64_t)TH);
-        tw_checks++;
+        qd_test_checks++;
         if (!(eff >= Q_MIN_EFFECT && eff >= 10.0 * err)) {
-            tw_failures++;
+            qd_test_failures++;
             fprintf(stderr, "FAIL %s quantizers not applied as on the CPU: nmse vs CPU fp32 %.3e, vs CPU quantized %.3e\n",
                     name, eff, err);
         } else {

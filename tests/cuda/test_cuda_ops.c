@@ -5,6 +5,7 @@
  * short TF32 pass over the convolutions with the TF32 budget. */
 #include <float.h>
 
+#include "test.h"
 #include "cuda/twin_common.h"
 #include "core/qmath.h"
 
@@ -46,11 +47,23 @@ static qd_backend *g_cpu, *g_dev;
 
 /* Forward and backward of one node on both backends. lo/hi: input ranges per input.
  * din_mask bit i: request din[i]. Backward starts from random din contents (checks +=). */
+/* The same with given host inputs; when keep_dev is given, the device's forward output and
+ * din[0] are handed back (caller frees) instead of freed. */
+static void twin_node_given(const char *label, const qd_node *n, const qd_shape *is, const qd_shape *os, float **given,
+                            double bf, double bb, unsigned din_mask, float **keep_dev);
+
 static void twin_node(const char *label, const qd_node *n, const qd_shape *is, const qd_shape *os, const float *lo,
                       const float *hi, double bf, double bb, unsigned din_mask) {
-    int nin = n->ninputs;
     float *hin[8] = {0};
-    for (int i = 0; i < nin; i++) hin[i] = tw_rand(qd_shape_numel(&is[i]), lo[i], hi[i]);
+    for (int i = 0; i < n->ninputs; i++) hin[i] = tw_rand(qd_shape_numel(&is[i]), lo[i], hi[i]);
+    twin_node_given(label, n, is, os, hin, bf, bb, din_mask, NULL);
+    for (int i = 0; i < n->ninputs; i++) free(hin[i]);
+}
+
+static void twin_node_given(const char *label, const qd_node *n, const qd_shape *is, const qd_shape *os, float **given,
+                            double bf, double bb, unsigned din_mask, float **keep_dev) {
+    int nin = n->ninputs;
+    float *const *hin = given;
     int64_t no = qd_shape_numel(os);
     float *hdout = tw_rand(no, -1.0f, 1.0f);
     float *hdin0[8] = {0};
@@ -92,11 +105,13 @@ static void twin_node(const char *label, const qd_node *n, const qd_shape *is, c
         snprintf(what, sizeof what, "%s bwd din[%d]", label, i);
         tw_check_nmse(what, res_din[0][i], res_din[1][i], qd_shape_numel(&is[i]), bb);
         free(res_din[0][i]);
-        free(res_din[1][i]);
+        if (keep_dev && i == 0) keep_dev[1] = res_din[1][0];
+        else free(res_din[1][i]);
     }
     free(res_out[0]);
-    free(res_out[1]);
-    for (int i = 0; i < nin; i++) { free(hin[i]); free(hdin0[i]); }
+    if (keep_dev) keep_dev[0] = res_out[1];
+    else free(res_out[1]);
+    for (int i = 0; i < nin; i++) free(hdin0[i]);
     free(hdout);
 }
 
@@ -142,9 +157,9 @@ static void clip_specials(void) {
         snprintf(what, sizeof what, "clip [%g,%g] NaN/+-0/+-Inf bwd", (double)bounds[bi][0], (double)bounds[bi][1]);
         tw_check_exact(what, dres[0], dres[1], sizeof dx0, 4);
         /* the reference itself: NaN passes through a clip, -0.0 keeps its sign inside [0, 6] */
-        tw_checks++;
+        qd_test_checks++;
         if (!isnan(res[0][0]) || (bi == 0 && !signbit(res[0][3]))) {
-            tw_failures++;
+            qd_test_failures++;
             fprintf(stderr, "FAIL clip reference: NaN -> %g, -0.0 -> %g\n", (double)res[0][0], (double)res[0][3]);
         }
         for (int k = 0; k < 2; k++) { free(res[k]); free(dres[k]); }
@@ -229,6 +244,25 @@ static void test_graph_ops(double lin) {
         clip_specials();
         qd_node s = mk(QD_OP_SIGMOID, "sigmoid", 1);
         twin_node("sigmoid", &s, is, &os, lo, hi, TW_ELEM, TW_ELEM, 1u);
+        qd_node hsg = mk(QD_OP_HARDSIGMOID, "hardsigmoid", 1);
+        hsg.a.alpha = 0.2f;
+        hsg.a.beta = 0.5f;
+        twin_node("hardsigmoid alpha 0.2 beta 0.5", &hsg, is, &os, lo, hi, TW_ELEM, TW_ELEM, 1u);
+        qd_node hsw = mk(QD_OP_HARDSWISH, "hardswish", 1);
+        twin_node("hardswish", &hsw, is, &os, lo, hi, TW_ELEM, TW_ELEM, 1u);
+        qd_node rz = mk(QD_OP_RESIZE, "resize", 1);
+        rz.a.resize_mode = QD_RESIZE_LINEAR;
+        rz.a.resize_coord = QD_RESIZE_PYTORCH_HALF_PIXEL;
+        rz.a.resize_scale[0] = rz.a.resize_scale[1] = 2.0f;
+        qd_shape ros = shp(4, 2, 8, 12, 12);
+        twin_node("resize linear pytorch_half_pixel x2", &rz, is, &ros, lo, hi, TW_ELEM, TW_REDUCE, 1u);
+        rz.a.resize_mode = QD_RESIZE_NEAREST;
+        rz.a.resize_coord = QD_RESIZE_ASYMMETRIC;
+        rz.a.resize_nearest = QD_RESIZE_FLOOR;
+        rz.a.resize_scale[0] = 0.5f;
+        rz.a.resize_scale[1] = 1.5f;
+        qd_shape ros2 = shp(4, 2, 8, 3, 9);
+        twin_node("resize nearest asymmetric floor 0.5x1.5", &rz, is, &ros2, lo, hi, TW_EXACT, TW_REDUCE, 1u);
         qd_node id = mk(QD_OP_IDENTITY, "identity", 1);
         twin_node("identity", &id, is, &os, lo, hi, TW_EXACT, TW_EXACT, 1u);
         qd_node fl = mk(QD_OP_FLATTEN, "flatten", 1);
@@ -303,6 +337,101 @@ static void test_graph_ops(double lin) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Transformer ops: LayerNormalization, Gelu, Softmax with an additive key mask                  */
+/* ------------------------------------------------------------------------------------------ */
+/* uniform in [-a, a], one value in 20 scaled by `big` (large magnitudes) */
+static float *wide_rand(int64_t n, float a, float big) {
+    float *p = tw_rand(n, -a, a);
+    float *u = tw_rand(n, 0.0f, 1.0f);
+    for (int64_t i = 0; i < n; i++)
+        if (u[i] < 0.05f) p[i] *= big;
+    free(u);
+    return p;
+}
+
+static void test_transformer_ops(void) {
+    /* LayerNorm [N, T, F] over F (BERT-base hidden 768 and an odd width), over [T, F], without B */
+    const int64_t Fs[2] = {768, 37};
+    for (int k = 0; k < 2; k++) {
+        int64_t F = Fs[k];
+        qd_node ln = mk(QD_OP_LAYERNORM, "layernorm", 3);
+        ln.a.axis = -1;
+        ln.a.epsilon = k == 0 ? 1e-12f : 1e-5f;
+        qd_shape is[3] = {shp(3, 4, 9, F, 0), shp(1, F, 0, 0, 0), shp(1, F, 0, 0, 0)};
+        float *hin[3] = {wide_rand(qd_shape_numel(&is[0]), 3.0f, 500.0f), tw_rand(F, 0.5f, 1.5f), tw_rand(F, -0.5f, 0.5f)};
+        char label[64];
+        snprintf(label, sizeof label, "layernorm [4,9,%lld] axis -1", (long long)F);
+        twin_node_given(label, &ln, is, &is[0], hin, TW_REDUCE, TW_REDUCE, 1u, NULL);
+        if (k == 1) {
+            ln.a.axis = 1;
+            qd_shape is1[3] = {is[0], shp(1, 9 * F, 0, 0, 0), shp(1, 9 * F, 0, 0, 0)};
+            float *h1[3] = {hin[0], tw_rand(9 * F, 0.5f, 1.5f), tw_rand(9 * F, -0.5f, 0.5f)};
+            twin_node_given("layernorm [4,9,37] axis 1", &ln, is1, &is1[0], h1, TW_REDUCE, TW_REDUCE, 1u, NULL);
+            ln.ninputs = 2;
+            ln.a.axis = -1;
+            twin_node_given("layernorm [4,9,37] no B", &ln, is, &is[0], hin, TW_REDUCE, TW_REDUCE, 1u, NULL);
+            free(h1[1]); free(h1[2]);
+        }
+        for (int i = 0; i < 3; i++) free(hin[i]);
+    }
+    {
+        qd_node ge = mk(QD_OP_GELU, "gelu", 1);
+        qd_shape s = shp(3, 4, 9, 1536, 0);
+        float *hin[1] = {wide_rand(qd_shape_numel(&s), 6.0f, 100.0f)};
+        twin_node_given("gelu (erf) [4,9,1536]", &ge, &s, &s, hin, TW_ELEM, TW_ELEM, 1u, NULL);
+        free(hin[0]);
+    }
+    /* scores [N, heads, S, S] + mask [N, 1, 1, S]: sample 0 unpadded, 1 and 2 padded tails, sample 3
+     * every key padded. With -inf a fully padded row is all zeros; with HF's finfo.min it is the
+     * softmax of x + min (ONNX semantics); never NaN. S = 45 spans two lane strides. */
+    const float pads[2] = {-INFINITY, -FLT_MAX};
+    for (int v = 0; v < 2; v++) {
+        const int N = 4, NH = 3, S = 45;
+        qd_node sm = mk(QD_OP_SOFTMAX, "softmax_mask", 2);
+        sm.a.axis = 3;
+        qd_shape is[2] = {{4, {N, NH, S, S}}, {4, {N, 1, 1, S}}};
+        const int lens[4] = {S, 17, 1, 0};
+        float *hin[2] = {wide_rand(qd_shape_numel(&is[0]), 8.0f, 40.0f), tw_rand(N * S, 0, 0)};
+        for (int b = 0; b < N; b++)
+            for (int j = 0; j < S; j++) hin[1][b * S + j] = j < lens[b] ? 0.0f : pads[v];
+        float *dev[2] = {0, 0};
+        twin_node_given(v == 0 ? "softmax + mask (-inf) [4,3,45,45]" : "softmax + mask (finfo.min) [4,3,45,45]", &sm, is,
+                        &is[0], hin, TW_REDUCE, TW_REDUCE, 1u, dev);
+        /* device: padded keys exactly 0, no NaN in the probabilities or in din (the padded keys'
+         * gradient, 0, is within the NMSE check above) */
+        int64_t bad = 0, nan = 0;
+        for (int b = 0; b < N; b++)
+            for (int64_t r = 0; r < (int64_t)NH * S; r++)
+                for (int j = 0; j < S; j++) {
+                    int64_t k = ((int64_t)b * NH * S + r) * S + j;
+                    if (isnan(dev[0][k]) || isnan(dev[1][k])) nan++;
+                    int zero_expected = (b < 3 && j >= lens[b]) || (b == 3 && v == 0);
+                    if (zero_expected && dev[0][k] != 0.0f) bad++;
+                }
+        tw_checks++;
+        if (bad || nan) {
+            tw_failures++;
+            fprintf(stderr, "FAIL softmax + mask (%s): %lld padded probabilities not exactly 0, %lld NaN\n",
+                    v == 0 ? "-inf" : "finfo.min", (long long)bad, (long long)nan);
+        } else {
+            printf("ok   %-44s padded keys exactly 0, no NaN\n", v == 0 ? "softmax + mask (-inf) zeros" : "softmax + mask (finfo.min) zeros");
+        }
+        free(dev[0]); free(dev[1]);
+        free(hin[0]); free(hin[1]);
+    }
+    {
+        /* mask broadcast over rows and heads on a non-last axis (strided rows) */
+        qd_node sm = mk(QD_OP_SOFTMAX, "softmax_mask_axis2", 2);
+        sm.a.axis = 2;
+        qd_shape is[2] = {shp(4, 2, 3, 40, 5), shp(4, 2, 1, 40, 1)};
+        float *hin[2] = {tw_rand(qd_shape_numel(&is[0]), -6, 6), tw_rand(80, 0, 0)};
+        for (int j = 0; j < 80; j++) hin[1][j] = (j % 40) < 31 ? 0.0f : -10000.0f;
+        twin_node_given("softmax + mask axis 2 (strided)", &sm, is, &is[0], hin, TW_REDUCE, TW_REDUCE, 1u, NULL);
+        free(hin[0]); free(hin[1]);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Reconstruction kernels                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 typedef struct twin_bufs {
@@ -333,7 +462,7 @@ static void test_iter_draw_gather(void) {
     void *a, *b;
     tb_get(it, 4, &a, &b);
     tw_check_exact("iter_advance", a, b, 4, 4);
-    if (*(int32_t *)b != 7) { tw_failures++; fprintf(stderr, "FAIL iter_advance: %d != 7\n", *(int32_t *)b); }
+    if (*(int32_t *)b != 7) { qd_test_failures++; fprintf(stderr, "FAIL iter_advance: %d != 7\n", *(int32_t *)b); }
     free(a); free(b);
 
     const int32_t batch = 32, ncal = 1000;
@@ -345,7 +474,7 @@ static void test_iter_draw_gather(void) {
     tb_get(idx, batch * 4, &a, &b);
     tw_check_exact("draw_batch indices", a, b, batch * 4, 4);
     for (int k = 0; k < batch; k++)
-        if (((int32_t *)b)[k] < 0 || ((int32_t *)b)[k] >= ncal) { tw_failures++; fprintf(stderr, "FAIL draw_batch: index out of range\n"); break; }
+        if (((int32_t *)b)[k] < 0 || ((int32_t *)b)[k] >= ncal) { qd_test_failures++; fprintf(stderr, "FAIL draw_batch: index out of range\n"); break; }
     free(a); free(b);
 
     /* gather + mix, from plain backend memory and from an alloc_cache buffer */
@@ -369,9 +498,9 @@ static void test_iter_draw_gather(void) {
                 fb.p[k] = bk->ops->alloc_cache(bk, (size_t)ncal * sn * 4, &ondf);
                 if (!qb.p[k] || !fb.p[k]) tw_die("alloc_cache");
                 if (k == 1 && !strcmp(bk->ops->name, "cuda")) {
-                    tw_checks++;
+                    qd_test_checks++;
                     if (ondq != 0 || ondf != 0) {
-                        tw_failures++;
+                        qd_test_failures++;
                         fprintf(stderr, "FAIL alloc_cache budget=1 byte: on_device %d/%d, expected pinned host\n", ondq, ondf);
                     } else {
                         printf("ok   %-44s pinned host (mapped)\n", "alloc_cache budget=1 byte");
@@ -463,7 +592,7 @@ static void test_fq(void) {
             nd += r == QD_FQ_DROPPED; nin += r == QD_FQ_INSIDE; nlo += r == QD_FQ_LOW; nhi += r == QD_FQ_HIGH;
         }
         if ((drop && nd == 0) || (!drop && nd != 0) || nin == 0 || nlo == 0 || nhi == 0) {
-            tw_failures++;
+            qd_test_failures++;
             fprintf(stderr, "FAIL %s: region mix dropped %d inside %d low %d high %d\n", what, nd, nin, nlo, nhi);
         }
         free(a); free(b);
@@ -528,8 +657,8 @@ static void test_adaround(void) {
                 float qa = qd_quant_code(((float *)a)[i], s[c], z[c], 0, 3), qb = qd_quant_code(((float *)b)[i], s[c], z[c], 0, 3);
                 if (qa != qb) bad++;
             }
-            tw_checks++;
-            if (bad) { tw_failures++; fprintf(stderr, "FAIL adaround hard codes: %d differ\n", bad); }
+            qd_test_checks++;
+            if (bad) { qd_test_failures++; fprintf(stderr, "FAIL adaround hard codes: %d differ\n", bad); }
             else printf("ok   %-44s identical\n", "adaround hard 2-bit codes");
         } else {
             tw_check_nmse("adaround_weight soft", a, b, n, TW_ELEM);
@@ -569,8 +698,8 @@ static void test_adaround(void) {
         snprintf(what, sizeof what, "adaround_step reg_loss (%s)", tag);
         tb_get(rl, 4, &a, &b);
         tw_check_rel(what, *(float *)a, *(float *)b, 1e-5);
-        if (!t && *(float *)b != 1.5f) { tw_failures++; fprintf(stderr, "FAIL reg_loss changed while inactive\n"); }
-        if (t && *(float *)b == 1.5f) { tw_failures++; fprintf(stderr, "FAIL reg_loss unchanged while active\n"); }
+        if (!t && *(float *)b != 1.5f) { qd_test_failures++; fprintf(stderr, "FAIL reg_loss changed while inactive\n"); }
+        if (t && *(float *)b == 1.5f) { qd_test_failures++; fprintf(stderr, "FAIL reg_loss unchanged while active\n"); }
         free(a); free(b);
         tb_free(it); tb_free(dWb); tb_free(mb); tb_free(vb); tb_free(V2); tb_free(rl);
     }
@@ -598,7 +727,7 @@ static void test_scale_mse_finite(void) {
     tb_get(g, sizeof g0, &a, &b);
     tw_check_exact("scale_step grads zeroed", a, b, sizeof g0, 4);
     for (int i = 0; i < ns; i++)
-        if (((float *)b)[i] != 0.0f) { tw_failures++; fprintf(stderr, "FAIL scale_step: grad not zeroed\n"); break; }
+        if (((float *)b)[i] != 0.0f) { qd_test_failures++; fprintf(stderr, "FAIL scale_step: grad not zeroed\n"); break; }
     free(a); free(b);
     tb_free(it); tb_free(s); tb_free(g); tb_free(m); tb_free(v);
 
@@ -653,7 +782,7 @@ static void test_scale_mse_finite(void) {
         char what[64];
         snprintf(what, sizeof what, "check_finite case %d", c);
         tw_check_exact(what, a, b, 4, 4);
-        if (*(int32_t *)b != (c ? 1 : 0)) { tw_failures++; fprintf(stderr, "FAIL %s: flag %d\n", what, *(int32_t *)b); }
+        if (*(int32_t *)b != (c ? 1 : 0)) { qd_test_failures++; fprintf(stderr, "FAIL %s: flag %d\n", what, *(int32_t *)b); }
         free(a); free(b);
         tb_free(xb); tb_free(bb);
     }
@@ -673,8 +802,8 @@ static void test_memory(void) {
     tw_check_exact("copy", h, hq, n * 4, 4);
     int ok = 1;
     for (size_t i = 0; i < n; i++) ok &= (i < n / 2) ? hp[i] == 0.0f : hp[i] == h[i];
-    tw_checks++;
-    if (!ok) { tw_failures++; fprintf(stderr, "FAIL zero\n"); } else printf("ok   %-44s\n", "zero (first half)");
+    qd_test_checks++;
+    if (!ok) { qd_test_failures++; fprintf(stderr, "FAIL zero\n"); } else printf("ok   %-44s\n", "zero (first half)");
     free(hq); free(hp);
     b->ops->free(b, p);
     b->ops->free(b, q);
@@ -684,13 +813,13 @@ static void test_memory(void) {
         b->memory_budget = 1 << 20; /* 1 MiB: a 4 MiB cache cannot be on the device */
         int ond = -1;
         void *c = b->ops->alloc_cache(b, 4u << 20, &ond);
-        tw_checks++;
-        if (!c || ond != 0) { tw_failures++; fprintf(stderr, "FAIL alloc_cache over budget: p=%p on_device=%d (%s)\n", c, ond, qd_error_message()); }
+        qd_test_checks++;
+        if (!c || ond != 0) { qd_test_failures++; fprintf(stderr, "FAIL alloc_cache over budget: p=%p on_device=%d (%s)\n", c, ond, qd_error_message()); }
         else printf("ok   %-44s pinned host fallback\n", "alloc_cache over budget");
         if (c) b->ops->free_cache(b, c);
         void *d = b->ops->alloc_cache(b, 4096, &ond);
-        tw_checks++;
-        if (!d || ond != 1) { tw_failures++; fprintf(stderr, "FAIL alloc_cache within budget: on_device=%d\n", ond); }
+        qd_test_checks++;
+        if (!d || ond != 1) { qd_test_failures++; fprintf(stderr, "FAIL alloc_cache within budget: on_device=%d\n", ond); }
         else printf("ok   %-44s on device\n", "alloc_cache within budget");
         if (d) b->ops->free_cache(b, d);
         b->memory_budget = keep;
@@ -703,8 +832,8 @@ static void test_memory(void) {
         }
         qd_error_clear();
         void *huge = b->ops->alloc(b, (size_t)1 << 50);
-        tw_checks++;
-        if (huge || !strstr(qd_error_message(), "bytes")) { tw_failures++; fprintf(stderr, "FAIL huge alloc: %p '%s'\n", huge, qd_error_message()); }
+        qd_test_checks++;
+        if (huge || !strstr(qd_error_message(), "bytes")) { qd_test_failures++; fprintf(stderr, "FAIL huge alloc: %p '%s'\n", huge, qd_error_message()); }
         else printf("ok   %-44s '%s'\n", "OOM message", qd_error_message());
         qd_error_clear();
     }
@@ -714,6 +843,7 @@ int main(void) {
     int rc = tw_create(&g_cpu, &g_dev, 1, 0);
     if (rc) return rc;
     test_graph_ops(TW_LINALG);
+    test_transformer_ops();
     test_iter_draw_gather();
     test_fq();
     test_adaround();

@@ -9,10 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "qdrop/bert.h"
-
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static qd_bert_config tiny_cfg(void) {
     qd_bert_config c;
@@ -260,7 +258,5 @@ int main(void) {
     test_quantizer_backward_fd();
     test_recon_lowers_loss();
     test_determinism();
-    if (fails) { printf("%d failure(s)\n", fails); return 1; }
-    printf("test_bert_recon: all passed\n");
-    return 0;
+    return qd_test_summary("test_bert_recon");
 }

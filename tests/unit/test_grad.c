@@ -5,6 +5,7 @@
  * at least 2h away from the kinks so the finite difference is the true derivative. din buffers
  * start at 0.5 to check that backward ADDS (backend.h contract). */
 #define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
+#include "test.h"
 #include "cpu_test_util.h"
 #include "core/qmath.h"
 
@@ -212,6 +213,48 @@ static void test_unary(qd_backend *b) {
         float *x[1] = {buf(&s, -3, 3)};
         gradcheck(b, "sigmoid", &n, &s, &s, x, want);
         free(x[0]);
+    }
+    {
+        /* kinks at alpha x + beta = 0 and 1 (x = -2.5 and 2.5): samples kept 3H away, both
+         * saturated sides and the linear part covered */
+        qd_node n = make_node(QD_OP_HARDSIGMOID, 1);
+        n.a.alpha = 0.2f; n.a.beta = 0.5f;
+        float *x[1] = {buf(&s, -5, 5)};
+        for (int64_t i = 0; i < qd_shape_numel(&s); i++)
+            if (fabsf(fabsf(x[0][i]) - 2.5f) < 3 * H) x[0][i] += 6 * H;
+        gradcheck(b, "hardsigmoid", &n, &s, &s, x, want);
+        free(x[0]);
+    }
+    {
+        qd_node n = make_node(QD_OP_HARDSWISH, 1); /* kinks at -3 and 3 */
+        float *x[1] = {buf(&s, -5, 5)};
+        for (int64_t i = 0; i < qd_shape_numel(&s); i++)
+            if (fabsf(fabsf(x[0][i]) - 3.0f) < 3 * H) x[0][i] += 6 * H;
+        gradcheck(b, "hardswish", &n, &s, &s, x, want);
+        free(x[0]);
+    }
+    {
+        /* Resize is linear in x for fixed sampling positions: every mode/coordinate rule checked,
+         * enlarging and shrinking, so each input element's gradient sums its own taps */
+        static const struct { int mode, coord, nearest, oh, ow; const char *label; } rc[] = {
+            {QD_RESIZE_LINEAR, QD_RESIZE_HALF_PIXEL, 0, 10, 8, "resize linear half_pixel x2"},
+            {QD_RESIZE_LINEAR, QD_RESIZE_ALIGN_CORNERS, 0, 7, 3, "resize linear align_corners"},
+            {QD_RESIZE_LINEAR, QD_RESIZE_PYTORCH_HALF_PIXEL, 0, 2, 1, "resize linear pytorch_half_pixel down"},
+            {QD_RESIZE_NEAREST, QD_RESIZE_ASYMMETRIC, QD_RESIZE_FLOOR, 10, 8, "resize nearest asymmetric floor"},
+            {QD_RESIZE_NEAREST, QD_RESIZE_HALF_PIXEL, QD_RESIZE_ROUND_PREFER_CEIL, 3, 7, "resize nearest half_pixel"},
+        };
+        for (size_t k = 0; k < sizeof rc / sizeof rc[0]; k++) {
+            qd_node n = make_node(QD_OP_RESIZE, 1);
+            n.a.resize_mode = rc[k].mode;
+            n.a.resize_coord = rc[k].coord;
+            n.a.resize_nearest = rc[k].nearest;
+            n.a.resize_scale[0] = (float)rc[k].oh / (float)s.dims[2];
+            n.a.resize_scale[1] = (float)rc[k].ow / (float)s.dims[3];
+            qd_shape os = shp(4, 2, 3, rc[k].oh, rc[k].ow);
+            float *x[1] = {buf(&s, -2, 2)};
+            gradcheck(b, rc[k].label, &n, &s, &os, x, want);
+            free(x[0]);
+        }
     }
     for (int ax = 1; ax < 4; ax += 2) {
         qd_node n = make_node(QD_OP_SOFTMAX, 1);
@@ -544,6 +587,110 @@ static void test_lp_loss(qd_backend *b) {
         CHECK(fabs(dy2[i] - dym[i]) <= 1e-6 * fabs(dym[i]) + 1e-9, "lp(p=2) dy[%lld] %g vs mse %g", (long long)i, dy2[i], dym[i]);
 }
 
+/* Transformer ops (LayerNormalization, Gelu, Softmax with an additive key mask). */
+static void test_transformer(qd_backend *b) {
+    {
+        /* [N, T, F] over the last axis, then over [T, F] (axis 1); Scale/B frozen (din NULL) */
+        qd_shape s = shp(3, 2, 3, 8, 0);
+        for (int ax = -1; ax <= 1; ax += 2) {
+            qd_node n = make_node(QD_OP_LAYERNORM, 3);
+            n.a.axis = ax;
+            int64_t len = ax == 1 ? 24 : 8;
+            qd_shape is[3] = {s, shp(1, len, 0, 0, 0), shp(1, len, 0, 0, 0)};
+            float *x[3] = {buf(&s, -2, 3), buf(&is[1], 0.5f, 1.5f), buf(&is[2], -1, 1)};
+            int w3[3] = {1, 0, 0};
+            gradcheck(b, ax == 1 ? "layernorm axis 1 dx" : "layernorm axis -1 dx", &n, is, &s, x, w3);
+            for (int i = 0; i < 3; i++) free(x[i]);
+        }
+        /* without B */
+        qd_node n = make_node(QD_OP_LAYERNORM, 2);
+        n.a.axis = -1;
+        qd_shape is[2] = {s, shp(1, 8, 0, 0, 0)};
+        float *x[2] = {buf(&s, -2, 3), buf(&is[1], 0.5f, 1.5f)};
+        int w2[2] = {1, 0};
+        gradcheck(b, "layernorm no B dx", &n, is, &s, x, w2);
+        for (int i = 0; i < 2; i++) free(x[i]);
+    }
+    {
+        qd_shape s = shp(3, 2, 3, 7, 0);
+        qd_node n = make_node(QD_OP_GELU, 1);
+        float *x[1] = {buf(&s, -4, 4)};
+        int w1[1] = {1};
+        gradcheck(b, "gelu (erf)", &n, &s, &s, x, w1);
+        free(x[0]);
+    }
+    /* masked softmax: scores [N=3, heads=2, S=5, S=5], mask [3, 1, 1, 5]; sample 1 pads its last
+     * two keys, sample 2 pads every key (with -inf: all-zero rows; finite: ordinary softmax) */
+    for (int variant = 0; variant < 2; variant++) {
+        const float pad = variant == 0 ? -INFINITY : -10000.0f;
+        const int S = 5;
+        qd_shape xs = {4, {3, 2, S, S}}, ms = {4, {3, 1, 1, S}};
+        qd_node n = make_node(QD_OP_SOFTMAX, 2);
+        n.a.axis = -1;
+        qd_shape is[2] = {xs, ms};
+        float *x[2] = {buf(&xs, -3, 3), buf(&ms, 0, 0)};
+        for (int j = 0; j < S; j++) {
+            x[1][j] = 0.0f;
+            x[1][S + j] = j >= 3 ? pad : 0.0f;
+            x[1][2 * S + j] = variant == 0 ? pad : (j == 0 ? 0.0f : pad);
+        }
+        /* finite mask: scores near -1e4 have an ulp of 1e-3, too coarse for the finite difference
+         * of h = 1e-2 on a fully padded row; sample 2 keeps one key there (full rows below) */
+        int w2[2] = {1, 0};
+        gradcheck(b, variant == 0 ? "softmax + mask (-inf)" : "softmax + mask (-1e4)", &n, is, &xs, x, w2);
+        /* padded keys: probability exactly 0 and gradient exactly 0 */
+        int64_t no = qd_shape_numel(&xs);
+        float *y = malloc(sizeof(float) * (size_t)no), *dy = malloc(sizeof(float) * (size_t)no),
+              *dx = calloc((size_t)no, sizeof(float));
+        fill(dy, no, -1, 1);
+        MUST(b->ops->node_forward(b, &n, is, (const float *const *)x, &xs, y));
+        float *din[2] = {dx, NULL};
+        MUST(b->ops->node_backward(b, &n, is, (const float *const *)x, &xs, y, dy, din));
+        int bad = 0, nan = 0;
+        for (int64_t r = 0; r < no / S; r++) {
+            int smp = (int)(r / (2 * S));
+            double sum = 0;
+            for (int j = 0; j < S; j++) {
+                float p = y[r * S + j], g = dx[r * S + j];
+                if (isnan(p) || isnan(g)) nan++;
+                sum += p;
+                if (smp == 1 && j >= 3 && (p != 0.0f || g != 0.0f)) bad++;
+                if (smp == 2 && (variant == 0 || j > 0) && (p != 0.0f || g != 0.0f)) bad++;
+            }
+            if (!(smp == 2 && variant == 0)) CHECK(fabs(sum - 1.0) < 1e-6, "masked softmax row %lld sums to %.8f", (long long)r, sum);
+        }
+        CHECK(bad == 0, "masked softmax (%s): %d padded probabilities/gradients are not exactly 0", variant ? "-1e4" : "-inf", bad);
+        CHECK(nan == 0, "masked softmax (%s): %d NaN", variant ? "-1e4" : "-inf", nan);
+        /* a finite mask on every key (HF style): softmax(x + mask) like ONNX, not NaN */
+        if (variant == 1) {
+            for (int j = 0; j < S; j++) x[1][2 * S + j] = pad;
+            MUST(b->ops->node_forward(b, &n, is, (const float *const *)x, &xs, y));
+            qd_node n1 = make_node(QD_OP_SOFTMAX, 1);
+            n1.a.axis = -1;
+            float *xm = malloc(sizeof(float) * (size_t)no), *y1 = malloc(sizeof(float) * (size_t)no);
+            for (int64_t i = 0; i < no; i++) xm[i] = x[0][i] + x[1][(i / (2 * S * S)) * S + i % S];
+            MUST(b->ops->node_forward(b, &n1, &xs, (const float *const *)&xm, &xs, y1));
+            for (int64_t i = 4 * S * S; i < no; i++)
+                CHECK(!isnan(y[i]) && fabsf(y[i] - y1[i]) <= 1e-6f, "fully padded row (finite mask) [%lld]: %g vs softmax(x+mask) %g",
+                      (long long)i, y[i], y1[i]);
+            free(xm); free(y1);
+        }
+        free(y); free(dy); free(dx); free(x[0]); free(x[1]);
+    }
+    {
+        /* a constant mask of lower rank broadcasts right-aligned (numpy), as an imported Add would */
+        qd_shape xs = shp(3, 2, 4, 6, 0), ms = shp(1, 6, 0, 0, 0);
+        qd_node n = make_node(QD_OP_SOFTMAX, 2);
+        n.a.axis = 2;
+        qd_shape is[2] = {xs, ms};
+        float *x[2] = {buf(&xs, -3, 3), buf(&ms, -1, 1)};
+        x[1][5] = -INFINITY;
+        int w2[2] = {1, 0};
+        gradcheck(b, "softmax + rank-1 mask", &n, is, &xs, x, w2);
+        free(x[0]); free(x[1]);
+    }
+}
+
 int main(void) {
     qd_backend *b = make_cpu(2);
     printf("backend: %s\n", b->device_name);
@@ -551,6 +698,7 @@ int main(void) {
     test_gemm_matmul(b);
     test_binary(b);
     test_unary(b);
+    test_transformer(b);
     test_pools(b);
     test_shape_ops(b);
     test_fake_quant_grads(b);
@@ -559,7 +707,5 @@ int main(void) {
     test_mse(b);
     test_lp_loss(b);
     qd_backend_destroy(b);
-    if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
-    printf("all gradient checks passed\n");
-    return 0;
+    return qd_test_summary("test_grad");
 }

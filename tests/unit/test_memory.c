@@ -17,18 +17,7 @@
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
 #include "recon/memplan.h"
-
-static int g_fail, g_checks;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        g_checks++;                                                           \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            g_fail++;                                                         \
-        }                                                                     \
-    } while (0)
+#include "test.h"
 
 static int64_t rss_bytes(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -230,6 +219,5 @@ int main(void) {
     test_config();
     test_spill();
     test_plan_check();
-    printf("test_memory: %d checks, %d failed\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return qd_test_summary("test_memory");
 }
