@@ -11,8 +11,8 @@
 #   3. results identical: results.json numbers (timings aside), model_qdq.onnx and encodings.json
 #      byte for byte; and no spill file is left in the output directory;
 #   4. peak RSS (getrusage, logged by the run; /usr/bin/time -v agrees) within the budget + the
-#      planned fixed overhead, and below the in-memory run's by most of the cache bytes the
-#      budget kept out of memory;
+#      planned fixed overhead, and below the in-memory run's by the cache bytes the budget kept
+#      out of memory, less the streaming window (the spilled pages one batch maps in) and 8 MiB;
 #   5. imagenet: progress bars for every phase (--progress always).
 # Env: QD_BIN, QD_SRC_DIR (set by qd_add_script_test).
 set -u
@@ -99,9 +99,9 @@ if m and s:
     if s["peak_rss_bytes"] > bound:
         bad.append(f"peak RSS {s['peak_rss_bytes']} > budget + planned overhead {bound}")
     kept_out = m["cache_in_memory_peak_bytes"] - s["cache_in_memory_peak_bytes"]
-    if m["peak_rss_bytes"] - s["peak_rss_bytes"] < 0.6 * kept_out:
+    if m["peak_rss_bytes"] - s["peak_rss_bytes"] < kept_out - s["window_bytes"] - (8 << 20):
         bad.append(f"peak RSS fell by {m['peak_rss_bytes'] - s['peak_rss_bytes']} bytes only, the budget kept {kept_out} "
-                   "bytes of caches out of memory")
+                   f"bytes of caches out of memory (streaming window {s['window_bytes']})")
     tv = os.path.join(T, "time.txt")
     if os.path.exists(tv):
         kb = [int(x) for x in re.findall(r"Maximum resident set size \(kbytes\): (\d+)", open(tv).read())]

@@ -314,12 +314,12 @@ void qd_mem_log_peak(const qd_mem_plan *p, const qd_backend *b) {
     int64_t rss = (int64_t)ru.ru_maxrss * 1024;
     qd_cache_stats cs;
     qd_backend_cache_stats(b, &cs);
-    char fields[320];
+    char fields[512];
     snprintf(fields, sizeof fields,
-             "\"peak_rss_bytes\":%lld,\"host_budget_bytes\":%lld,\"fixed_overhead_bytes\":%lld,\"cache_in_memory_peak_bytes\":%lld,"
-             "\"cache_spilled_peak_bytes\":%lld,\"spill_files\":%d",
-             (long long)rss, (long long)p->budget, (long long)p->overhead, (long long)cs.mem_peak, (long long)cs.spill_peak,
-             cs.spill_files);
+             "\"peak_rss_bytes\":%lld,\"host_budget_bytes\":%lld,\"fixed_overhead_bytes\":%lld,\"window_bytes\":%lld,"
+             "\"cache_in_memory_peak_bytes\":%lld,\"cache_spilled_peak_bytes\":%lld,\"spill_files\":%d",
+             (long long)rss, (long long)p->budget, (long long)p->overhead, (long long)p->window, (long long)cs.mem_peak,
+             (long long)cs.spill_peak, cs.spill_files);
     qd_log_event_json(QD_LOG_INFO, "memory", fields,
                       "memory: peak RSS %.1f MiB (host budget %.1f MiB + planned overhead %.1f MiB); caches: %.1f MiB peak in "
                       "memory, %.1f MiB peak spilled (%d files)",
