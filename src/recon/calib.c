@@ -6,10 +6,9 @@
 #include <string.h>
 
 #include "qdrop/log.h"
+#include "recon/memplan.h" /* QD_CALIB_BATCH */
 #include "recon/recon.h"
 #include "recon/unit_cache.h"
-
-#define QD_CALIB_BATCH 128
 
 qd_status qd_cache_value(qd_recon_ctx *ctx, qd_exec_mode mode, int node_end, int v, int nimages, float *dst) {
     qd_graph *g = ctx->g;
