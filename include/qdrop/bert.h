@@ -204,6 +204,17 @@ QD_MUST_USE qd_status qd_bert_classify_sentences(const qd_bert_model *m, const c
                                                  int max_len, int batch, float *logits,
                                                  qd_bert_act_hook hook, void *hctx);
 
+/* An encoder of padded token batches: hid [B*S, H] = last hidden state of ids/mask [B*S]. The host
+ * encoder (qd_bert_encode) and the graph encoder (qd_bert_graph_encoder) both fit. */
+typedef struct qd_bert_encoder {
+    qd_status (*encode)(void *ctx, const int *ids, const int *mask, int B, int S, float *hid);
+    void *ctx;
+} qd_bert_encoder;
+/* qd_bert_embed_sentences (classify 0, out [n, H]) / qd_bert_classify_sentences (classify 1, out
+ * [n, num_labels]) with any encoder; m supplies the tokenizer and the head. */
+QD_MUST_USE qd_status qd_bert_sentences_enc(const qd_bert_model *m, const char *const *sent, int n, int max_len,
+                                            int batch, int classify, const qd_bert_encoder *enc, float *out);
+
 /* Min/max baseline (no reconstruction, src/bert/quant.c): fake-quantize every Linear weight per
  * output channel to w_bits and the embedding tables per row to emb_bits, in place. */
 QD_MUST_USE qd_status qd_bert_quantize_weights_minmax(qd_bert_model *m, int w_bits, int emb_bits);
@@ -335,6 +346,45 @@ QD_MUST_USE qd_status qd_bert_ptq(const qd_bert_model *fp, qd_bert_model *qm, qd
                                   const qd_bert_calib *cal, int act_samples, int reconstruct,
                                   const qd_bert_recon_opts *o, qd_bert_layer_report *reps);
 
+/* ---------------------------------------------------------------------------------------- */
+/* The encoder as a qd_graph (src/bert/bert_graph.c; docs/bert.md "Encoder graph")             */
+/* ---------------------------------------------------------------------------------------- */
+struct qd_graph;
+/* Graph of the encoder layers of m for sequences padded to S tokens: inputs "embeddings"
+ * [N,S,H] (qd_bert_embed output) and "attention_mask" [N,1,1,S] (qd_bert_additive_mask), output
+ * the last hidden state [N,S,H]; one unit per encoder layer (units marked, shapes inferred;
+ * weights copied). */
+QD_MUST_USE qd_status qd_bert_build_graph(const qd_bert_model *m, int S, struct qd_graph **out);
+/* Change the padded length of a graph from qd_bert_build_graph (shapes re-inferred; an executor
+ * created for a larger S keeps working). */
+QD_MUST_USE qd_status qd_bert_graph_set_seq(struct qd_graph *g, int S);
+int qd_bert_graph_seq_len(const struct qd_graph *g);
+/* §8.8 quantizers: per output channel on the 6 Gemms of every layer (w_bits), per tensor at
+ * EMB_LN (no unit) and the 8 sites of each layer (a_bits; the last layer's output 8-bit with
+ * last_out_8bit). Activation quantizer k: 0 = EMB_LN, 1 + l * 8 + (site - 1) = layer l. */
+QD_MUST_USE qd_status qd_bert_graph_place_quantizers(struct qd_graph *g, int w_bits, int a_bits, int last_out_8bit);
+/* 1/0 token mask [B*S] -> additive key mask (0 / -inf) [B*S]. */
+void qd_bert_additive_mask(const int *mask, int B, int S, float *out);
+
+/* The graph as a qd_bert_encoder: host embeddings of emb (its tables: FP, or the 8-bit tables
+ * of a quantized run), then the graph on backend b in `mode` (exec.h), padded lengths up to
+ * max_S, batches up to max_batch. The graph's length is restored by _free. */
+typedef struct qd_bert_graph_encoder {
+    const qd_bert_model *emb;
+    struct qd_graph *g;
+    struct qd_backend *b;
+    struct qd_exec *ex;
+    int mode;                  /* qd_exec_mode */
+    int max_batch, max_S, restore_S;
+    float *h_in, *h_mask;      /* host staging */
+    float *d_in, *d_mask, *d_out;
+} qd_bert_graph_encoder;
+QD_MUST_USE qd_status qd_bert_graph_encoder_init(qd_bert_graph_encoder *e, const qd_bert_model *emb, struct qd_graph *g,
+                                                 struct qd_backend *b, int mode, int max_batch, int max_S);
+void qd_bert_graph_encoder_free(qd_bert_graph_encoder *e);
+/* qd_bert_encoder callback (ctx = qd_bert_graph_encoder *). */
+QD_MUST_USE qd_status qd_bert_graph_encode(void *ctx, const int *ids, const int *mask, int B, int S, float *hid);
+
 struct qd_config;
 struct qd_run_options;
 /* model.type "bert" job (src/bert/bert_run.c): data.task stsb (calibration on the STS-B dev
@@ -362,6 +412,8 @@ QD_MUST_USE qd_status qd_bert_eval_stsb(const char *model_dir, const char *stsb_
                                         double *spearman, int *n_pairs);
 QD_MUST_USE qd_status qd_bert_eval_stsb_model(const qd_bert_model *m, const qd_sts_set *set,
                                               qd_bert_act_hook hook, void *hctx, double *spearman);
+QD_MUST_USE qd_status qd_bert_eval_stsb_enc(const qd_bert_model *m, const qd_sts_set *set, const qd_bert_encoder *enc,
+                                            double *spearman);
 
 /* Single-sentence classification TSV with a header (SST-2: sentence<TAB>label). */
 typedef struct qd_glue_set {
@@ -375,6 +427,8 @@ void qd_glue_free(qd_glue_set *s);
  * set; pred [n] receives the predictions when not NULL. */
 QD_MUST_USE qd_status qd_bert_eval_sst2_model(const qd_bert_model *m, const qd_glue_set *set, int max_len,
                                               qd_bert_act_hook hook, void *hctx, double *accuracy, int *pred);
+QD_MUST_USE qd_status qd_bert_eval_sst2_enc(const qd_bert_model *m, const qd_glue_set *set, int max_len,
+                                            const qd_bert_encoder *enc, double *accuracy, int *pred);
 
 /* Metrics (n >= 1; QD_ERR_DATA on n < 2 for correlations or constant input). */
 double qd_metric_accuracy(const int *pred, const int *gold, int n);

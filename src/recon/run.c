@@ -19,6 +19,7 @@
 #include "core/escape.h"
 #include "qdrop/backend.h"
 #include "qdrop/bert.h"
+#include "qdrop/bert_job.h"
 #include "qdrop/data.h"
 #include "qdrop/exec.h"
 #include "qdrop/export.h"
@@ -231,6 +232,11 @@ typedef struct run_state {
     int *pred_fp, *pred_q;
     float *logits_fp, *logits_q;   /* [val.n, nclasses] when output.logits */
     int ckpt_units;   /* units recorded in checkpoint.bin by this run or the one resumed; -1 none */
+    /* model.type bert (src/bert/bert_job.c): the family's loader/evaluator; calib holds the
+     * embeddings of the calibration sentences ([ncal, 1, S, H]) */
+    int bert;
+    qd_bert_job job;
+    float *side_dev, *loss_w_dev;  /* backend copies of the attention masks and loss weights */
 } run_state;
 
 static void run_free(run_state *s) {
@@ -244,9 +250,12 @@ static void run_free(run_state *s) {
     free(s->logits_fp);
     free(s->logits_q);
     qd_exec_free(s->ex);
+    if (s->side_dev) s->b->ops->free_cache(s->b, s->side_dev);
+    if (s->loss_w_dev) s->b->ops->free_cache(s->b, s->loss_w_dev);
     if (s->b) qd_backend_destroy(s->b);
     qd_dataset_free(&s->calib);
     qd_dataset_free(&s->val);
+    qd_bert_job_free(&s->job);
     qd_graph_free(s->g);
 }
 
@@ -446,20 +455,32 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
 
     /* model */
     t_phase = now_s();
-    if ((st = file_hash(cfg->model_path, &model_hash)) != QD_OK) goto done;
-    if ((st = qd_graph_prepare(cfg->model_path, &S.g)) != QD_OK) goto done;
-    {
+    S.bert = strcmp(cfg->model_type, "bert") == 0;
+    if (S.bert) {
+        /* a HuggingFace BERT directory: the encoder graph and the calibration tensors come from
+         * the BERT family (src/bert/bert_job.c); everything else is this run */
+        if ((st = qd_bert_job_load(cfg, &S.job, &S.g)) != QD_OK) goto done;
+        snprintf(path, sizeof path, "%s/model.safetensors", cfg->model_path);
+        if ((st = file_hash(path, &model_hash)) != QD_OK) goto done;
+        S.calib.n = S.job.cal.n;
+        S.calib.c = 1; S.calib.h = S.job.S; S.calib.w = S.job.fp->cfg.hidden;
+        S.calib.x = S.job.calib_q;
+        S.job.calib_q = NULL;
+    } else {
+        if ((st = file_hash(cfg->model_path, &model_hash)) != QD_OK) goto done;
+        if ((st = qd_graph_prepare(cfg->model_path, &S.g)) != QD_OK) goto done;
         qd_quant_plan_opts po = {cfg->w_qconfig.bit, cfg->a_qconfig.bit, cfg->first_last_8bit, cfg->brecq_setting};
         if ((st = qd_graph_place_quantizers(S.g, &po)) != QD_OK) goto done;
     }
-    if (S.g->ninputs != 1 || S.g->noutputs != 1) {
+    if (!S.bert && (S.g->ninputs != 1 || S.g->noutputs != 1)) {
         st = qd_errorf(QD_ERR_UNSUPPORTED, "%s: the engine needs exactly one graph input and one output (found %d and %d)",
                        cfg->model_path, S.g->ninputs, S.g->noutputs);
         goto done;
     }
     const qd_value *inv = &S.g->values[S.g->inputs[0]];
-    if (inv->ndim != 4) { st = qd_errorf(QD_ERR_UNSUPPORTED, "%s: input '%s' must be NCHW images", cfg->model_path, inv->name); goto done; }
-    int C = (int)inv->dims[1], H = (int)inv->dims[2], W = (int)inv->dims[3];
+    if (S.bert) inv = NULL;
+    else if (inv->ndim != 4) { st = qd_errorf(QD_ERR_UNSUPPORTED, "%s: input '%s' must be NCHW images", cfg->model_path, inv->name); goto done; }
+    int C = inv ? (int)inv->dims[1] : S.calib.c, H = inv ? (int)inv->dims[2] : S.calib.h, W = inv ? (int)inv->dims[3] : S.calib.w;
     const qd_value *outv = &S.g->values[S.g->outputs[0]];
     int nclasses = (int)outv->dims[outv->ndim - 1];
     S.nunits = build_units(S.g, mp.layerwise, &S.units);
@@ -468,11 +489,11 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
 
     /* data */
     t_phase = now_s();
-    if ((st = load_images(cfg, cfg->calib_path, NULL, C, H, W, cfg->calibrate, 0, &S.calib)) != QD_OK) goto done;
+    if (!S.bert && (st = load_images(cfg, cfg->calib_path, NULL, C, H, W, cfg->calibrate, 0, &S.calib)) != QD_OK) goto done;
     if (S.calib.n < cfg->calibrate)
         qd_log_warn("calib_small", "calibration folder %s has %d images, fewer than quant.calibrate = %d: using all",
                     cfg->calib_path, S.calib.n, cfg->calibrate);
-    if (cfg->eval_enabled && cfg->val_path[0]) {
+    if (!S.bert && cfg->eval_enabled && cfg->val_path[0]) {
         if ((st = load_images(cfg, cfg->val_path, cfg->val_labels_path[0] ? cfg->val_labels_path : NULL, C, H, W, 0,
                               cfg->eval_max_images, &S.val)) != QD_OK)
             goto done;
@@ -500,6 +521,11 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
             if ((st = qd_ckpt_load(path, S.g, cfg_hash, model_hash, &done_units, S.reps, rep_cap, &S.nreps)) != QD_OK) goto done;
         }
         print_dry_run(cfg, &S, &mp);
+        if (S.bert) {
+            /* the cost estimate times units without their side inputs: not for BERT yet */
+            printf("time estimate: not available for model.type bert\n");
+            goto done;
+        }
         qd_estimate_plan ep = {mp.reconstruct, mp.act_in_unit, mp.learn_scales, mp.brecq_act,
                                mp.drop ? cfg->recon.drop_prob : 1.0f, mp.upstream};
         fflush(stdout);
@@ -532,8 +558,34 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     ctx.keep_prob = mp.drop ? cfg->recon.drop_prob : 1.0f;
     ctx.input_keep_prob = mp.drop ? cfg->recon.drop_prob : 1.0f;
     ctx.upstream_mode = mp.upstream;
+    if (S.bert) {
+        /* the FP path reads the FP embeddings; every unit reads the attention mask (a side
+         * input) and weighs its loss by the token weights (recon.h) */
+        size_t mb = sizeof(float) * (size_t)S.calib.n * (size_t)S.job.S;
+        int dev = 0;
+        ctx.calib_host_fp = S.job.calib_fp;
+        S.side_dev = S.b->ops->alloc_cache(S.b, mb, &dev);
+        S.loss_w_dev = S.b->ops->alloc_cache(S.b, mb, &dev);
+        if (!S.side_dev || !S.loss_w_dev) { st = qd_errorf(QD_ERR_DEVICE_OOM, "BERT: cannot allocate the calibration masks"); goto done; }
+        if ((st = S.b->ops->upload(S.b, S.side_dev, S.job.calib_mask, mb)) != QD_OK) goto done;
+        if ((st = S.b->ops->upload(S.b, S.loss_w_dev, S.job.loss_w, mb)) != QD_OK) goto done;
+        ctx.nside = 1;
+        ctx.side_value[0] = S.g->inputs[1];
+        ctx.side_dev[0] = S.side_dev;
+        ctx.loss_w_dev = S.loss_w_dev;
+        ctx.loss_w_host = S.job.loss_w;
+        ctx.loss_w_numel = S.job.S;
+    }
 
     double fp_top1 = NAN, fp_top5 = NAN, q_top1 = NAN, q_top5 = NAN;
+    double fp_metric = NAN, q_metric = NAN;   /* BERT task metric */
+    if (S.bert && cfg->eval_enabled && cfg->eval_fp32) {
+        t_phase = now_s();
+        if ((st = qd_bert_job_evaluate(&S.job, S.g, S.b, 0, &fp_metric)) != QD_OK) goto done;
+        cJSON_AddNumberToObject(times, "eval_fp32_s", now_s() - t_phase);
+        qd_log_info("eval_fp32", "FP32 %s %.6f (%d %s)", S.job.sst2 ? "SST-2 accuracy" : "STS-B Spearman", fp_metric,
+                    S.job.n_eval, S.job.sst2 ? "sentences" : "pairs");
+    }
     if (S.val.n > 0 && cfg->eval_fp32) {
         t_phase = now_s();
         if ((st = evaluate(S.ex, QD_EXEC_FP, &S.val, cfg->eval_batch_size, nclasses, &fp_top1, &fp_top5, &S.pred_fp,
@@ -563,12 +615,15 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
         qd_log_info("resume", "resuming from %s: %d of %d units finished", path, units_done, rep_cap);
     } else {
         t_phase = now_s();
-        if (mp.ranges_before &&
-            (st = qd_init_act_ranges(&ctx, mp.range_mode, NULL, cfg->act_calib_samples, mp.range_progressive)) != QD_OK)
+        if (S.bert) {
+            /* ranges on valid tokens only, by the BERT calibration helpers (weights too) */
+            if ((st = qd_bert_job_init_ranges(&S.job, S.g, cfg)) != QD_OK) goto done;
+        } else if (mp.ranges_before &&
+                   (st = qd_init_act_ranges(&ctx, mp.range_mode, NULL, cfg->act_calib_samples, mp.range_progressive)) != QD_OK)
             goto done;
         cJSON_AddNumberToObject(times, "act_ranges_s", now_s() - t_phase);
         t_phase = now_s();
-        if ((st = qd_init_weight_ranges(S.g, qd_default_threads(cfg))) != QD_OK) goto done;
+        if (!S.bert && (st = qd_init_weight_ranges(S.g, qd_default_threads(cfg))) != QD_OK) goto done;
         if ((st = qd_exec_sync_quant(S.ex)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "weight_ranges_s", now_s() - t_phase);
         if (mp.reconstruct && (st = qd_ckpt_save(path, S.g, cfg_hash, model_hash, 0, S.reps, 0)) != QD_OK) goto done;
@@ -677,6 +732,13 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     cJSON_AddNumberToObject(times, "reconstruction_s", now_s() - t_phase);
 
     /* quantized evaluation */
+    if (S.bert && cfg->eval_enabled) {
+        t_phase = now_s();
+        if ((st = qd_bert_job_evaluate(&S.job, S.g, S.b, 1, &q_metric)) != QD_OK) goto done;
+        cJSON_AddNumberToObject(times, "eval_quant_s", now_s() - t_phase);
+        qd_log_info("eval_quant", "quantized W%dA%d %s %.6f", cfg->w_qconfig.bit, cfg->a_qconfig.bit,
+                    S.job.sst2 ? "SST-2 accuracy" : "STS-B Spearman", q_metric);
+    }
     if (S.val.n > 0) {
         t_phase = now_s();
         if ((st = evaluate(S.ex, QD_EXEC_QUANT, &S.val, cfg->eval_batch_size, nclasses, &q_top1, &q_top5, &S.pred_q,
@@ -742,6 +804,19 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
         cJSON_AddNumberToObject(r, "calibration_images", S.calib.n);
         cJSON_AddNumberToObject(r, "seed", (double)cfg->seed);
         cJSON *acc = cJSON_AddObjectToObject(r, "accuracy");
+        if (S.bert) {
+            cJSON_AddStringToObject(r, "model_type", "bert");
+            cJSON_AddStringToObject(r, "task", cfg->task);
+            cJSON_AddNumberToObject(r, "calibration_tokens", (double)S.job.cal.ntok);
+            cJSON_AddNumberToObject(r, "calibration_seq_len", S.job.S);
+            cJSON_AddStringToObject(acc, "metric", S.job.sst2 ? "accuracy" : "spearman_cosine");
+            cJSON_AddStringToObject(acc, "eval_set", cfg->val_path);
+            cJSON_AddNumberToObject(acc, S.job.sst2 ? "examples" : "pairs", S.job.n_eval);
+            if (!isnan(fp_metric)) cJSON_AddNumberToObject(acc, "fp32", fp_metric);
+            else cJSON_AddNullToObject(acc, "fp32");
+            if (!isnan(q_metric)) cJSON_AddNumberToObject(acc, "quant", q_metric);
+            else cJSON_AddNullToObject(acc, "quant");
+        } else
         cJSON_AddNumberToObject(acc, "images", S.val.n);
         if (!isnan(fp_top1)) { cJSON_AddNumberToObject(acc, "fp32_top1", 100 * fp_top1); cJSON_AddNumberToObject(acc, "fp32_top5", 100 * fp_top5); }
         if (!isnan(q_top1)) { cJSON_AddNumberToObject(acc, "quant_top1", 100 * q_top1); cJSON_AddNumberToObject(acc, "quant_top5", 100 * q_top5); }
@@ -784,6 +859,13 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     if (!opt->quiet) {
         printf("model %s  mode %s  W%dA%d  units %d  iterations/unit %d\n", cfg->model_path, qd_mode_name(cfg->mode),
                cfg->w_qconfig.bit, cfg->a_qconfig.bit, S.nunits, mp.reconstruct ? cfg->recon.iters : 0);
+        if (S.bert && cfg->eval_enabled) {
+            char fps[32] = "n/a";
+            if (!isnan(fp_metric)) snprintf(fps, sizeof fps, "%.4f", fp_metric);
+            printf("%s (%d %s): FP32 %s | %s W%dA%d %.4f\n", S.job.sst2 ? "SST-2 accuracy" : "STS-B Spearman (cosine)",
+                   S.job.n_eval, S.job.sst2 ? "sentences" : "pairs", fps, qd_mode_name(cfg->mode), cfg->w_qconfig.bit,
+                   cfg->a_qconfig.bit, q_metric);
+        }
         if (!isnan(fp_top1)) printf("FP32       top-1 %6.2f%%  top-5 %6.2f%%\n", 100 * fp_top1, 100 * fp_top5);
         if (!isnan(q_top1)) printf("quantized  top-1 %6.2f%%  top-5 %6.2f%%\n", 100 * q_top1, 100 * q_top5);
         printf("outputs in %s (results.json, report.html, model_qdq.onnx, encodings.json) — %.1f s\n", cfg->out_dir, now_s() - t_start);
@@ -810,11 +892,8 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
      * real run (recon/outdir.h) */
     qd_status st = opt->dry_run ? qd_outdir_check_model(cfg) : qd_outdir_open(&od, cfg, opt->resume);
     if (st != QD_OK) return st;
-    if (strcmp(cfg->model_type, "bert") == 0) {
-        /* HuggingFace BERT directories run the per-encoder-layer pipeline (src/bert/bert_run.c);
-         * it does not poll for signals, so SIGINT/SIGTERM keep their default action there */
-        st = qd_bert_run(cfg, opt);
-    } else {
+    {
+        /* ONNX models and HuggingFace BERT directories (model.type bert) run the same pipeline */
         int handlers = !opt->dry_run && qd_interrupt_install() == 0;
         st = run_images(cfg, opt, &od);
         if (handlers) qd_interrupt_restore();
