@@ -29,3 +29,7 @@ qd_add_test(test_bert_recon SOURCES unit/test_bert_recon.c LABELS unit TIMEOUT 3
 # accuracy block of results.json.
 qd_add_test(test_bert_sst2 SOURCES unit/test_bert_sst2.c LABELS golden TIMEOUT 120)
 qd_add_script_test(bert_sst2_cli COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_sst2_cli.sh LABELS e2e TIMEOUT 300)
+
+# The encoder as a qd_graph (src/bert/bert_graph.c): FP32 and quantized parity with the C
+# encoder on a tiny random BERT, units and §8.8 quantizer placement.
+qd_add_test(test_bert_graph SOURCES unit/test_bert_graph.c LABELS unit TIMEOUT 60)
