@@ -807,8 +807,12 @@ qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is
         if (off != inner_tot) return qd_errorf(QD_ERR_DATA, "cuda: Concat %s: input extents do not add up", nname(n));
         break;
     }
+    case QD_OP_LAYERNORM: case QD_OP_GELU:
+        QD_TRY(need_inputs(n, in, 1));
+        return qd_cu_transformer_forward(b, n, is, in, os, out);
     case QD_OP_SOFTMAX: {
         QD_TRY(need_inputs(n, in, 1));
+        if (n->ninputs > 1 && in[1]) return qd_cu_transformer_forward(b, n, is, in, os, out); /* additive mask */
         int64_t rows, len, inner;
         QD_TRY(softmax_geom(n, &is[0], &rows, &len, &inner));
         if (rows) qd_k_softmax<<<qd_cu_blocks(rows), QD_CU_THREADS, 0, st>>>(rows, len, inner, in[0], out);
@@ -907,8 +911,13 @@ qd_status qd_cu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *i
         }
         break;
     }
+    case QD_OP_LAYERNORM: case QD_OP_GELU:
+        if (!din[0]) return QD_OK;
+        QD_TRY(need_inputs(n, in, 1));
+        return qd_cu_transformer_backward(b, n, is, in, os, out, dout, din);
     case QD_OP_SOFTMAX: {
         if (!din[0]) return QD_OK;
+        if (n->ninputs > 1 && in[1]) return qd_cu_transformer_backward(b, n, is, in, os, out, dout, din);
         if (!out) return qd_errorf(QD_ERR_INTERNAL, "cuda: Softmax %s backward needs the forward output", nname(n));
         int64_t rows, len, inner;
         QD_TRY(softmax_geom(n, &is[0], &rows, &len, &inner));

@@ -139,6 +139,11 @@ qd_status qd_cu_matmul_forward(qd_backend *b, const qd_node *n, const qd_shape *
 qd_status qd_cu_matmul_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                                 const qd_shape *os, const float *dout, float *const *din);
 void qd_cu_conv_cache_free(qd_cu *c);
+/* LayerNormalization, Gelu and Softmax with a mask input (ops_cuda_bert.cu). */
+qd_status qd_cu_transformer_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                                    const qd_shape *os, float *out);
+qd_status qd_cu_transformer_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
+                                     const qd_shape *os, const float *out, const float *dout, float *const *din);
 
 /* Reconstruction kernels (recon_cuda.cu). */
 void qd_cu_set_recon_ops(qd_backend_ops *ops);

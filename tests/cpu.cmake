@@ -1,6 +1,8 @@
 # CPU reference backend, shared quantization math and forward executor (issue 4 items 1, 2, 7).
 qd_add_test(test_qmath SOURCES unit/test_qmath.c LABELS unit)
 qd_add_test(test_grad SOURCES unit/test_grad.c LABELS unit grad)
+# Transformer ops (LayerNormalization, Gelu, masked Softmax) bit-identical to the BERT encoder's math.
+qd_add_test(test_transformer_ops SOURCES unit/test_transformer_ops.c LABELS unit)
 qd_add_test(test_cpu_threads SOURCES unit/test_cpu_threads.c LABELS unit)
 # The im2col + OpenBLAS convolution path (builds without oneDNN, grouped convs) stays covered
 # when oneDNN takes the ungrouped ones: the same checks with QD_CPU_CONV=im2col, and a twin test.

@@ -54,9 +54,11 @@ typedef struct qd_attrs {
     int trans_a, trans_b;
     /* Clip: bounds (resolved from inputs or attributes; +-INFINITY when absent) */
     float clip_min, clip_max;
-    /* BatchNormalization */
+    /* BatchNormalization, LayerNormalization */
     float epsilon;
-    /* Flatten / Concat / Softmax axis (normalised to >= 0) */
+    /* Flatten / Concat / Softmax / LayerNormalization axis (normalised to >= 0). Softmax may
+     * have a second input: an additive mask activation (a graph input, e.g. [N,1,1,S] of 0 /
+     * -inf) of x's rank that broadcasts to x; y = softmax(x + mask), the mask gets no gradient. */
     int axis;
     /* Transpose permutation */
     int nperm;

@@ -44,7 +44,9 @@
     X(TRANSPOSE,     "Transpose",          QD_OPT_TENSOR_IN)                         \
     X(SUB,           "Sub",                QD_OPT_BINARY | QD_OPT_TENSOR_IN)         \
     X(DIV,           "Div",                QD_OPT_BINARY | QD_OPT_TENSOR_IN)         \
-    X(SOFTMAX,       "Softmax",            QD_OPT_TENSOR_IN)
+    X(SOFTMAX,       "Softmax",            QD_OPT_TENSOR_IN)                         \
+    X(LAYERNORM,     "LayerNormalization", QD_OPT_TENSOR_IN)                         \
+    X(GELU,          "Gelu",               QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)
 
 /* Name and traits of an op id, without a link dependency (usable from CUDA translation units). */
 #define QD_OP_TABLE_NAME_(id, name, traits) name,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bert/bert_internal.h"
+#include "core/nnmath.h"
 
 #define HOOK(layer, site, p, n) do { if (hook) hook(hctx, (layer), (site), (p), (n)); } while (0)
 
@@ -20,49 +21,20 @@ static void linear(const float *x, const float *W, const float *b, int T, int in
             for (int o = 0; o < out; o++) y[(size_t)t * out + o] += b[o];
 }
 
-/* y = LN(x) * g + b over rows of n; saves xhat and rstd when given. */
+/* y = LN(x) * g + b over rows of n; saves xhat and rstd when given (row math: core/nnmath.h,
+ * shared with the graph's LayerNormalization op). */
 static void layernorm(const float *x, const float *g, const float *b, int T, int n, float eps, float *y,
                       float *xhat, float *rstd) {
-    for (int t = 0; t < T; t++) {
-        const float *r = x + (size_t)t * n;
-        double mean = 0, var = 0;
-        for (int i = 0; i < n; i++) mean += r[i];
-        mean /= n;
-        for (int i = 0; i < n; i++) var += (r[i] - mean) * (r[i] - mean);
-        var /= n;
-        float rs = (float)(1.0 / sqrt(var + (double)eps));
-        if (rstd) rstd[t] = rs;
-        for (int i = 0; i < n; i++) {
-            float h = (float)((r[i] - mean) * rs);
-            if (xhat) xhat[(size_t)t * n + i] = h;
-            y[(size_t)t * n + i] = h * g[i] + b[i];
-        }
-    }
+    for (int t = 0; t < T; t++)
+        qd_layernorm_row(x + (size_t)t * n, g, b, n, eps, y + (size_t)t * n, xhat ? xhat + (size_t)t * n : NULL,
+                         rstd ? rstd + t : NULL);
 }
 
 /* dx = rstd * (dxh - mean(dxh) - xhat * mean(dxh * xhat)), dxh = dy * g (accumulates dg, db). */
 static void layernorm_backward(const float *dy, const float *xhat, const float *rstd, const float *g, int T, int n,
                                float *dx, float *dg, float *db) {
-    for (int t = 0; t < T; t++) {
-        const float *d = dy + (size_t)t * n, *h = xhat + (size_t)t * n;
-        double m1 = 0, m2 = 0;
-        for (int i = 0; i < n; i++) {
-            double dh = (double)d[i] * g[i];
-            m1 += dh;
-            m2 += dh * h[i];
-            if (dg) dg[i] += d[i] * h[i];
-            if (db) db[i] += d[i];
-        }
-        m1 /= n;
-        m2 /= n;
-        for (int i = 0; i < n; i++)
-            dx[(size_t)t * n + i] = (float)(rstd[t] * ((double)d[i] * g[i] - m1 - h[i] * m2));
-    }
-}
-
-static float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
-static float gelu_grad(float x) {
-    return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+    for (int t = 0; t < T; t++)
+        qd_layernorm_backward_row(dy + (size_t)t * n, xhat + (size_t)t * n, rstd[t], g, n, dx + (size_t)t * n, 0, dg, db);
 }
 
 /* [T,H] <-> [B,NH,S,d] */
@@ -136,12 +108,13 @@ qd_status qd_bert_layer_forward(const qd_bert_config *cfg, const qd_bert_layer *
     }
     const int H = cfg->hidden, NH = cfg->heads, d = H / NH, FF = cfg->intermediate, T = B * S;
     const size_t TH = (size_t)T * H;
-    float *tmp = malloc(TH * sizeof(float)), *tmp2 = malloc(TH * sizeof(float));
-    if (!tmp || !tmp2) {
-        free(tmp); free(tmp2);
+    float *tmp = malloc(TH * sizeof(float)), *tmp2 = malloc(TH * sizeof(float)), *amask = malloc((size_t)T * sizeof(float));
+    if (!tmp || !tmp2 || !amask) {
+        free(tmp); free(tmp2); free(amask);
         if (!cache) qd_bert_cache_free(&own);
         return qd_errorf(QD_ERR_INTERNAL, "BERT layer %d: out of memory", li);
     }
+    for (int t = 0; t < T; t++) amask[t] = mask[t] ? 0.0f : -INFINITY; /* key padding mask, additive */
     memcpy(c->x, x, TH * sizeof(float));
     linear(x, L->wq, L->bq, T, H, H, tmp);
     split_heads(tmp, B, S, NH, d, c->q);
@@ -159,19 +132,9 @@ qd_status qd_bert_layer_forward(const qd_bert_config *cfg, const qd_bert_layer *
             float *P = c->probs + bh * S * S;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, d, alpha, c->q + bh * S * d, d,
                         c->k + bh * S * d, d, 0.0f, P, S);
-            /* Padded keys get probability exactly 0 (HF adds finfo.min, whose exp underflows). */
-            for (int i = 0; i < S; i++) {
-                float *r = P + (size_t)i * S, mx = -INFINITY;
-                for (int j = 0; j < S; j++)
-                    if (mask[b * S + j] && r[j] > mx) mx = r[j];
-                double sum = 0;
-                for (int j = 0; j < S; j++) {
-                    r[j] = mask[b * S + j] ? expf(r[j] - mx) : 0.0f;
-                    sum += r[j];
-                }
-                float inv = (float)(1.0 / sum);
-                for (int j = 0; j < S; j++) r[j] *= inv;
-            }
+            /* Padded keys get probability exactly 0 (HF adds finfo.min, whose exp underflows):
+             * the additive -inf mask of the graph's Softmax op, same row function. */
+            for (int i = 0; i < S; i++) qd_softmax_row(P + (size_t)i * S, 1, amask + (size_t)b * S, 1, S, P + (size_t)i * S);
         }
     /* the softmax backward needs the probabilities before their quantizer */
     memcpy(c->probs_pre, c->probs, (size_t)B * NH * S * S * sizeof(float));
@@ -186,7 +149,7 @@ qd_status qd_bert_layer_forward(const qd_bert_config *cfg, const qd_bert_layer *
     layernorm(tmp, L->ln1_g, L->ln1_b, T, H, cfg->ln_eps, c->h1, c->ln1_xhat, c->ln1_rstd);
     HOOK(li, QD_BERT_SITE_ATTN_LN, c->h1, TH);
     linear(c->h1, L->w1, L->b1, T, H, FF, c->pre);
-    for (size_t i = 0; i < (size_t)T * FF; i++) c->inter[i] = gelu(c->pre[i]);
+    for (size_t i = 0; i < (size_t)T * FF; i++) c->inter[i] = qd_gelu(c->pre[i]);
     HOOK(li, QD_BERT_SITE_GELU, c->inter, (size_t)T * FF);
     linear(c->inter, L->w2, L->b2, T, FF, H, tmp2);
     for (size_t i = 0; i < TH; i++) tmp2[i] += c->h1[i];
@@ -194,6 +157,7 @@ qd_status qd_bert_layer_forward(const qd_bert_config *cfg, const qd_bert_layer *
     HOOK(li, QD_BERT_SITE_OUT_LN, y, TH);
     free(tmp);
     free(tmp2);
+    free(amask);
     if (!cache) qd_bert_cache_free(&own);
     return QD_OK;
 }
@@ -248,7 +212,7 @@ qd_status qd_bert_layer_backward_ex(const qd_bert_config *cfg, const qd_bert_lay
     colsum_acc(dz2, T, H, g->b2);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, FF, H, 1.0f, dz2, H, L->w2, FF, 0.0f, dint, FF);
     BHOOK(QD_BERT_SITE_GELU, dint, 0, TF);
-    for (size_t i = 0; i < TF; i++) dint[i] *= gelu_grad(c->pre[i]);
+    for (size_t i = 0; i < TF; i++) dint[i] *= qd_gelu_grad(c->pre[i]);
     wgrad_acc(dint, c->h1, T, H, FF, g->w1);
     colsum_acc(dint, T, FF, g->b1);
     memcpy(dh1, dz2, TH * 4); /* residual */
@@ -269,11 +233,8 @@ qd_status qd_bert_layer_backward_ex(const qd_bert_config *cfg, const qd_bert_lay
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, d, 1.0f, dC, d, V, d, 0.0f, dP, S);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, d, S, 1.0f, P, S, dC, d, 0.0f, dv + bh * S * d, d);
         BHOOK(QD_BERT_SITE_PROBS, dP, bh * S * S, (size_t)S * S);
-        for (int i = 0; i < S; i++) { /* softmax backward on the pre-quantizer P: dS = P * (dP - sum(dP * P)) */
-            double s = 0;
-            for (int j = 0; j < S; j++) s += (double)dP[i * S + j] * Pp[i * S + j];
-            for (int j = 0; j < S; j++) dP[i * S + j] = Pp[i * S + j] * (float)(dP[i * S + j] - s);
-        }
+        for (int i = 0; i < S; i++) /* softmax backward on the pre-quantizer P: dS = P * (dP - sum(dP * P)) */
+            qd_softmax_backward_row(Pp + (size_t)i * S, dP + (size_t)i * S, 1, S, dP + (size_t)i * S, 0);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, d, S, alpha, dP, S, K, d, 0.0f, dq + bh * S * d, d);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, d, S, alpha, dP, S, Q, d, 0.0f, dk + bh * S * d, d);
     }

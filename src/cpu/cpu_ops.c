@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/nnmath.h"
 #include "core/simd.h"
 #include "cpu/cpu_internal.h"
 
@@ -731,6 +732,137 @@ static void sm_bwd(void *vctx, int64_t b0, int64_t b1, int tid) {
     }
 }
 
+/* Softmax with an additive mask input (graph.h): y = softmax(x + mask) along the axis, with the
+ * row function of core/nnmath.h (the BERT encoder's numerics: sum in double, padded keys 0). The
+ * mask broadcasts to x; its offset for a row follows its strides (0 on broadcast dims). */
+typedef struct {
+    int64_t outer, len, inner;
+    int nd, ax;
+    int64_t dims[QD_MAX_DIMS], mst[QD_MAX_DIMS];
+    const float *x, *mask, *y, *dy;
+    float *out, *dx;
+} smm_p;
+
+static qd_status smm_setup(const qd_node *n, const qd_shape *is, const qd_shape *os, smm_p *p) {
+    memset(p, 0, sizeof *p);
+    const qd_shape *m = &is[1];
+    int nd = os->ndim, ax = n->a.axis;
+    if (ax < 0) ax += nd;
+    if (ax < 0 || ax >= nd) return qd_errorf(QD_ERR_DATA, "node %s: Softmax axis %d out of range", n->name, n->a.axis);
+    if (m->ndim != nd) return qd_errorf(QD_ERR_DATA, "node %s: Softmax mask rank %d vs scores rank %d", n->name, m->ndim, nd);
+    int64_t st[QD_MAX_DIMS];
+    strides_of(m, st);
+    p->nd = nd; p->ax = ax;
+    p->outer = 1; p->len = os->dims[ax]; p->inner = 1;
+    for (int d = 0; d < nd; d++) {
+        if (m->dims[d] != 1 && m->dims[d] != os->dims[d])
+            return qd_errorf(QD_ERR_DATA, "node %s: Softmax mask dim %d (%lld) does not broadcast to %lld", n->name, d,
+                             (long long)m->dims[d], (long long)os->dims[d]);
+        p->dims[d] = os->dims[d];
+        p->mst[d] = m->dims[d] == 1 ? 0 : st[d];
+        if (d < ax) p->outer *= os->dims[d];
+        if (d > ax) p->inner *= os->dims[d];
+    }
+    return QD_OK;
+}
+
+/* mask offset of row r = (outer index, inner index) */
+static int64_t smm_mask_off(const smm_p *p, int64_t r) {
+    int64_t o = r / p->inner, i = r % p->inner, off = 0;
+    for (int d = p->nd - 1; d > p->ax; d--) { off += (i % p->dims[d]) * p->mst[d]; i /= p->dims[d]; }
+    for (int d = p->ax - 1; d >= 0; d--) { off += (o % p->dims[d]) * p->mst[d]; o /= p->dims[d]; }
+    return off;
+}
+
+static void smm_fwd(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    smm_p *p = vctx;
+    for (int64_t r = b0; r < b1; r++) {
+        int64_t base = (r / p->inner) * p->len * p->inner + r % p->inner;
+        qd_softmax_row(p->x + base, p->inner, p->mask + smm_mask_off(p, r), p->mst[p->ax], p->len, p->out + base);
+    }
+}
+
+static void smm_bwd(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    smm_p *p = vctx;
+    for (int64_t r = b0; r < b1; r++) {
+        int64_t base = (r / p->inner) * p->len * p->inner + r % p->inner;
+        qd_softmax_backward_row(p->y + base, p->dy + base, p->inner, p->len, p->dx + base, 1);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* LayerNormalization over dims [axis, ndim) (ONNX opset 17), row math from core/nnmath.h (the */
+/* BERT encoder's). Scale and B are frozen constants: only dX is computed. Task = one row.      */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    qd_backend *b;
+    int64_t len;
+    float eps;
+    const float *x, *g, *bias, *dy;
+    float *y, *dx;
+} ln_p;
+
+static qd_status ln_setup(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in, ln_p *p,
+                          int64_t *rows) {
+    memset(p, 0, sizeof *p);
+    int ax = n->a.axis;
+    if (ax < 0) ax += is[0].ndim;
+    if (ax < 0 || ax >= is[0].ndim)
+        return qd_errorf(QD_ERR_DATA, "node %s: LayerNormalization axis %d out of range", n->name, n->a.axis);
+    p->b = b;
+    p->len = 1;
+    for (int d = ax; d < is[0].ndim; d++) p->len *= is[0].dims[d];
+    if (n->ninputs < 2 || !in[1]) return qd_errorf(QD_ERR_DATA, "node %s: LayerNormalization needs Scale", n->name);
+    for (int k = 1; k < 3 && k < n->ninputs; k++)
+        if (in[k] && numel(&is[k]) != p->len)
+            return qd_errorf(QD_ERR_DATA, "node %s: LayerNormalization input %d has %lld elements, the normalised dims %lld",
+                             n->name, k, (long long)numel(&is[k]), (long long)p->len);
+    p->eps = n->a.epsilon;
+    p->x = in[0];
+    p->g = in[1];
+    p->bias = n->ninputs > 2 ? in[2] : NULL;
+    *rows = p->len ? numel(&is[0]) / p->len : 0;
+    return QD_OK;
+}
+
+static void ln_fwd(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    ln_p *p = vctx;
+    for (int64_t r = b0; r < b1; r++)
+        qd_layernorm_row(p->x + r * p->len, p->g, p->bias, p->len, p->eps, p->y + r * p->len, NULL, NULL);
+}
+
+/* xhat is recomputed with the forward's expressions (same bits as a cached one) in scratch */
+static void ln_bwd(void *vctx, int64_t b0, int64_t b1, int tid) {
+    ln_p *p = vctx;
+    float *xhat = qd_cpu(p->b)->scratch[tid];
+    for (int64_t r = b0; r < b1; r++) {
+        const float *x = p->x + r * p->len;
+        double mean;
+        float rs;
+        qd_ln_stats(x, p->len, p->eps, &mean, &rs);
+        for (int64_t i = 0; i < p->len; i++) xhat[i] = qd_ln_xhat(x[i], mean, rs);
+        qd_layernorm_backward_row(p->dy + r * p->len, xhat, rs, p->g, p->len, p->dx + r * p->len, 1, NULL, NULL);
+    }
+}
+
+#define QD_CPU_ROW_GRAIN 16 /* rows per task of the row ops (no cross-row reduction) */
+
+/* Gelu (exact erf), core/nnmath.h; plain loops (no SIMD clones) so erff/expf are the scalar libm
+ * calls encoder.c makes. */
+static void gelu_fwd(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    ew_task *t = vctx;
+    for (int64_t i = b0; i < b1; i++) t->out[i] = qd_gelu(t->x[i]);
+}
+static void gelu_bwd(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    ew_task *t = vctx;
+    for (int64_t i = b0; i < b1; i++) t->out[i] += t->dy[i] * qd_gelu_grad(t->x[i]);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Shape ops as strided views                                                                   */
 /* ------------------------------------------------------------------------------------------ */
@@ -890,6 +1022,13 @@ qd_status qd_cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *i
     }
     case QD_OP_SOFTMAX: {
         QD_TRY(need_inputs(n, in, 1));
+        if (n->ninputs > 1 && in[1]) {
+            smm_p p;
+            QD_TRY(smm_setup(n, is, os, &p));
+            p.x = in[0]; p.mask = in[1]; p.out = out;
+            qd_cpu_parallel_for(pool, p.outer * p.inner, 64, smm_fwd, &p);
+            return QD_OK;
+        }
         sm_p p;
         sm_setup(n, os, &p);
         p.x = in[0]; p.out = out;
@@ -943,6 +1082,21 @@ qd_status qd_cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *i
         return QD_OK;
     }
     case QD_OP_BATCHNORM: QD_TRY(need_inputs(n, in, 1)); return bn_apply(n, is, in, in[0], out, 0);
+    case QD_OP_LAYERNORM: {
+        QD_TRY(need_inputs(n, in, 1));
+        ln_p p;
+        int64_t rows;
+        QD_TRY(ln_setup(b, n, is, in, &p, &rows));
+        p.y = out;
+        qd_cpu_parallel_for(pool, rows, QD_CPU_ROW_GRAIN, ln_fwd, &p);
+        return QD_OK;
+    }
+    case QD_OP_GELU: {
+        QD_TRY(need_inputs(n, in, 1));
+        ew_task t = {n->op, in[0], NULL, NULL, out, 0.0f, 0.0f};
+        qd_cpu_parallel_for(pool, numel(os), QD_CPU_EW_GRAIN, gelu_fwd, &t);
+        return QD_OK;
+    }
     default:
         return qd_errorf(QD_ERR_UNSUPPORTED, "node %s: op %s is not supported by the CPU backend", n->name, qd_op_name(n->op));
     }
@@ -972,6 +1126,13 @@ qd_status qd_cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *
     }
     case QD_OP_SOFTMAX: {
         if (!din[0]) return QD_OK;
+        if (n->ninputs > 1 && in[1]) { /* the mask is data: no gradient for din[1] */
+            smm_p p;
+            QD_TRY(smm_setup(n, is, os, &p));
+            p.y = out; p.dy = dout; p.dx = din[0];
+            qd_cpu_parallel_for(pool, p.outer * p.inner, 64, smm_bwd, &p);
+            return QD_OK;
+        }
         sm_p p;
         sm_setup(n, os, &p);
         p.y = out; p.dy = dout; p.dx = din[0];
@@ -1031,6 +1192,25 @@ qd_status qd_cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *
         /* frozen statistics: dx = dy * scale / sqrt(var + eps) */
         if (!din[0]) return QD_OK;
         return bn_apply(n, is, in, dout, din[0], 1);
+    case QD_OP_LAYERNORM: {
+        /* Scale and B are frozen (like biases, backend.h): din[1] / din[2] are ignored */
+        if (!din[0]) return QD_OK;
+        QD_TRY(need_inputs(n, in, 1));
+        ln_p p;
+        int64_t rows;
+        QD_TRY(ln_setup(b, n, is, in, &p, &rows));
+        QD_TRY(qd_cpu_scratch(b, (size_t)p.len));
+        p.dy = dout; p.dx = din[0];
+        qd_cpu_parallel_for(pool, rows, QD_CPU_ROW_GRAIN, ln_bwd, &p);
+        return QD_OK;
+    }
+    case QD_OP_GELU: {
+        if (!din[0]) return QD_OK;
+        QD_TRY(need_inputs(n, in, 1));
+        ew_task t = {n->op, in[0], out, dout, din[0], 0.0f, 0.0f};
+        qd_cpu_parallel_for(pool, numel(os), QD_CPU_EW_GRAIN, gelu_bwd, &t);
+        return QD_OK;
+    }
     default:
         return qd_errorf(QD_ERR_UNSUPPORTED, "node %s: op %s has no backward on the CPU backend", n->name, qd_op_name(n->op));
     }

@@ -209,13 +209,46 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
         }
         break;
     }
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_IDENTITY:
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_IDENTITY: case QD_OP_GELU:
         break;
     case QD_OP_SOFTMAX:
         a->axis = norm_axis(a->axis, nd);
         if (a->axis < 0 || a->axis >= nd || (batchy && a->axis == 0))
             FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Softmax): axis out of range or over the batch", src(g), n->name);
+        if (n->ninputs > 1 && n->inputs[1] >= 0) {
+            /* additive mask (graph.h): same rank as x, every dim 1 or x's */
+            if (n->opset > 0 && n->opset < 13)
+                FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Softmax): a mask input needs the opset-13 single-axis form",
+                     src(g), n->name);
+            if (w->ndim != nd)
+                FAIL(QD_ERR_DATA, "%s: node '%s' (Softmax): mask has rank %d, scores rank %d", src(g), n->name,
+                     w->ndim, nd);
+            for (int d = 0; d < nd; d++)
+                if (w->dims[d] != 1 && w->dims[d] != x->dims[d])
+                    FAIL(QD_ERR_DATA, "%s: node '%s' (Softmax): mask dim %d (%lld) does not broadcast to %lld", src(g),
+                         n->name, d, (long long)w->dims[d], (long long)x->dims[d]);
+        }
         break;
+    case QD_OP_LAYERNORM: {
+        a->axis = norm_axis(a->axis, nd);
+        if (a->axis < 0 || (batchy && a->axis == 0))
+            FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (LayerNormalization): axis out of range or over the batch", src(g),
+                 n->name);
+        int64_t len = 1;
+        for (int d = a->axis; d < nd; d++) len *= x->dims[d];
+        for (int k = 1; k < 3 && k < n->ninputs; k++) {
+            int v = n->inputs[k];
+            if (v < 0) {
+                if (k == 1) FAIL(QD_ERR_DATA, "%s: node '%s' (LayerNormalization): needs Scale", src(g), n->name);
+                continue;
+            }
+            if (!g->values[v].is_const || !g->values[v].fdata || qd_value_numel(&g->values[v]) != len)
+                FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (LayerNormalization): %s must be a constant float tensor of "
+                     "%lld elements (the normalised dims)", src(g), n->name, k == 1 ? "Scale" : "B", (long long)len);
+        }
+        if (n->ninputs < 2) FAIL(QD_ERR_DATA, "%s: node '%s' (LayerNormalization): needs Scale", src(g), n->name);
+        break;
+    }
     case QD_OP_BATCHNORM: {
         if (nd < 2) FAIL(QD_ERR_DATA, "%s: node '%s' (BatchNormalization): rank %d", src(g), n->name, nd);
         if (n->ninputs < 5) FAIL(QD_ERR_DATA, "%s: node '%s' (BatchNormalization): needs 5 inputs", src(g), n->name);

@@ -46,11 +46,23 @@ static qd_backend *g_cpu, *g_dev;
 
 /* Forward and backward of one node on both backends. lo/hi: input ranges per input.
  * din_mask bit i: request din[i]. Backward starts from random din contents (checks +=). */
+/* The same with given host inputs; when keep_dev is given, the device's forward output and
+ * din[0] are handed back (caller frees) instead of freed. */
+static void twin_node_given(const char *label, const qd_node *n, const qd_shape *is, const qd_shape *os, float **given,
+                            double bf, double bb, unsigned din_mask, float **keep_dev);
+
 static void twin_node(const char *label, const qd_node *n, const qd_shape *is, const qd_shape *os, const float *lo,
                       const float *hi, double bf, double bb, unsigned din_mask) {
-    int nin = n->ninputs;
     float *hin[8] = {0};
-    for (int i = 0; i < nin; i++) hin[i] = tw_rand(qd_shape_numel(&is[i]), lo[i], hi[i]);
+    for (int i = 0; i < n->ninputs; i++) hin[i] = tw_rand(qd_shape_numel(&is[i]), lo[i], hi[i]);
+    twin_node_given(label, n, is, os, hin, bf, bb, din_mask, NULL);
+    for (int i = 0; i < n->ninputs; i++) free(hin[i]);
+}
+
+static void twin_node_given(const char *label, const qd_node *n, const qd_shape *is, const qd_shape *os, float **given,
+                            double bf, double bb, unsigned din_mask, float **keep_dev) {
+    int nin = n->ninputs;
+    float *const *hin = given;
     int64_t no = qd_shape_numel(os);
     float *hdout = tw_rand(no, -1.0f, 1.0f);
     float *hdin0[8] = {0};
@@ -92,11 +104,13 @@ static void twin_node(const char *label, const qd_node *n, const qd_shape *is, c
         snprintf(what, sizeof what, "%s bwd din[%d]", label, i);
         tw_check_nmse(what, res_din[0][i], res_din[1][i], qd_shape_numel(&is[i]), bb);
         free(res_din[0][i]);
-        free(res_din[1][i]);
+        if (keep_dev && i == 0) keep_dev[1] = res_din[1][0];
+        else free(res_din[1][i]);
     }
     free(res_out[0]);
-    free(res_out[1]);
-    for (int i = 0; i < nin; i++) { free(hin[i]); free(hdin0[i]); }
+    if (keep_dev) keep_dev[0] = res_out[1];
+    else free(res_out[1]);
+    for (int i = 0; i < nin; i++) free(hdin0[i]);
     free(hdout);
 }
 
@@ -299,6 +313,101 @@ static void test_graph_ops(double lin) {
         twin_node("softmax opset 13 axis 1", &sm, is, &is[0], lo, hi, TW_ELEM, TW_ELEM, 1u);
         sm.opset = 11;
         twin_node("softmax opset 11 axis 1 (flattened)", &sm, is, &is[0], lo, hi, TW_ELEM, TW_ELEM, 1u);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Transformer ops: LayerNormalization, Gelu, Softmax with an additive key mask                  */
+/* ------------------------------------------------------------------------------------------ */
+/* uniform in [-a, a], one value in 20 scaled by `big` (large magnitudes) */
+static float *wide_rand(int64_t n, float a, float big) {
+    float *p = tw_rand(n, -a, a);
+    float *u = tw_rand(n, 0.0f, 1.0f);
+    for (int64_t i = 0; i < n; i++)
+        if (u[i] < 0.05f) p[i] *= big;
+    free(u);
+    return p;
+}
+
+static void test_transformer_ops(void) {
+    /* LayerNorm [N, T, F] over F (BERT-base hidden 768 and an odd width), over [T, F], without B */
+    const int64_t Fs[2] = {768, 37};
+    for (int k = 0; k < 2; k++) {
+        int64_t F = Fs[k];
+        qd_node ln = mk(QD_OP_LAYERNORM, "layernorm", 3);
+        ln.a.axis = -1;
+        ln.a.epsilon = k == 0 ? 1e-12f : 1e-5f;
+        qd_shape is[3] = {shp(3, 4, 9, F, 0), shp(1, F, 0, 0, 0), shp(1, F, 0, 0, 0)};
+        float *hin[3] = {wide_rand(qd_shape_numel(&is[0]), 3.0f, 500.0f), tw_rand(F, 0.5f, 1.5f), tw_rand(F, -0.5f, 0.5f)};
+        char label[64];
+        snprintf(label, sizeof label, "layernorm [4,9,%lld] axis -1", (long long)F);
+        twin_node_given(label, &ln, is, &is[0], hin, TW_REDUCE, TW_REDUCE, 1u, NULL);
+        if (k == 1) {
+            ln.a.axis = 1;
+            qd_shape is1[3] = {is[0], shp(1, 9 * F, 0, 0, 0), shp(1, 9 * F, 0, 0, 0)};
+            float *h1[3] = {hin[0], tw_rand(9 * F, 0.5f, 1.5f), tw_rand(9 * F, -0.5f, 0.5f)};
+            twin_node_given("layernorm [4,9,37] axis 1", &ln, is1, &is1[0], h1, TW_REDUCE, TW_REDUCE, 1u, NULL);
+            ln.ninputs = 2;
+            ln.a.axis = -1;
+            twin_node_given("layernorm [4,9,37] no B", &ln, is, &is[0], hin, TW_REDUCE, TW_REDUCE, 1u, NULL);
+            free(h1[1]); free(h1[2]);
+        }
+        for (int i = 0; i < 3; i++) free(hin[i]);
+    }
+    {
+        qd_node ge = mk(QD_OP_GELU, "gelu", 1);
+        qd_shape s = shp(3, 4, 9, 1536, 0);
+        float *hin[1] = {wide_rand(qd_shape_numel(&s), 6.0f, 100.0f)};
+        twin_node_given("gelu (erf) [4,9,1536]", &ge, &s, &s, hin, TW_ELEM, TW_ELEM, 1u, NULL);
+        free(hin[0]);
+    }
+    /* scores [N, heads, S, S] + mask [N, 1, 1, S]: sample 0 unpadded, 1 and 2 padded tails, sample 3
+     * every key padded. With -inf a fully padded row is all zeros; with HF's finfo.min it is the
+     * softmax of x + min (ONNX semantics); never NaN. S = 45 spans two lane strides. */
+    const float pads[2] = {-INFINITY, -FLT_MAX};
+    for (int v = 0; v < 2; v++) {
+        const int N = 4, NH = 3, S = 45;
+        qd_node sm = mk(QD_OP_SOFTMAX, "softmax_mask", 2);
+        sm.a.axis = 3;
+        qd_shape is[2] = {{4, {N, NH, S, S}}, {4, {N, 1, 1, S}}};
+        const int lens[4] = {S, 17, 1, 0};
+        float *hin[2] = {wide_rand(qd_shape_numel(&is[0]), 8.0f, 40.0f), tw_rand(N * S, 0, 0)};
+        for (int b = 0; b < N; b++)
+            for (int j = 0; j < S; j++) hin[1][b * S + j] = j < lens[b] ? 0.0f : pads[v];
+        float *dev[2] = {0, 0};
+        twin_node_given(v == 0 ? "softmax + mask (-inf) [4,3,45,45]" : "softmax + mask (finfo.min) [4,3,45,45]", &sm, is,
+                        &is[0], hin, TW_REDUCE, TW_REDUCE, 1u, dev);
+        /* device: padded keys exactly 0, no NaN in the probabilities or in din (the padded keys'
+         * gradient, 0, is within the NMSE check above) */
+        int64_t bad = 0, nan = 0;
+        for (int b = 0; b < N; b++)
+            for (int64_t r = 0; r < (int64_t)NH * S; r++)
+                for (int j = 0; j < S; j++) {
+                    int64_t k = ((int64_t)b * NH * S + r) * S + j;
+                    if (isnan(dev[0][k]) || isnan(dev[1][k])) nan++;
+                    int zero_expected = (b < 3 && j >= lens[b]) || (b == 3 && v == 0);
+                    if (zero_expected && dev[0][k] != 0.0f) bad++;
+                }
+        tw_checks++;
+        if (bad || nan) {
+            tw_failures++;
+            fprintf(stderr, "FAIL softmax + mask (%s): %lld padded probabilities not exactly 0, %lld NaN\n",
+                    v == 0 ? "-inf" : "finfo.min", (long long)bad, (long long)nan);
+        } else {
+            printf("ok   %-44s padded keys exactly 0, no NaN\n", v == 0 ? "softmax + mask (-inf) zeros" : "softmax + mask (finfo.min) zeros");
+        }
+        free(dev[0]); free(dev[1]);
+        free(hin[0]); free(hin[1]);
+    }
+    {
+        /* mask broadcast over rows and heads on a non-last axis (strided rows) */
+        qd_node sm = mk(QD_OP_SOFTMAX, "softmax_mask_axis2", 2);
+        sm.a.axis = 2;
+        qd_shape is[2] = {shp(4, 2, 3, 40, 5), shp(4, 2, 1, 40, 1)};
+        float *hin[2] = {tw_rand(qd_shape_numel(&is[0]), -6, 6), tw_rand(80, 0, 0)};
+        for (int j = 0; j < 80; j++) hin[1][j] = (j % 40) < 31 ? 0.0f : -10000.0f;
+        twin_node_given("softmax + mask axis 2 (strided)", &sm, is, &is[0], hin, TW_REDUCE, TW_REDUCE, 1u, NULL);
+        free(hin[0]); free(hin[1]);
     }
 }
 
@@ -714,6 +823,7 @@ int main(void) {
     int rc = tw_create(&g_cpu, &g_dev, 1, 0);
     if (rc) return rc;
     test_graph_ops(TW_LINALG);
+    test_transformer_ops();
     test_iter_draw_gather();
     test_fq();
     test_adaround();

@@ -544,6 +544,98 @@ static void test_lp_loss(qd_backend *b) {
         CHECK(fabs(dy2[i] - dym[i]) <= 1e-6 * fabs(dym[i]) + 1e-9, "lp(p=2) dy[%lld] %g vs mse %g", (long long)i, dy2[i], dym[i]);
 }
 
+/* Transformer ops (LayerNormalization, Gelu, Softmax with an additive key mask). */
+static void test_transformer(qd_backend *b) {
+    {
+        /* [N, T, F] over the last axis, then over [T, F] (axis 1); Scale/B frozen (din NULL) */
+        qd_shape s = shp(3, 2, 3, 8, 0);
+        for (int ax = -1; ax <= 1; ax += 2) {
+            qd_node n = make_node(QD_OP_LAYERNORM, 3);
+            n.a.axis = ax;
+            int64_t len = ax == 1 ? 24 : 8;
+            qd_shape is[3] = {s, shp(1, len, 0, 0, 0), shp(1, len, 0, 0, 0)};
+            float *x[3] = {buf(&s, -2, 3), buf(&is[1], 0.5f, 1.5f), buf(&is[2], -1, 1)};
+            int w3[3] = {1, 0, 0};
+            gradcheck(b, ax == 1 ? "layernorm axis 1 dx" : "layernorm axis -1 dx", &n, is, &s, x, w3);
+            for (int i = 0; i < 3; i++) free(x[i]);
+        }
+        /* without B */
+        qd_node n = make_node(QD_OP_LAYERNORM, 2);
+        n.a.axis = -1;
+        qd_shape is[2] = {s, shp(1, 8, 0, 0, 0)};
+        float *x[2] = {buf(&s, -2, 3), buf(&is[1], 0.5f, 1.5f)};
+        int w2[2] = {1, 0};
+        gradcheck(b, "layernorm no B dx", &n, is, &s, x, w2);
+        for (int i = 0; i < 2; i++) free(x[i]);
+    }
+    {
+        qd_shape s = shp(3, 2, 3, 7, 0);
+        qd_node n = make_node(QD_OP_GELU, 1);
+        float *x[1] = {buf(&s, -4, 4)};
+        int w1[1] = {1};
+        gradcheck(b, "gelu (erf)", &n, &s, &s, x, w1);
+        free(x[0]);
+    }
+    /* masked softmax: scores [N=3, heads=2, S=5, S=5], mask [3, 1, 1, 5]; sample 1 pads its last
+     * two keys, sample 2 pads every key (with -inf: all-zero rows; finite: ordinary softmax) */
+    for (int variant = 0; variant < 2; variant++) {
+        const float pad = variant == 0 ? -INFINITY : -10000.0f;
+        const int S = 5;
+        qd_shape xs = {4, {3, 2, S, S}}, ms = {4, {3, 1, 1, S}};
+        qd_node n = make_node(QD_OP_SOFTMAX, 2);
+        n.a.axis = -1;
+        qd_shape is[2] = {xs, ms};
+        float *x[2] = {buf(&xs, -3, 3), buf(&ms, 0, 0)};
+        for (int j = 0; j < S; j++) {
+            x[1][j] = 0.0f;
+            x[1][S + j] = j >= 3 ? pad : 0.0f;
+            x[1][2 * S + j] = variant == 0 ? pad : (j == 0 ? 0.0f : pad);
+        }
+        /* finite mask: scores near -1e4 have an ulp of 1e-3, too coarse for the finite difference
+         * of h = 1e-2 on a fully padded row; sample 2 keeps one key there (full rows below) */
+        int w2[2] = {1, 0};
+        gradcheck(b, variant == 0 ? "softmax + mask (-inf)" : "softmax + mask (-1e4)", &n, is, &xs, x, w2);
+        /* padded keys: probability exactly 0 and gradient exactly 0 */
+        int64_t no = qd_shape_numel(&xs);
+        float *y = malloc(sizeof(float) * (size_t)no), *dy = malloc(sizeof(float) * (size_t)no),
+              *dx = calloc((size_t)no, sizeof(float));
+        fill(dy, no, -1, 1);
+        MUST(b->ops->node_forward(b, &n, is, (const float *const *)x, &xs, y));
+        float *din[2] = {dx, NULL};
+        MUST(b->ops->node_backward(b, &n, is, (const float *const *)x, &xs, y, dy, din));
+        int bad = 0, nan = 0;
+        for (int64_t r = 0; r < no / S; r++) {
+            int smp = (int)(r / (2 * S));
+            double sum = 0;
+            for (int j = 0; j < S; j++) {
+                float p = y[r * S + j], g = dx[r * S + j];
+                if (isnan(p) || isnan(g)) nan++;
+                sum += p;
+                if (smp == 1 && j >= 3 && (p != 0.0f || g != 0.0f)) bad++;
+                if (smp == 2 && (variant == 0 || j > 0) && (p != 0.0f || g != 0.0f)) bad++;
+            }
+            if (!(smp == 2 && variant == 0)) CHECK(fabs(sum - 1.0) < 1e-6, "masked softmax row %lld sums to %.8f", (long long)r, sum);
+        }
+        CHECK(bad == 0, "masked softmax (%s): %d padded probabilities/gradients are not exactly 0", variant ? "-1e4" : "-inf", bad);
+        CHECK(nan == 0, "masked softmax (%s): %d NaN", variant ? "-1e4" : "-inf", nan);
+        /* a finite mask on every key (HF style): softmax(x + mask) like ONNX, not NaN */
+        if (variant == 1) {
+            for (int j = 0; j < S; j++) x[1][2 * S + j] = pad;
+            MUST(b->ops->node_forward(b, &n, is, (const float *const *)x, &xs, y));
+            qd_node n1 = make_node(QD_OP_SOFTMAX, 1);
+            n1.a.axis = -1;
+            float *xm = malloc(sizeof(float) * (size_t)no), *y1 = malloc(sizeof(float) * (size_t)no);
+            for (int64_t i = 0; i < no; i++) xm[i] = x[0][i] + x[1][(i / (2 * S * S)) * S + i % S];
+            MUST(b->ops->node_forward(b, &n1, &xs, (const float *const *)&xm, &xs, y1));
+            for (int64_t i = 4 * S * S; i < no; i++)
+                CHECK(!isnan(y[i]) && fabsf(y[i] - y1[i]) <= 1e-6f, "fully padded row (finite mask) [%lld]: %g vs softmax(x+mask) %g",
+                      (long long)i, y[i], y1[i]);
+            free(xm); free(y1);
+        }
+        free(y); free(dy); free(dx); free(x[0]); free(x[1]);
+    }
+}
+
 int main(void) {
     qd_backend *b = make_cpu(2);
     printf("backend: %s\n", b->device_name);
@@ -551,6 +643,7 @@ int main(void) {
     test_gemm_matmul(b);
     test_binary(b);
     test_unary(b);
+    test_transformer(b);
     test_pools(b);
     test_shape_ops(b);
     test_fake_quant_grads(b);
