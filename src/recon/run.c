@@ -807,6 +807,7 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
         if (S.bert) {
             cJSON_AddStringToObject(r, "model_type", "bert");
             cJSON_AddStringToObject(r, "task", cfg->task);
+            cJSON_AddNumberToObject(r, "calibration_sentences", S.job.cal.n);
             cJSON_AddNumberToObject(r, "calibration_tokens", (double)S.job.cal.ntok);
             cJSON_AddNumberToObject(r, "calibration_seq_len", S.job.S);
             cJSON_AddStringToObject(acc, "metric", S.job.sst2 ? "accuracy" : "spearman_cosine");
