@@ -33,3 +33,10 @@ qd_add_script_test(bert_sst2_cli COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_sst
 # The encoder as a qd_graph (src/bert/bert_graph.c): FP32 and quantized parity with the C
 # encoder on a tiny random BERT, units and §8.8 quantizer placement.
 qd_add_test(test_bert_graph SOURCES unit/test_bert_graph.c LABELS unit TIMEOUT 60)
+
+# BERT through the one engine (tiny random SST-2 classifier, seconds of CPU each): kill -9 in the
+# middle of a unit + --resume gives byte-identical outputs; a NaN loss stops the run (76) or is
+# retried; --device cuda without a GPU exits 69; early stop; dry run.
+qd_add_script_test(resume_bert COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_test.sh bert LABELS e2e TIMEOUT 600)
+qd_add_script_test(nan_fault_bert COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nan_test.sh bert LABELS e2e TIMEOUT 600)
+qd_add_script_test(bert_engine COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_engine_test.sh LABELS e2e TIMEOUT 600)

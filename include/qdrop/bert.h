@@ -412,8 +412,9 @@ QD_MUST_USE qd_status qd_bert_eval_stsb(const char *model_dir, const char *stsb_
                                         double *spearman, int *n_pairs);
 QD_MUST_USE qd_status qd_bert_eval_stsb_model(const qd_bert_model *m, const qd_sts_set *set,
                                               qd_bert_act_hook hook, void *hctx, double *spearman);
+/* ... with any encoder; cos_out [set->n] (may be NULL) receives each pair's cosine similarity. */
 QD_MUST_USE qd_status qd_bert_eval_stsb_enc(const qd_bert_model *m, const qd_sts_set *set, const qd_bert_encoder *enc,
-                                            double *spearman);
+                                            double *spearman, double *cos_out);
 
 /* Single-sentence classification TSV with a header (SST-2: sentence<TAB>label). */
 typedef struct qd_glue_set {

@@ -39,7 +39,13 @@ QD_MUST_USE qd_status qd_bert_job_load(const qd_config *cfg, qd_bert_job *j, qd_
 QD_MUST_USE qd_status qd_bert_job_init_ranges(const qd_bert_job *j, qd_graph *g, const qd_config *cfg);
 /* The task metric (STS-B Spearman of cosine / SST-2 accuracy) of the graph on backend b, FP32
  * (quant 0) or quantized (quant 1, with the 8-bit embedding tables). */
-QD_MUST_USE qd_status qd_bert_job_evaluate(const qd_bert_job *j, qd_graph *g, qd_backend *b, int quant, double *metric);
+QD_MUST_USE qd_status qd_bert_job_evaluate(const qd_bert_job *j, qd_graph *g, qd_backend *b, int quant, double *metric,
+                                           double *per_example);
+/* per_example [n_eval] (may be NULL): STS-B each pair's cosine similarity, SST-2 the predicted label. */
+/* predictions.csv of a run: index, gold (STS-B score / SST-2 label), fp32, quant (either column
+ * empty when not evaluated); malloc'd text in *csv. */
+QD_MUST_USE qd_status qd_bert_job_predictions_csv(const qd_bert_job *j, const double *fp, const double *q, char **csv,
+                                                  size_t *len);
 void qd_bert_job_free(qd_bert_job *j);
 
 #ifdef __cplusplus

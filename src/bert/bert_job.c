@@ -225,15 +225,41 @@ qd_status qd_bert_job_init_ranges(const qd_bert_job *j, qd_graph *g, const qd_co
     return st;
 }
 
-qd_status qd_bert_job_evaluate(const qd_bert_job *j, qd_graph *g, qd_backend *b, int quant, double *metric) {
+qd_status qd_bert_job_evaluate(const qd_bert_job *j, qd_graph *g, qd_backend *b, int quant, double *metric,
+                               double *per_example) {
     int max_S = j->sst2 ? j->max_len : QD_BERT_STSB_MAX_LEN;
     if (max_S > j->fp->cfg.max_pos) max_S = j->fp->cfg.max_pos;
     qd_bert_graph_encoder e;
     QD_TRY(qd_bert_graph_encoder_init(&e, quant ? &j->qemb : j->fp, g, b, quant ? QD_EXEC_QUANT : QD_EXEC_FP,
                                       QD_BERT_EVAL_BATCH, max_S));
     qd_bert_encoder enc = {qd_bert_graph_encode, &e};
-    qd_status st = j->sst2 ? qd_bert_eval_sst2_enc(j->fp, &j->gval, j->max_len, &enc, metric, NULL)
-                           : qd_bert_eval_stsb_enc(j->fp, &j->test, &enc, metric);
+    int *pred = j->sst2 && per_example ? malloc(sizeof(int) * (size_t)(j->n_eval > 0 ? j->n_eval : 1)) : NULL;
+    qd_status st = QD_OK;
+    if (j->sst2 && per_example && !pred) st = qd_errorf(QD_ERR_INTERNAL, "BERT evaluation: out of memory");
+    if (st == QD_OK)
+        st = j->sst2 ? qd_bert_eval_sst2_enc(j->fp, &j->gval, j->max_len, &enc, metric, pred)
+                     : qd_bert_eval_stsb_enc(j->fp, &j->test, &enc, metric, per_example);
+    if (st == QD_OK && pred)
+        for (int i = 0; i < j->n_eval; i++) per_example[i] = pred[i];
+    free(pred);
     qd_bert_graph_encoder_free(&e);
     return st;
+}
+
+qd_status qd_bert_job_predictions_csv(const qd_bert_job *j, const double *fp, const double *q, char **csv, size_t *len) {
+    size_t cap = (size_t)j->n_eval * 64 + 64, n = 0;
+    char *t = malloc(cap);
+    if (!t) return qd_errorf(QD_ERR_INTERNAL, "out of memory writing predictions.csv");
+    n += (size_t)snprintf(t + n, cap - n, "index,%s,fp32,quant\n", j->sst2 ? "label" : "gold");
+    for (int i = 0; i < j->n_eval; i++) {
+        char a[32] = "", c[32] = "";
+        /* SST-2: labels; STS-B: cosine similarities, %.9g = every float digit */
+        if (fp) snprintf(a, sizeof a, j->sst2 ? "%.0f" : "%.9g", fp[i]);
+        if (q) snprintf(c, sizeof c, j->sst2 ? "%.0f" : "%.9g", q[i]);
+        if (j->sst2) n += (size_t)snprintf(t + n, cap - n, "%d,%d,%s,%s\n", i, j->gval.label[i], a, c);
+        else n += (size_t)snprintf(t + n, cap - n, "%d,%.9g,%s,%s\n", i, (double)j->test.score[i], a, c);
+    }
+    *csv = t;
+    *len = n;
+    return QD_OK;
 }

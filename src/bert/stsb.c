@@ -11,7 +11,7 @@
 #define QD_STSB_BATCH 32
 
 qd_status qd_bert_eval_stsb_enc(const qd_bert_model *m, const qd_sts_set *set, const qd_bert_encoder *enc,
-                                double *spearman) {
+                                double *spearman, double *cos_out) {
     const int H = m->cfg.hidden, n = set->n;
     float *ea = malloc((size_t)n * H * sizeof(float)), *eb = malloc((size_t)n * H * sizeof(float));
     double *cos = malloc((size_t)n * sizeof(double)), *gold = malloc((size_t)n * sizeof(double));
@@ -29,6 +29,7 @@ qd_status qd_bert_eval_stsb_enc(const qd_bert_model *m, const qd_sts_set *set, c
             gold[i] = set->score[i];
         }
         rc = qd_metric_spearman(cos, gold, n, spearman);
+        if (cos_out) memcpy(cos_out, cos, (size_t)n * sizeof(double));
     }
     free(ea); free(eb); free(cos); free(gold);
     return rc;
@@ -49,7 +50,7 @@ qd_status qd_bert_eval_stsb_model(const qd_bert_model *m, const qd_sts_set *set,
                                   double *spearman) {
     hook_enc h = {m, hook, hctx};
     qd_bert_encoder e = {hook_encode, &h};
-    return qd_bert_eval_stsb_enc(m, set, &e, spearman);
+    return qd_bert_eval_stsb_enc(m, set, &e, spearman, NULL);
 }
 
 qd_status qd_bert_eval_stsb(const char *model_dir, const char *stsb_path, int max_n, double *spearman, int *n_pairs) {

@@ -237,6 +237,7 @@ typedef struct run_state {
     int bert;
     qd_bert_job job;
     float *side_dev, *loss_w_dev;  /* backend copies of the attention masks and loss weights */
+    double *bert_fp, *bert_q;      /* per evaluation example (predictions.csv) */
 } run_state;
 
 static void run_free(run_state *s) {
@@ -256,6 +257,8 @@ static void run_free(run_state *s) {
     qd_dataset_free(&s->calib);
     qd_dataset_free(&s->val);
     qd_bert_job_free(&s->job);
+    free(s->bert_fp);
+    free(s->bert_q);
     qd_graph_free(s->g);
 }
 
@@ -581,7 +584,8 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     double fp_metric = NAN, q_metric = NAN;   /* BERT task metric */
     if (S.bert && cfg->eval_enabled && cfg->eval_fp32) {
         t_phase = now_s();
-        if ((st = qd_bert_job_evaluate(&S.job, S.g, S.b, 0, &fp_metric)) != QD_OK) goto done;
+        if (!(S.bert_fp = calloc((size_t)S.job.n_eval + 1, sizeof(double)))) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+        if ((st = qd_bert_job_evaluate(&S.job, S.g, S.b, 0, &fp_metric, S.bert_fp)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "eval_fp32_s", now_s() - t_phase);
         qd_log_info("eval_fp32", "FP32 %s %.6f (%d %s)", S.job.sst2 ? "SST-2 accuracy" : "STS-B Spearman", fp_metric,
                     S.job.n_eval, S.job.sst2 ? "sentences" : "pairs");
@@ -734,7 +738,8 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
     /* quantized evaluation */
     if (S.bert && cfg->eval_enabled) {
         t_phase = now_s();
-        if ((st = qd_bert_job_evaluate(&S.job, S.g, S.b, 1, &q_metric)) != QD_OK) goto done;
+        if (!(S.bert_q = calloc((size_t)S.job.n_eval + 1, sizeof(double)))) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
+        if ((st = qd_bert_job_evaluate(&S.job, S.g, S.b, 1, &q_metric, S.bert_q)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "eval_quant_s", now_s() - t_phase);
         qd_log_info("eval_quant", "quantized W%dA%d %s %.6f", cfg->w_qconfig.bit, cfg->a_qconfig.bit,
                     S.job.sst2 ? "SST-2 accuracy" : "STS-B Spearman", q_metric);
@@ -757,6 +762,16 @@ static qd_status run_images(qd_config *cfg, const qd_run_options *opt, qd_outdir
         if ((st = qd_export_qdq_onnx(S.g, cfg, onnx_path)) != QD_OK) goto done;
         if ((st = qd_export_encodings(S.g, cfg, enc_path)) != QD_OK) goto done;
         cJSON_AddNumberToObject(times, "export_s", now_s() - t_phase);
+    }
+    if (S.bert_q) {
+        /* per-example outputs of the quantized model (ONNX Runtime parity, resume checks) */
+        char *csv = NULL;
+        size_t len = 0;
+        if ((st = qd_bert_job_predictions_csv(&S.job, S.bert_fp, S.bert_q, &csv, &len)) != QD_OK) goto done;
+        snprintf(path, sizeof path, "%s/predictions.csv", od->stage);
+        st = qd_write_file_atomic(path, csv, len);
+        free(csv);
+        if (st != QD_OK) goto done;
     }
     if (S.pred_q) {
         /* per-image predictions of the engine's quantized model (ONNX Runtime parity check) */

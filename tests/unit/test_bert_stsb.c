@@ -52,7 +52,7 @@ int main(void) {
             return 1;
         }
         qd_bert_encoder enc = {qd_bert_graph_encode, &e};
-        if (qd_bert_eval_stsb_enc(m, &set, &enc, &rho) != QD_OK) {
+        if (qd_bert_eval_stsb_enc(m, &set, &enc, &rho, NULL) != QD_OK) {
             printf("FAIL: %s\n", qd_error_message());
             return 1;
         }
