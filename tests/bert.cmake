@@ -19,10 +19,6 @@ if(QD_BUILD_BENCH)
   endif()
 endif()
 
-# QDrop reconstruction of one encoder layer on a tiny random BERT (src/bert/bert_recon.c):
-# loss below nearest rounding, quantizer backward vs finite differences, determinism.
-qd_add_test(test_bert_recon SOURCES unit/test_bert_recon.c LABELS unit TIMEOUT 300)
-
 # SST-2 classifier path (data.task sst2): tiny random BertForSequenceClassification fixture
 # (tests/fixtures/bert/sst2_tiny, tools/make_bert_sst2_fixture.py) vs a numpy float64 forward:
 # HF token ids, logits, all 872 dev predictions; then the CLI with mode qdrop writes the
