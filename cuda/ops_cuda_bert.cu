@@ -191,7 +191,7 @@ static qd_status qb_sm_geom(const qd_node *n, const qd_shape *is, qb_sm_t *p) {
     int ax = n->a.axis;
     if (ax < 0) ax += x->ndim;
     if (ax < 0 || ax >= x->ndim) return qd_errorf(QD_ERR_DATA, "cuda: Softmax %s: axis %d", qb_name(n), n->a.axis);
-    if (m->ndim != x->ndim)
+    if (m->ndim > x->ndim)
         return qd_errorf(QD_ERR_DATA, "cuda: Softmax %s: mask rank %d vs scores rank %d", qb_name(n), m->ndim, x->ndim);
     int64_t st = 1;
     p->nd = x->ndim;
@@ -200,12 +200,14 @@ static qd_status qb_sm_geom(const qd_node *n, const qd_shape *is, qb_sm_t *p) {
     p->inner = 1;
     int64_t outer = 1;
     for (int d = x->ndim - 1; d >= 0; d--) {
-        if (m->dims[d] != 1 && m->dims[d] != x->dims[d])
-            return qd_errorf(QD_ERR_DATA, "cuda: Softmax %s: mask dim %d (%lld) does not broadcast to %lld", qb_name(n), d,
-                             (long long)m->dims[d], (long long)x->dims[d]);
+        const int md = d - (x->ndim - m->ndim); /* right-aligned (numpy) */
+        const int64_t dim = md >= 0 ? m->dims[md] : 1;
+        if (dim != 1 && dim != x->dims[d])
+            return qd_errorf(QD_ERR_DATA, "cuda: Softmax %s: mask dim %d (%lld) does not broadcast to %lld", qb_name(n), md,
+                             (long long)dim, (long long)x->dims[d]);
         p->dims[d] = x->dims[d];
-        p->mst[d] = m->dims[d] == 1 ? 0 : st;
-        st *= m->dims[d];
+        p->mst[d] = dim == 1 ? 0 : st;
+        st *= dim;
         if (d < ax) outer *= x->dims[d];
         if (d > ax) p->inner *= x->dims[d];
     }

@@ -130,3 +130,44 @@ def ort_logits(model_path, x, disable_opt=True):
 def max_rel_err(a, ref):
     """max |a - ref| / max |ref| (the FP32 parity measure of tests/onnx_parity.py)."""
     return float(np.max(np.abs(a.astype(np.float64) - ref)) / max(1e-30, float(np.max(np.abs(ref)))))
+
+
+def transformer_model(path, opset, seed=23, T=6, F=16, FF=32, pad_keys=2, mask_value=-10000.0):
+    """One post-LN encoder layer on [N, T, F] (single head), weights from the seed:
+    LayerNormalization -> q, k, v = MatMul(h, W*) -> scores = MatMul(q, k^T) * 1/sqrt(F)
+    -> Add(scores, mask) -> Softmax(axis -1) -> MatMul(probs, v) -> MatMul(Wo) -> + h
+    -> LayerNormalization -> MatMul(W1) -> Gelu (opset >= 20; Relu otherwise) -> MatMul(W2) -> + x1
+    -> LayerNormalization (axis 1, over [T, F], without B). The mask is a constant [1, 1, T]: 0 for
+    the first T - pad_keys keys, mask_value for the padded ones (HF's additive key mask).
+    LayerNormalization needs opset >= 17, Gelu opset >= 20."""
+    rng = np.random.default_rng(seed)
+    f32 = lambda a: np.asarray(a, np.float32)
+    w = lambda *s: f32(rng.standard_normal(s) / np.sqrt(s[0]))
+    mask = np.zeros((1, 1, T), np.float32)
+    mask[..., T - pad_keys:] = mask_value
+    inits = [tensor("ln0.g", f32(1 + 0.1 * rng.standard_normal(F))), tensor("ln0.b", f32(0.1 * rng.standard_normal(F))),
+             tensor("wq", w(F, F)), tensor("wk", w(F, F)), tensor("wv", w(F, F)), tensor("wo", w(F, F)),
+             tensor("scale", f32(1.0 / np.sqrt(F))), tensor("mask", mask),
+             tensor("ln1.g", f32(1 + 0.1 * rng.standard_normal(F))), tensor("ln1.b", f32(0.1 * rng.standard_normal(F))),
+             tensor("w1", w(F, FF)), tensor("w2", w(FF, F)),
+             tensor("ln2.g", f32(1 + 0.1 * rng.standard_normal((T, F))))]
+    act = "Gelu" if opset >= 20 else "Relu"
+    nodes = [helper.make_node("LayerNormalization", ["input", "ln0.g", "ln0.b"], ["h"], name="ln0", axis=-1, epsilon=1e-5),
+             helper.make_node("MatMul", ["h", "wq"], ["q"], name="q"),
+             helper.make_node("MatMul", ["h", "wk"], ["k"], name="k"),
+             helper.make_node("MatMul", ["h", "wv"], ["v"], name="v"),
+             helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["s0"], name="qk"),
+             helper.make_node("Mul", ["s0", "scale"], ["s"], name="scale_scores"),
+             helper.make_node("Add", ["s", "mask"], ["sm"], name="add_mask"),
+             helper.make_node("Softmax", ["sm"], ["p"], name="softmax", axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["ctx"], name="pv"),
+             helper.make_node("MatMul", ["ctx", "wo"], ["ao"], name="o"),
+             helper.make_node("Add", ["ao", "h"], ["r1"], name="res1"),
+             helper.make_node("LayerNormalization", ["r1", "ln1.g", "ln1.b"], ["x1"], name="ln1", epsilon=1e-12),
+             helper.make_node("MatMul", ["x1", "w1"], ["f1"], name="ffn1"),
+             helper.make_node(act, ["f1"], ["g"], name="act"),
+             helper.make_node("MatMul", ["g", "w2"], ["f2"], name="ffn2"),
+             helper.make_node("Add", ["f2", "x1"], ["r2"], name="res2"),
+             helper.make_node("LayerNormalization", ["r2", "ln2.g"], ["logits"], name="ln2", axis=1, epsilon=1e-5)]
+    return save(nodes, inits, path, out_shape=(None, T, F), opset=opset, in_shape=["N", T, F])

@@ -152,6 +152,18 @@ def cases():
     sm_nodes, sm_inits = head("a", F, out="z")
     c["Softmax"] = (model("sm", sm_nodes + [N("Softmax", ["z"], ["logits"], name="sm", axis=1)], sm_inits, None, None,
                           tail=False), None)
+    # transformer ops (opset 17 / 20), each after a conv: LayerNormalization over [C, H, W], exact-erf Gelu, and
+    # Add(scores, constant key mask) -> Softmax, which the reader fuses into the masked softmax
+    n1, i1 = conv("c1", "a", "b", 4, 4)
+    c["LayerNormalization"] = (model("ln", n1 + [N("LayerNormalization", ["b", "ln.g", "ln.b"], ["o"], name="ln", axis=1)],
+                                     i1 + [T("ln.g", rnd(4, 8, 8) + 1), T("ln.b", rnd(4, 8, 8))], "o", F, opset=17), None)
+    c["Gelu"] = (model("gelu", n1 + [N("Gelu", ["b"], ["o"], name="gelu")], i1, "o", F, opset=20), None)
+    key_mask = np.zeros((1, 1, 1, 8), np.float32)
+    key_mask[..., 6:] = -10000.0
+    c["Softmax_masked"] = (model("msm", n1 + [N("Mul", ["b", "half"], ["sc"], name="scale"),
+                                              N("Add", ["sc", "kmask"], ["sm"], name="add_mask"),
+                                              N("Softmax", ["sm"], ["o"], name="softmax", axis=-1)],
+                                 i1 + [T("half", np.float32(0.5)), T("kmask", key_mask)], "o", F), None)
     c["Constant"] = (model("cst", [N("Constant", [], ["k"], name="k", value=T("kv", rnd(1, 4, 1, 1))),
                                    N("Mul", ["a", "k"], ["o"], name="mul")], [], "o", F), None)
     c["mnist8_like"] = (mnist8_like, None)

@@ -57,8 +57,8 @@ typedef struct qd_attrs {
     /* BatchNormalization, LayerNormalization */
     float epsilon;
     /* Flatten / Concat / Softmax / LayerNormalization axis (normalised to >= 0). Softmax may
-     * have a second input: an additive mask activation (a graph input, e.g. [N,1,1,S] of 0 /
-     * -inf) of x's rank that broadcasts to x; y = softmax(x + mask), the mask gets no gradient. */
+     * have a second input, an additive mask: a graph input of x's rank (e.g. [N,1,1,S] of 0 /
+     * -inf) or a constant, broadcasting to x; y = softmax(x + mask), the mask gets no gradient. */
     int axis;
     /* Transpose permutation */
     int nperm;

@@ -749,17 +749,19 @@ static qd_status smm_setup(const qd_node *n, const qd_shape *is, const qd_shape 
     int nd = os->ndim, ax = n->a.axis;
     if (ax < 0) ax += nd;
     if (ax < 0 || ax >= nd) return qd_errorf(QD_ERR_DATA, "node %s: Softmax axis %d out of range", n->name, n->a.axis);
-    if (m->ndim != nd) return qd_errorf(QD_ERR_DATA, "node %s: Softmax mask rank %d vs scores rank %d", n->name, m->ndim, nd);
+    if (m->ndim > nd) return qd_errorf(QD_ERR_DATA, "node %s: Softmax mask rank %d vs scores rank %d", n->name, m->ndim, nd);
     int64_t st[QD_MAX_DIMS];
     strides_of(m, st);
     p->nd = nd; p->ax = ax;
     p->outer = 1; p->len = os->dims[ax]; p->inner = 1;
     for (int d = 0; d < nd; d++) {
-        if (m->dims[d] != 1 && m->dims[d] != os->dims[d])
-            return qd_errorf(QD_ERR_DATA, "node %s: Softmax mask dim %d (%lld) does not broadcast to %lld", n->name, d,
-                             (long long)m->dims[d], (long long)os->dims[d]);
+        int md = d - (nd - m->ndim); /* right-aligned (numpy) */
+        int64_t dim = md >= 0 ? m->dims[md] : 1;
+        if (dim != 1 && dim != os->dims[d])
+            return qd_errorf(QD_ERR_DATA, "node %s: Softmax mask dim %d (%lld) does not broadcast to %lld", n->name, md,
+                             (long long)dim, (long long)os->dims[d]);
         p->dims[d] = os->dims[d];
-        p->mst[d] = m->dims[d] == 1 ? 0 : st[d];
+        p->mst[d] = dim == 1 ? 0 : st[md];
         if (d < ax) p->outer *= os->dims[d];
         if (d > ax) p->inner *= os->dims[d];
     }

@@ -479,6 +479,73 @@ static qd_status pool_attrs(xb *b, Onnx__NodeProto *n, const qd_attrs *a, int wi
     return QD_OK;
 }
 
+/* One extra ONNX node of a decomposition: name and output are fresh names from base + suffix
+ * (out_given: the IR output's name instead). */
+static qd_status xb_step(xb *b, const char *op, const char *base, const char *suffix, int nin, const char *const *in,
+                         const char *out_given, const char **out, Onnx__NodeProto **res) {
+    const char *name;
+    QD_TRY(xb_unique(b, base, suffix, &name));
+    *out = out_given ? out_given : name;
+    return xb_node(b, op, name, nin, in, 1, out, res);
+}
+
+/* LayerNormalization below opset 17, as the ops of its definition: (x - mean) / sqrt(var + eps) *
+ * Scale + B over the axes [axis, rank). */
+static qd_status emit_layernorm_ops(xb *b, const qd_node *nd, const char *const *ins, int nin, const char *y,
+                                    const char *nname, int rank) {
+    int64_t axes[QD_MAX_DIMS];
+    int na = 0;
+    for (int d = nd->a.axis; d < rank; d++) axes[na++] = d;
+    Onnx__NodeProto *n;
+    const char *mean, *dev, *sq, *var, *ve, *sd, *h, *hs, *eps, *o;
+    const char *i1[1] = {ins[0]};
+    QD_TRY(xb_step(b, "ReduceMean", nname, "_mean", 1, i1, NULL, &mean, &n));
+    QD_TRY(attr_ints(b, n, "axes", axes, na));
+    QD_TRY(attr_i(b, n, "keepdims", 1));
+    const char *i2[2] = {ins[0], mean};
+    QD_TRY(xb_step(b, "Sub", nname, "_dev", 2, i2, NULL, &dev, &n));
+    const char *i3[2] = {dev, dev};
+    QD_TRY(xb_step(b, "Mul", nname, "_sq", 2, i3, NULL, &sq, &n));
+    const char *i4[1] = {sq};
+    QD_TRY(xb_step(b, "ReduceMean", nname, "_var", 1, i4, NULL, &var, &n));
+    QD_TRY(attr_ints(b, n, "axes", axes, na));
+    QD_TRY(attr_i(b, n, "keepdims", 1));
+    QD_TRY(xb_const_f(b, nname, "_eps", nd->a.epsilon, &eps));
+    const char *i5[2] = {var, eps};
+    QD_TRY(xb_step(b, "Add", nname, "_ve", 2, i5, NULL, &ve, &n));
+    const char *i6[1] = {ve};
+    QD_TRY(xb_step(b, "Sqrt", nname, "_sd", 1, i6, NULL, &sd, &n));
+    const char *i7[2] = {dev, sd};
+    QD_TRY(xb_step(b, "Div", nname, "_xhat", 2, i7, NULL, &h, &n));
+    const int has_b = nin > 2 && ins[2];
+    const char *i8[2] = {h, ins[1]};
+    QD_TRY(xb_step(b, "Mul", nname, "_scaled", 2, i8, has_b ? NULL : y, &hs, &n));
+    if (has_b) {
+        const char *i9[2] = {hs, ins[2]};
+        QD_TRY(xb_step(b, "Add", nname, "_shift", 2, i9, y, &o, &n));
+    }
+    return QD_OK;
+}
+
+/* Gelu below opset 20: (0.5 x) * (1 + Erf(x * 1/sqrt 2)), the order of core/nnmath.h. */
+static qd_status emit_gelu_ops(xb *b, const char *x, const char *y, const char *nname) {
+    Onnx__NodeProto *n;
+    const char *c, *half, *one, *t, *e, *a, *h, *o;
+    QD_TRY(xb_const_f(b, nname, "_rsqrt2", 0.70710678118654752f, &c));
+    QD_TRY(xb_const_f(b, nname, "_half", 0.5f, &half));
+    QD_TRY(xb_const_f(b, nname, "_one", 1.0f, &one));
+    const char *i1[2] = {x, c};
+    QD_TRY(xb_step(b, "Mul", nname, "_scaled", 2, i1, NULL, &t, &n));
+    const char *i2[1] = {t};
+    QD_TRY(xb_step(b, "Erf", nname, "_erf", 1, i2, NULL, &e, &n));
+    const char *i3[2] = {one, e};
+    QD_TRY(xb_step(b, "Add", nname, "_cdf2", 2, i3, NULL, &a, &n));
+    const char *i4[2] = {x, half};
+    QD_TRY(xb_step(b, "Mul", nname, "_halfx", 2, i4, NULL, &h, &n));
+    const char *i5[2] = {h, a};
+    return xb_step(b, "Mul", nname, "_gelu", 2, i5, y, &o, &n);
+}
+
 static qd_status emit_ir_node(xb *b, int ni) {
     const qd_graph *g = b->g;
     const qd_node *nd = &g->nodes[ni];
@@ -537,6 +604,18 @@ static qd_status emit_ir_node(xb *b, int ni) {
         return qd_errorf(QD_ERR_INTERNAL, "export: node %s: first input missing", nname);
 
     Onnx__NodeProto *n = NULL;
+    /* ops newer than the export opset, written as the ops of their definition */
+    if (nd->op == QD_OP_LAYERNORM && b->opset < 17) return emit_layernorm_ops(b, nd, ins, nin, outs[0], nname, x ? x->ndim : 0);
+    if (nd->op == QD_OP_GELU && b->opset < 20) return emit_gelu_ops(b, ins[0], outs[0], nname);
+    if (nd->op == QD_OP_SOFTMAX && nin > 1 && ins[1]) {
+        /* the masked softmax (graph.h): Add(scores, mask) -> Softmax */
+        const char *sum;
+        const char *ai[2] = {ins[0], ins[1]};
+        QD_TRY(xb_step(b, "Add", nname, "_masked", 2, ai, NULL, &sum, &n));
+        ins[0] = sum;
+        ins[1] = NULL;
+        nin = 1;
+    }
     switch (nd->op) {
     case QD_OP_CLIP: {
         const char *cmin = NULL, *cmax = NULL;
@@ -634,6 +713,10 @@ static qd_status emit_ir_node(xb *b, int ni) {
         break;
     case QD_OP_FLATTEN: case QD_OP_CONCAT: case QD_OP_SOFTMAX:
         QD_TRY(attr_i(b, n, "axis", a->axis));
+        break;
+    case QD_OP_LAYERNORM:
+        QD_TRY(attr_i(b, n, "axis", a->axis));
+        QD_TRY(attr_f(b, n, "epsilon", a->epsilon));
         break;
     case QD_OP_TRANSPOSE:
         if (a->nperm > 0) QD_TRY(attr_ints(b, n, "perm", a->perm, a->nperm));

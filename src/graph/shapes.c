@@ -216,17 +216,18 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
         if (a->axis < 0 || a->axis >= nd || (batchy && a->axis == 0))
             FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Softmax): axis out of range or over the batch", src(g), n->name);
         if (n->ninputs > 1 && n->inputs[1] >= 0) {
-            /* additive mask (graph.h): same rank as x, every dim 1 or x's */
+            /* additive mask (graph.h): broadcasts to x (numpy rules, right-aligned) without growing it;
+             * an activation mask keeps x's rank so that its axis 0 is the batch */
             if (n->opset > 0 && n->opset < 13)
                 FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Softmax): a mask input needs the opset-13 single-axis form",
                      src(g), n->name);
-            if (w->ndim != nd)
-                FAIL(QD_ERR_DATA, "%s: node '%s' (Softmax): mask has rank %d, scores rank %d", src(g), n->name,
+            if (w->ndim > nd || (!w->is_const && w->ndim != nd))
+                FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Softmax): mask has rank %d, scores rank %d", src(g), n->name,
                      w->ndim, nd);
-            for (int d = 0; d < nd; d++)
-                if (w->dims[d] != 1 && w->dims[d] != x->dims[d])
+            for (int d = 0; d < w->ndim; d++)
+                if (w->dims[d] != 1 && w->dims[d] != x->dims[nd - w->ndim + d])
                     FAIL(QD_ERR_DATA, "%s: node '%s' (Softmax): mask dim %d (%lld) does not broadcast to %lld", src(g),
-                         n->name, d, (long long)w->dims[d], (long long)x->dims[d]);
+                         n->name, d, (long long)w->dims[d], (long long)x->dims[nd - w->ndim + d]);
         }
         break;
     case QD_OP_LAYERNORM: {

@@ -35,7 +35,8 @@
 static const char k_supported[] =
     "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Relu, Clip, Sigmoid, BatchNormalization, MaxPool, "
     "AveragePool, GlobalAveragePool, ReduceMean, Flatten, Reshape, Pad (constant), Slice, Concat, "
-    "Transpose, Softmax, Identity, Dropout, Cast (to float), Constant; on constant inputs also "
+    "Transpose, Softmax, Identity, Dropout, Cast (to float), Constant, LayerNormalization (opset >= 17), "
+    "Gelu (opset >= 20, exact erf form); on constant inputs also "
     "ConstantOfShape, Shape, Gather, Unsqueeze, Squeeze";
 
 typedef struct rd {
@@ -1028,6 +1029,26 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
     case QD_OP_SOFTMAX:
         QD_TRY(attr_int(r, n, "axis", r->opset < 13 ? 1 : -1, -QD_MAX_DIMS, QD_MAX_DIMS - 1, &a->axis));
         break;
+    case QD_OP_LAYERNORM: /* opset 17; stash_type (the statistics' precision) is ignored: always double */
+        if (r->opset < 17) return unsupported(r, n, "LayerNormalization needs opset >= 17");
+        QD_TRY(attr_int(r, n, "axis", -1, -QD_MAX_DIMS, QD_MAX_DIMS - 1, &a->axis));
+        a->epsilon = attr_f(n, "epsilon", 1e-5f);
+        if (!(a->epsilon >= 0.0f) || !isfinite(a->epsilon))
+            return qd_errorf(QD_ERR_DATA, "%s: node '%s' (LayerNormalization): epsilon %g must be finite and >= 0",
+                             r->path, nm, (double)a->epsilon);
+        for (size_t i = 1; i < n->n_output; i++)
+            if (S(n->output[i])[0]) return unsupported(r, n, "the Mean / InvStdDev outputs");
+        break;
+    case QD_OP_GELU: {
+        if (r->opset < 20) return unsupported(r, n, "Gelu needs opset >= 20");
+        char ap[32];
+        attr_str(n, "approximate", "none", ap, sizeof ap);
+        if (strcmp(ap, "tanh") == 0) return unsupported(r, n, "approximate=\"tanh\" (only the exact erf form)");
+        if (strcmp(ap, "none") != 0)
+            return qd_errorf(QD_ERR_DATA, "%s: node '%s' (Gelu): approximate \"%s\" is neither \"none\" nor \"tanh\"",
+                             r->path, nm, ap);
+        break;
+    }
     case QD_OP_TRANSPOSE:
         k = attr_ints(n, "perm", a->perm, QD_MAX_DIMS);
         if (k == -2) return unsupported(r, n, "more than 8 dimensions");
@@ -1104,7 +1125,8 @@ static qd_status add_compute_node(rd *r, const Onnx__NodeProto *n, qd_op op) {
     QD_TRY(node_attrs(r, n, op, &a));
     int nin = kept_inputs(r, op, n);
     int extra = (op == QD_OP_SLICE && r->opset < 10) ? 3 : 0; /* attribute form -> constant inputs */
-    int nout = (op == QD_OP_BATCHNORM || op == QD_OP_MAXPOOL || op == QD_OP_IDENTITY) ? 1 : (int)n->n_output;
+    int nout = (op == QD_OP_BATCHNORM || op == QD_OP_MAXPOOL || op == QD_OP_IDENTITY || op == QD_OP_LAYERNORM)
+                   ? 1 : (int)n->n_output;
     int64_t sl[3][QD_MAX_DIMS];
     int nsl[3] = {0, 0, 0};
     if (extra) {
@@ -1311,6 +1333,47 @@ static qd_status check_finite(rd *r) {
     return QD_OK;
 }
 
+/* Add(scores, mask) -> Softmax (opset >= 13) becomes Softmax(scores, mask), the IR's masked
+ * softmax (graph.h), when the Add feeds only the Softmax, the mask is a graph input or a constant
+ * (not computed by a node) and the scores are computed by a node that is not a linear layer with
+ * a constant weight (a MatMul + bias Add stays for qd_graph_canon_linear). The export writes the
+ * Add and the Softmax back. */
+static qd_status fuse_masked_softmax(rd *r) {
+    qd_graph *g = r->g;
+    qd_graph_recount(g);
+    unsigned char *dead = NULL;
+    for (int i = 0; i < g->nnodes; i++) {
+        qd_node *sm = &g->nodes[i];
+        if (sm->op != QD_OP_SOFTMAX || sm->ninputs != 1 || sm->opset < 13 || sm->inputs[0] < 0) continue;
+        int sum = sm->inputs[0], ai = g->values[sum].producer;
+        if (ai < 0 || g->nodes[ai].op != QD_OP_ADD || g->nodes[ai].ninputs != 2 || g->values[sum].nconsumers != 1 ||
+            qd_graph_is_output(g, sum))
+            continue;
+        const qd_node *add = &g->nodes[ai];
+        int scores = -1, mask = -1;
+        for (int k = 0; k < 2; k++) {
+            int v = add->inputs[k], o = add->inputs[1 - k];
+            if (v < 0 || o < 0 || g->values[v].producer < 0 || g->values[o].producer >= 0) continue;
+            const qd_node *p = &g->nodes[g->values[v].producer];
+            if (qd_op_is_layer(p->op) && p->ninputs > 1 && p->inputs[1] >= 0 && g->values[p->inputs[1]].is_const) continue;
+            scores = v;
+            mask = o;
+        }
+        if (scores < 0) continue;
+        int *ins = realloc(sm->inputs, 2 * sizeof(int));
+        if (!ins) { free(dead); return oom(r); }
+        sm->inputs = ins;
+        sm->inputs[0] = scores;
+        sm->inputs[1] = mask;
+        sm->ninputs = 2;
+        if (!dead && !(dead = calloc((size_t)g->nnodes, 1))) return oom(r);
+        dead[ai] = 1;
+    }
+    qd_status st = dead ? qd_graph_remove_nodes(g, dead) : QD_OK;
+    free(dead);
+    return st;
+}
+
 static qd_status build(rd *r, const Onnx__ModelProto *m) {
     qd_graph *g = r->g;
     if (!m->graph) return qd_errorf(QD_ERR_DATA, "%s: not a valid ONNX model (no graph)", r->path);
@@ -1358,6 +1421,7 @@ static qd_status build(rd *r, const Onnx__ModelProto *m) {
                                  "nothing to quantize", r->path, oname);
         g->outputs[g->noutputs++] = v;
     }
+    QD_TRY(fuse_masked_softmax(r));
     qd_graph_recount(g);
     return check_finite(r);
 }

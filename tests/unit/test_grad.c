@@ -634,6 +634,18 @@ static void test_transformer(qd_backend *b) {
         }
         free(y); free(dy); free(dx); free(x[0]); free(x[1]);
     }
+    {
+        /* a constant mask of lower rank broadcasts right-aligned (numpy), as an imported Add would */
+        qd_shape xs = shp(3, 2, 4, 6, 0), ms = shp(1, 6, 0, 0, 0);
+        qd_node n = make_node(QD_OP_SOFTMAX, 2);
+        n.a.axis = 2;
+        qd_shape is[2] = {xs, ms};
+        float *x[2] = {buf(&xs, -3, 3), buf(&ms, -1, 1)};
+        x[1][5] = -INFINITY;
+        int w2[2] = {1, 0};
+        gradcheck(b, "softmax + rank-1 mask", &n, is, &xs, x, w2);
+        free(x[0]); free(x[1]);
+    }
 }
 
 int main(void) {

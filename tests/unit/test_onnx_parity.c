@@ -1,20 +1,26 @@
 /* FP32 forward of an ONNX model on the CPU backend against ONNX Runtime's logits (issue 3).
  * Driven by tests/onnx_parity.py, which fills weight-free fixtures and computes the reference:
  *   test_onnx_parity MODEL.onnx X.npy REF.npy EXPECTED_UNITS
- * Checks the unit count (§8.1) and max|engine - ort| / max|ort| <= 1e-4. */
+ * Checks the unit count (§8.1) and max|engine - ort| / max|ort| <= 1e-4. EXPECTED_UNITS -1 skips
+ * the unit count; -2 also skips the quantizer plan (FP32 forward only: graphs whose layers the
+ * quantizer plan does not cover yet, e.g. MatMul on [N, T, F] activations).
+ * Optional: EXPORT.onnx OPSET writes the graph with the exporter at that opset (no quantizers
+ * placed: the FP32 graph) for the caller to run in ONNX Runtime. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "qdrop/backend.h"
+#include "qdrop/config.h"
 #include "qdrop/data.h"
 #include "qdrop/exec.h"
+#include "qdrop/export.h"
 #include "qdrop/graph.h"
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s MODEL.onnx X.npy REF.npy EXPECTED_UNITS\n", argv[0]);
+    if (argc != 5 && argc != 7) {
+        fprintf(stderr, "usage: %s MODEL.onnx X.npy REF.npy EXPECTED_UNITS [EXPORT.onnx OPSET]\n", argv[0]);
         return 2;
     }
     const char *model = argv[1];
@@ -25,11 +31,18 @@ int main(int argc, char **argv) {
         return 1;
     }
     qd_quant_plan_opts po = {4, 4, 1, 0};
-    if (qd_graph_place_quantizers(g, &po) != QD_OK) {
+    if (want_units != -2 && qd_graph_place_quantizers(g, &po) != QD_OK) {
         fprintf(stderr, "FAIL place_quantizers: %s\n", qd_error_message());
         return 1;
     }
     int fails = 0;
+    int nln = 0, ngelu = 0, nmsm = 0; /* transformer ops as imported (onnx_parity.py checks them) */
+    for (int i = 0; i < g->nnodes; i++) {
+        nln += g->nodes[i].op == QD_OP_LAYERNORM;
+        ngelu += g->nodes[i].op == QD_OP_GELU;
+        nmsm += g->nodes[i].op == QD_OP_SOFTMAX && g->nodes[i].ninputs > 1;
+    }
+    if (nln + ngelu + nmsm) printf("%s: LayerNormalization %d, Gelu %d, masked Softmax %d\n", model, nln, ngelu, nmsm);
     if (want_units >= 0 && g->nunits != want_units) {
         fprintf(stderr, "FAIL %s: %d units, expected %d\n", model, g->nunits, want_units);
         fails++;
@@ -72,6 +85,15 @@ int main(int argc, char **argv) {
     if (!(rel <= 1e-4)) {
         fprintf(stderr, "FAIL %s: relative error %.3g > 1e-4\n", model, rel);
         fails++;
+    }
+    if (argc == 7) {
+        qd_config cfg;
+        qd_config_defaults(&cfg);
+        cfg.onnx_opset = atoi(argv[6]);
+        if (qd_export_qdq_onnx(g, &cfg, argv[5]) != QD_OK) {
+            fprintf(stderr, "FAIL export: %s\n", qd_error_message());
+            fails++;
+        }
     }
     free(y);
     qd_exec_free(e);
