@@ -100,8 +100,9 @@ static int bench_gpu(const qd_bert_model *m, const float *x, const int *mask, in
     memset(&ctx, 0, sizeof ctx);
     ctx.g = g; ctx.b = b; ctx.exec = ex; ctx.cfg = &c;
     ctx.calib_host = x; ctx.ncal = B; ctx.image_numel = (int64_t)S * cfg->hidden;
-    ctx.act_in_unit_quant = 1; ctx.learn_scales = 1; ctx.keep_prob = 0.5f; ctx.input_keep_prob = 0.5f;
-    ctx.upstream_mode = QD_EXEC_QUANT; ctx.cut_value = -1; ctx.cache_progress_off = 1;
+    ctx.cache_progress_off = 1;
+    qd_mode_plan plan = qd_mode_plan_for(QD_MODE_QDROP);
+    qd_unit_params up = qd_unit_params_recon(&c, &plan);
     ctx.nside = 1; ctx.side_value[0] = g->inputs[1]; ctx.side_dev[0] = dm_;
     ctx.loss_w_dev = lw_; ctx.loss_w_host = lw; ctx.loss_w_numel = S;
     qd_unit_spec u;
@@ -110,7 +111,7 @@ static int bench_gpu(const qd_bert_model *m, const float *x, const int *mask, in
     u.node_begin = g->units[0].node_begin; u.node_end = g->units[0].node_end;
     u.input_value = g->units[0].input_value; u.output_value = g->units[0].output_value;
     double ti = 0;
-    GPU_TRY(qd_recon_unit_time(&ctx, &u, iters, &ti));
+    GPU_TRY(qd_recon_unit_time(&ctx, &u, &up, iters, &ti));
     printf("{\"bench\": \"bert_layer_gpu\", \"path\": \"graph\", \"device\": \"%s\", \"tf32\": %d, \"act_quant_bits\": %d, "
            "\"batch\": %d, \"seq\": %d, \"hidden\": %d, \"heads\": %d, \"ffn\": %d, \"iters\": %d, \"forward_ms\": %.3f, "
            "\"recon_iter_ms\": %.3f, \"forward_gflops\": %.1f}\n",

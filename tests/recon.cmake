@@ -12,3 +12,5 @@ qd_add_test(test_range_search SOURCES unit/test_range_search.c LABELS unit TIMEO
 qd_add_script_test(progress_estimate COMMAND bash ${CMAKE_SOURCE_DIR}/tests/progress_test.sh LABELS e2e TIMEOUT 600)
 # Checkpoints are untrusted input: crafted fields, truncation, odd lengths, non-regular files.
 qd_add_test(test_ckpt SOURCES unit/test_ckpt.c LABELS unit TIMEOUT 60)
+# The unit-input cache object: incremental caches equal caches from the inputs; per-unit parameters.
+qd_add_test(test_unit_cache SOURCES unit/test_unit_cache.c LABELS unit TIMEOUT 60)

@@ -1,7 +1,8 @@
 /* qdrop/bert_job.h: BERT as a model family of the reconstruction engine (src/bert/bert_job.c):
  * the loader that turns a HuggingFace BERT directory and the task's data into the encoder graph
  * and the engine's calibration tensors, the range initialisation and the evaluator that turns
- * the graph's outputs into the task metric. The run (src/recon/run.c) does the rest exactly as
+ * the graph's outputs into the task metric (src/app/family_bert.c plugs them into the run's
+ * stages, src/app/stages.c). The run does the rest exactly as
  * for an ONNX model. */
 #ifndef QDROP_BERT_JOB_H
 #define QDROP_BERT_JOB_H

@@ -24,7 +24,7 @@ typedef struct qd_run_options {
  * into cfg->out_dir atomically. */
 QD_MUST_USE qd_status qd_run(qd_config *cfg, const qd_run_options *opt);
 
-/* `qdrop-gpu eval`: evaluate only (src/recon/eval_run.c). The FP32 model on data.val_path, and
+/* `qdrop-gpu eval`: evaluate only (src/app/run.c). The FP32 model on data.val_path, and
  * with from_dir (a finished run's output directory) the quantized model read back from its
  * encodings.json. Writes logits_fp32.npy / logits_quant.npy ([N, classes] float32) and eval.json
  * into cfg->out_dir; prints top-1/top-5 when the data has labels. */

@@ -10,7 +10,7 @@
  *              mask (a side input of every unit) and the loss token weights (recon.h);
  *   ranges:    weight ranges (§3.1 MSE search, per-channel min/max at 8 bits) and activation
  *              ranges (§6.2 on valid tokens only) with the host calibration helpers of
- *              bert_recon.c, copied into the graph's quantizers, weights rounded to nearest;
+ *              bert_calib.c, copied into the graph's quantizers, weights rounded to nearest;
  *   evaluate:  STS-B Spearman / SST-2 accuracy from the graph's outputs (graph encoder on the
  *              run's backend; pooling, L2 norm and the classifier head stay host FP32 code).
  *

@@ -1,12 +1,13 @@
 /* src/recon/calib.c: forwards over the calibration set — unit caches (§8.2) and activation
- * range initialisation (§6.2). The network prefix is recomputed from the images for every
- * unit, as the reference does; it is general (any cut, layer-wise units inside blocks) and
- * cheap next to 20k training iterations. */
+ * range initialisation (§6.2): qd_cache_value runs the network prefix from the images (any cut,
+ * layer-wise units inside blocks), qd_cache_from advances activations already cached at one value
+ * (recon/unit_cache.h keeps the running cut). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "qdrop/log.h"
 #include "recon/recon.h"
+#include "recon/unit_cache.h"
 
 #define QD_CALIB_BATCH 128
 
@@ -105,7 +106,7 @@ qd_status qd_init_act_ranges(qd_recon_ctx *ctx, qd_exec_mode mode, const int *se
         int64_t numel = qd_value_sample_numel(&g->values[v]);
         size_t bytes = sizeof(float) * (size_t)nsamples * (size_t)numel;
         int ondev = 0;
-        float *dev = b->ops->alloc_cache(b, bytes, &ondev);
+        float *dev = qd_unit_cache_alloc(b, bytes, &ondev);
         if (!dev) { st = qd_errorf(QD_ERR_DEVICE_OOM, "activation calibration buffer for '%s' (%zu bytes)", g->values[v].name, bytes); break; }
         /* The quantizer being initialised is not applied yet (initialized == 0), so the value
          * cached is its input. In the non-progressive flow the network mode decides whether
@@ -120,7 +121,7 @@ qd_status qd_init_act_ranges(qd_recon_ctx *ctx, qd_exec_mode mode, const int *se
             if (!host) st = qd_errorf(QD_ERR_INTERNAL, "out of host memory (%zu bytes)", bytes);
         }
         if (st == QD_OK) st = b->ops->download(b, host, dev, bytes);
-        b->ops->free_cache(b, dev);
+        qd_unit_cache_release(b, dev);
         if (st == QD_OK) st = qd_act_range_search(host, (int64_t)nsamples * numel, A->bits, ctx->cfg->threads > 0 ? ctx->cfg->threads : 2, &A->scale, &A->zero_point);
         if (st == QD_OK && progressive) { A->initialized = 1; st = qd_exec_sync_quant(ctx->exec); }
     }

@@ -209,12 +209,6 @@ qd_status qd_print_cost_estimate(const qd_config *cfg, qd_graph *g, const qd_uni
         ctx.calib_host = calib_host;
         ctx.ncal = ncal < cfg->recon.batch_size ? ncal : cfg->recon.batch_size;
         ctx.image_numel = image_numel;
-        ctx.act_in_unit_quant = plan->act_in_unit;
-        ctx.learn_scales = plan->learn_scales;
-        ctx.keep_prob = plan->keep_prob;
-        ctx.input_keep_prob = plan->keep_prob;
-        ctx.upstream_mode = plan->upstream;
-        ctx.cut_value = -1;
         ctx.cache_progress_off = 1;
         double *it_s = calloc((size_t)nunits, sizeof(double));
         if (!it_s) { st = qd_errorf(QD_ERR_INTERNAL, "out of host memory"); goto done; }
@@ -227,7 +221,7 @@ qd_status qd_print_cost_estimate(const qd_config *cfg, qd_graph *g, const qd_uni
             int j = 0;
             while (j < i && !same_unit_type(g, &units[j], &units[i])) j++;
             if (j < i) { it_s[i] = it_s[j]; }
-            else { types++; st = qd_recon_unit_time(&ctx, &units[i], QD_EST_ITERS, &it_s[i]); }
+            else { types++; st = qd_recon_unit_time(&ctx, &units[i], &plan->unit, QD_EST_ITERS, &it_s[i]); }
             t_rec += it_s[i] * (double)cfg->recon.iters;
         }
         if (st == QD_OK) { qd_phase_update(&ph, nunits); qd_phase_end(&ph); }

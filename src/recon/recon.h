@@ -62,32 +62,47 @@ typedef struct qd_unit_report {
 
 #define QD_MAX_SIDE_INPUTS 4
 
+/* What one unit's reconstruction does (§8.3, §6.3, §9), built from the config for each unit by
+ * the stage that trains it (qd_unit_params_recon, qd_unit_params_brecq_act) and passed
+ * explicitly: the training loop reads no quant.recon.* key itself. */
+typedef struct qd_unit_params {
+    int iters;                       /* iterations planned */
+    int batch_size;
+    float warm_up;                   /* fraction of iters without the rounding loss (§4) */
+    float b_start, b_end;            /* annealing of the rounding regulariser's exponent */
+    float round_weight;              /* lambda of the rounding regulariser */
+    float lr_v;                      /* Adam lr of AdaRound's V */
+    float lr_scale;                  /* Adam lr of the activation scales (cosine to 0) */
+    int lsq_grad_scale;              /* Q2's 1/sqrt(numel*qmax) scale-gradient factor */
+    int train_weights;               /* AdaRound on the weights; 0: weights stay at their hard-rounded
+                                      * values (BRECQ stage 2: no AdaRound state, no weight gradient) */
+    int train_scales;                /* LSQ on the unit's activation scales */
+    int act_quant;                   /* the unit's activation quantizers act during training */
+    float keep_prob;                 /* in-unit drop keep probability (§7.2) */
+    float input_keep_prob;           /* unit-input mixing keep probability (§7.1) */
+    float loss_p;                    /* reconstruction loss exponent (§5): 0 or 2 = MSE; 2.4 = BRECQ stage 2 */
+    qd_exec_mode upstream_mode;      /* how the quantized-input cache is produced */
+    int early_stop, early_stop_window;
+    float early_stop_min_delta;
+    int log_every;                   /* progress/log line period */
+    int attempt;                     /* 0 first try, k after k NaN retries (qd_unit_params_retry) */
+} qd_unit_params;
+
+struct qd_unit_cache;
+
 typedef struct qd_recon_ctx {
     qd_graph *g;
     qd_backend *b;
     qd_exec *exec;
-    const qd_config *cfg;
+    const qd_config *cfg;            /* run-wide keys only: seed, threads */
     const float *calib_host;         /* [ncal, C, H, W] */
     const float *calib_host_fp;      /* FP-path input when it differs (BERT: FP embedding tables), else NULL */
     int ncal;
     int64_t image_numel;
-    int act_in_unit_quant;           /* current unit's activation quantizers on during tuning */
-    int learn_scales;
-    float keep_prob;                 /* in-unit drop keep probability */
-    float input_keep_prob;           /* unit-input mixing keep probability */
-    qd_exec_mode upstream_mode;      /* how the quantized input cache is produced */
     int progress_unit, progress_nunits;
-    /* Running activations of the whole calibration set at the current cut (§15 item 9): the
-     * quantized-path and FP-path values of `cut_value`, so each unit's caches cost one pass
-     * over the unit instead of a pass over the whole prefix. Backend memory, owned by the
-     * caller; cut_value < 0 when not maintained (then caches are recomputed from the images). */
-    float *cut_q, *cut_fp;
-    int cut_value;
-    int attempt;                     /* 0 first try, k after k NaN retries (lower learning rates) */
-    /* BRECQ stage 2 (§6.3, §9): the unit's weights stay at their hard-rounded values
-     * (wq->qweight; no AdaRound state, no weight gradient), only the scales are trained. */
-    int weights_fixed;
-    float loss_p;                    /* reconstruction loss exponent (§5): 0 or 2 = MSE; 2.4 = BRECQ stage 2 */
+    /* The unit-input caches (recon/unit_cache.h); NULL: each unit computes its caches from the
+     * calibration images into buffers of its own. */
+    struct qd_unit_cache *cache;
     int cache_progress_off;          /* qd_cache_value/_from draw no "cache" progress (range init has its own) */
     /* Side inputs (docs/architecture.md "Side inputs"): graph inputs other than inputs[0] that
      * units read besides their main input (BERT's attention mask). Per calibration sample, in
@@ -96,41 +111,85 @@ typedef struct qd_recon_ctx {
      * them with the batch's indices. Never mixed (§7.1), never quantized. */
     int nside;
     int side_value[QD_MAX_SIDE_INPUTS];
-    const float *side_dev[QD_MAX_SIDE_INPUTS];
+    const float *side_host[QD_MAX_SIDE_INPUTS]; /* host data of the loader ([ncal, sample_numel]) */
+    float *side_dev[QD_MAX_SIDE_INPUTS];        /* backend copies (qd_stage_device uploads them) */
     /* Loss weights (NULL = plain §5 MSE): per calibration sample, one weight per position of the
      * unit output with its last dimension reduced to 1 ([ncal, ..., 1]; BERT: a token weight,
      * 0 for padding). The loss is then sum (w y - w t)^2 over all elements / (N * HW), HW =
      * sample numel / dims[1] as in §5; BERT ([N, S, H], HW = H) uses w = sqrt(H / mean valid
      * tokens per sentence) for tokens and 0 for padding, which makes it the squared error summed
      * over the hidden dimension and averaged over valid tokens (docs/bert.md). */
-    const float *loss_w_dev;         /* backend, [ncal * loss_w_numel] */
+    float *loss_w_dev;               /* backend, [ncal * loss_w_numel] (uploaded with the side inputs) */
     const float *loss_w_host;        /* the same on the host (SQNR) */
     int64_t loss_w_numel;            /* per sample */
 } qd_recon_ctx;
 
-QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report *rep);
+QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, const qd_unit_params *p,
+                                    qd_unit_report *rep);
 
 /* Test hook: run `iters` iterations of unit u and report losses, V per layer and scales. */
-QD_MUST_USE qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, float *rec_loss,
-                                          float *reg_loss, float **V_out, float *scales_out);
+QD_MUST_USE qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, const qd_unit_params *p, int iters,
+                                          float *rec_loss, float *reg_loss, float **V_out, float *scales_out);
 int qd_default_threads(const qd_config *cfg);
-/* Images of `path` (ImageFolder or .npy) preprocessed per the config's data.* keys to [n, c, h, w]
- * (src/recon/run.c; also used by `qdrop-gpu eval`). sample_n > 0 draws that many (seeded),
- * max_images > 0 keeps the first ones. */
-/* output.logits / eval (src/recon/eval_run.c): logits_fp32.npy and logits_quant.npy ([n, nclasses]
- * float32, atomic) in out_dir for whichever of fp / q is not NULL; a warning when n == 0. */
-QD_MUST_USE qd_status qd_write_logits(const char *out_dir, const float *fp, const float *q, int n, int nclasses);
-QD_MUST_USE qd_status qd_load_images(const qd_config *cfg, const char *path, const char *labels, int c, int h, int w,
-                                     int sample_n, int max_images, qd_dataset *ds);
 
 /* Cost-estimate hook: warm-up + `iters` timed iterations of unit u; mean seconds per iteration. */
-QD_MUST_USE qd_status qd_recon_unit_time(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, double *iter_s);
+QD_MUST_USE qd_status qd_recon_unit_time(qd_recon_ctx *ctx, const qd_unit_spec *u, const qd_unit_params *p, int iters,
+                                         double *iter_s);
+
+/* ---- stages.c: the reconstruction stages of a run (§9) ---- */
+/* What a quant.mode does, in order (§9 mode table). */
+typedef struct qd_mode_plan {
+    int ranges_before;        /* activation ranges before any tuning */
+    qd_exec_mode range_mode;  /* network mode for that range forward */
+    int range_progressive;
+    int ranges_after_all;     /* activation ranges after all weights (progressive, QUANT) */
+    int ranges_per_unit_after;/* Case 3: a unit's downstream ranges right after it */
+    qd_exec_mode upstream;    /* how the quantized-input cache is produced */
+    int act_in_unit, learn_scales, drop;
+    int layerwise, reconstruct;
+    int brecq_act;            /* BRECQ stage 2 after all weights (§6.2 B, §6.3, §9) */
+} qd_mode_plan;
+qd_mode_plan qd_mode_plan_for(qd_mode mode);
+
+/* Per-unit parameters: the weight-and-scale stage of a mode (quant.recon.*), BRECQ's activation
+ * stage (quant.brecq.*: scales only, FP inputs, L_2.4), and the k-th NaN retry of either (both
+ * learning rates divided by 8^k). */
+qd_unit_params qd_unit_params_recon(const qd_config *cfg, const qd_mode_plan *mp);
+qd_unit_params qd_unit_params_brecq_act(const qd_config *cfg);
+qd_unit_params qd_unit_params_retry(const qd_unit_params *base, int attempt);
+
+/* Units to reconstruct: the graph's blocks, or one per layer (AdaRound baseline: the Conv/Gemm
+ * plus the activation node that directly consumes it). Returns the count, -1 out of memory. */
+int qd_build_units(const qd_graph *g, int layerwise, qd_unit_spec **out);
+
+/* qd_recon_unit with quant.recon.nan_retries: on a NaN/Inf loss the unit is restored and trained
+ * again with qd_unit_params_retry(p, k), k = 1..retries. `stage` prefixes the log lines ("" or
+ * "BRECQ stage 2, "). The one place that retries. */
+QD_MUST_USE qd_status qd_recon_unit_retrying(qd_recon_ctx *ctx, const qd_unit_spec *u, const qd_unit_params *p,
+                                             int retries, const char *stage, qd_unit_report *rep);
+
+/* Checkpoint after each finished unit: what qd_ckpt_save needs, and where the count goes. */
+typedef struct qd_recon_progress {
+    const char *ckpt_path;
+    uint64_t cfg_hash, model_hash;
+    qd_unit_report *reps;            /* one report per unit and stage */
+    int *nreps;                      /* reports filled */
+    int *ckpt_units;                 /* units recorded in the checkpoint */
+} qd_recon_progress;
+
+/* The weight stage: units [units_done, nunits) in order, each with qd_unit_params_recon, the
+ * unit-input caches advanced incrementally along a chain of blocks, a checkpoint after each. */
+QD_MUST_USE qd_status qd_recon_weight_stage(qd_recon_ctx *ctx, const qd_mode_plan *mp, const qd_unit_spec *units,
+                                            int nunits, int units_done, const qd_recon_progress *pr);
+/* BRECQ stage 2 (§6.2 B, §6.3, §9), after every unit's weights are hard-rounded; progress counts
+ * after the weight stage's units (units_done in [nunits, 2 * nunits]). */
+QD_MUST_USE qd_status qd_brecq_act_stage(qd_recon_ctx *ctx, const qd_unit_spec *units, int nunits, int units_done,
+                                         const qd_recon_progress *pr);
 
 /* ---- estimate.c: --dry-run wall-time estimate per phase on the configured device ---- */
 typedef struct qd_estimate_plan {
-    int reconstruct, act_in_unit, learn_scales, brecq_act;
-    float keep_prob;
-    qd_exec_mode upstream;
+    int reconstruct, brecq_act;
+    qd_unit_params unit;      /* the weight stage's per-unit parameters */
 } qd_estimate_plan;
 /* Creates its own backend; overwrites the graph's quantizer ranges (a dry run discards them). */
 QD_MUST_USE qd_status qd_print_cost_estimate(const qd_config *cfg, qd_graph *g, const qd_unit_spec *units,

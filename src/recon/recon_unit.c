@@ -1,7 +1,9 @@
 /* src/recon/recon_unit.c: reconstruction of one unit (§8.3), written once against
  * qd_backend_ops so the CPU reference and the CUDA backend run the same schedule.
- * The same loop runs BRECQ's activation stage (§6.3, §9; ctx->weights_fixed): weights fixed at
- * their hard-rounded values (no AdaRound step, no weight gradient), scales only, L_p loss.
+ * What the loop trains comes from explicit per-unit parameters (qd_unit_params): the same loop
+ * runs BRECQ's activation stage (§6.3, §9; !p->train_weights): weights fixed at their
+ * hard-rounded values (no AdaRound step, no weight gradient), scales only, L_p loss. The unit's
+ * input and target caches come from the stage's qd_unit_cache (recon/unit_cache.h).
  *
  * One iteration (all on the backend; the host reads the summed loss at each loss-curve point,
  * at least every 1% of the iterations, and at each log_every window):
@@ -23,6 +25,7 @@
 #include "qdrop/log.h"
 #include "qdrop/qdrop.h"
 #include "recon/recon.h"
+#include "recon/unit_cache.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -59,6 +62,7 @@ typedef struct val_state {
 typedef struct unit_rt {
     qd_recon_ctx *ctx;
     const qd_unit_spec *u;
+    const qd_unit_params *p;
     int B;
     int nlayers, nvals, nq;
     layer_state *layers;
@@ -66,13 +70,13 @@ typedef struct unit_rt {
     int *q_act;         /* slot -> graph act quantizer */
     qd_fq_desc *q_desc;
     float *scales, *dscales, *sm, *sv; /* backend [nq] */
-    float *qin, *fpin, *fpout;         /* caches [ncal * numel] */
+    float *qin, *fpin, *fpout;         /* caches [ncal * numel], from `cache` */
+    qd_unit_cache *cache;              /* the stage's caches, or own_cache */
+    qd_unit_cache own_cache;
     float *xin, *target;
     int32_t *idx, *iter;
     float *loss, *reg;
     float **consts;     /* per value id: backend copy of a constant (or NULL) */
-    int in_cache_dev, out_cache_dev;
-    int caches_borrowed;  /* qin/fpin point at the context's running cut activations */
     qd_sched_desc sched;
     float *side[QD_MAX_SIDE_INPUTS];   /* this batch's side inputs (recon.h) */
     float *lw, *yw, *tw, *dyw;         /* loss weights of the batch, weighted output/target, d yw */
@@ -140,9 +144,7 @@ static void rt_free(unit_rt *r) {
         free(r->consts);
     }
     b->ops->free(b, r->scales); b->ops->free(b, r->dscales); b->ops->free(b, r->sm); b->ops->free(b, r->sv);
-    if (r->qin && !r->caches_borrowed) b->ops->free_cache(b, r->qin);
-    if (r->fpin && !r->caches_borrowed) b->ops->free_cache(b, r->fpin);
-    if (r->fpout) b->ops->free_cache(b, r->fpout);
+    if (r->cache) qd_unit_cache_drop_unit(r->cache, b);
     b->ops->free(b, r->xin); b->ops->free(b, r->target); b->ops->free(b, r->idx); b->ops->free(b, r->iter);
     b->ops->free(b, r->loss); b->ops->free(b, r->reg);
     for (int k = 0; k < QD_MAX_SIDE_INPUTS; k++) if (r->side[k]) b->ops->free(b, r->side[k]);
@@ -168,6 +170,7 @@ static qd_status rt_setup(unit_rt *r) {
     qd_graph *g = ctx->g;
     qd_backend *b = ctx->b;
     const qd_config *cfg = ctx->cfg;
+    const qd_unit_params *p = r->p;
     int B = r->B;
     int n_nodes = u->node_end - u->node_begin;
     r->layers = calloc((size_t)n_nodes + 1, sizeof(layer_state));
@@ -192,16 +195,16 @@ static qd_status rt_setup(unit_rt *r) {
             V->gval = balloc(b, bytes); OOM_CHECK(V->gval, "gradient buffer");
             V->pre = V->val; V->gpre = V->gval;
             int aq = g->values[v].act_quant;
-            if (aq >= 0 && g->act[aq].unit == u->index && ctx->act_in_unit_quant) {
+            if (aq >= 0 && g->act[aq].unit == u->index && p->act_quant) {
                 V->aq = r->nq;
                 r->q_act[r->nq] = aq;
                 const qd_act_quant *A = &g->act[aq];
                 qd_fq_desc *D = &r->q_desc[r->nq];
                 D->zero_point = A->zero_point;
                 D->qmin = (float)A->qmin; D->qmax = (float)A->qmax;
-                D->keep_prob = ctx->keep_prob;
-                D->grad_scale = cfg->recon.lsq_grad_scale;
-                D->guard_scale = ctx->learn_scales;
+                D->keep_prob = p->keep_prob;
+                D->grad_scale = p->lsq_grad_scale;
+                D->guard_scale = p->train_scales;
                 D->key.seed_lo = (uint32_t)cfg->seed; D->key.seed_hi = (uint32_t)(cfg->seed >> 32);
                 D->key.unit = (uint32_t)u->index; D->key.tensor = (uint32_t)r->nq;
                 r->nq++;
@@ -251,7 +254,7 @@ static qd_status rt_setup(unit_rt *r) {
             L->d.channels = q->channels;
             L->d.qmin = 0.0f; L->d.qmax = (float)qd_qmax_for_bits(q->bits);
             size_t wb = sizeof(float) * (size_t)L->d.numel, cb = sizeof(float) * (size_t)q->channels;
-            if (ctx->weights_fixed) {
+            if (!p->train_weights) {
                 /* BRECQ stage 2: the finished hard-rounded weights, used as they are */
                 L->wsoft = balloc(b, wb); OOM_CHECK(L->wsoft, "weight buffer");
                 QD_TRY(b->ops->upload(b, L->wsoft, q->qweight, wb));
@@ -284,23 +287,6 @@ static qd_status rt_setup(unit_rt *r) {
     /* caches for the whole calibration set (§8.2) */
     int64_t in_numel = qd_value_sample_numel(&g->values[u->input_value]);
     int64_t out_numel = qd_value_sample_numel(&g->values[u->output_value]);
-    size_t in_bytes = sizeof(float) * (size_t)ctx->ncal * (size_t)in_numel;
-    size_t out_bytes = sizeof(float) * (size_t)ctx->ncal * (size_t)out_numel;
-    int dev = 0;
-    if (ctx->cut_q && ctx->cut_value == u->input_value) {
-        r->caches_borrowed = 1;
-        r->qin = ctx->cut_q;
-        r->in_cache_dev = 1;
-        if (ctx->input_keep_prob < 1.0f) r->fpin = ctx->cut_fp;
-    } else {
-        r->qin = b->ops->alloc_cache(b, in_bytes, &dev); OOM_CHECK(r->qin, "quantized-input cache");
-        r->in_cache_dev = dev;
-        if (ctx->input_keep_prob < 1.0f) {
-            r->fpin = b->ops->alloc_cache(b, in_bytes, &dev); OOM_CHECK(r->fpin, "FP-input cache");
-        }
-    }
-    r->fpout = b->ops->alloc_cache(b, out_bytes, &dev); OOM_CHECK(r->fpout, "FP-output cache");
-    r->out_cache_dev = dev;
     r->xin = balloc(b, sizeof(float) * (size_t)B * (size_t)in_numel);
     r->target = balloc(b, sizeof(float) * (size_t)B * (size_t)out_numel);
     r->idx = balloc(b, sizeof(int32_t) * (size_t)B);
@@ -321,24 +307,23 @@ static qd_status rt_setup(unit_rt *r) {
     QD_TRY(b->ops->zero(b, r->loss, sizeof(float)));
     QD_TRY(b->ops->zero(b, r->reg, sizeof(float)));
 
-    if (r->caches_borrowed) {
-        QD_TRY(qd_cache_from(ctx, QD_EXEC_FP, ctx->cut_fp, u->input_value, u->node_begin, u->node_end, u->output_value,
-                             ctx->ncal, r->fpout));
-    } else {
-        QD_TRY(qd_cache_value(ctx, ctx->upstream_mode, u->node_begin, u->input_value, ctx->ncal, r->qin));
-        if (r->fpin) QD_TRY(qd_cache_value(ctx, QD_EXEC_FP, u->node_begin, u->input_value, ctx->ncal, r->fpin));
-        QD_TRY(qd_cache_value(ctx, QD_EXEC_FP, u->node_end, u->output_value, ctx->ncal, r->fpout));
+    if (ctx->cache) r->cache = ctx->cache;
+    else {
+        qd_unit_cache_init(&r->own_cache, 0, 0, 0);
+        r->cache = &r->own_cache;
     }
+    QD_TRY(qd_unit_cache_fill(r->cache, ctx, u, p));
+    r->qin = r->cache->qin;
+    r->fpin = r->cache->fpin;
+    r->fpout = r->cache->fpout;
 
-    r->sched.total_iters = cfg->recon.iters;
-    r->sched.warm_up = cfg->recon.warm_up;
-    r->sched.b_start = cfg->recon.b_start;
-    r->sched.b_end = cfg->recon.b_end;
-    r->sched.lambda = cfg->recon.weight;
-    /* a NaN retry (quant.recon.nan_retries) divides both learning rates by 8 per attempt; the
-     * scale lr arrives already divided through cfg */
-    r->sched.lr_v = QD_ADAM_LR_V / (float)(1 << (3 * ctx->attempt));
-    r->sched.lr_scale = cfg->recon.scale_lr;
+    r->sched.total_iters = p->iters;
+    r->sched.warm_up = p->warm_up;
+    r->sched.b_start = p->b_start;
+    r->sched.b_end = p->b_end;
+    r->sched.lambda = p->round_weight;
+    r->sched.lr_v = p->lr_v;
+    r->sched.lr_scale = p->lr_scale;
     return QD_OK;
 }
 
@@ -364,6 +349,7 @@ static qd_status one_iteration(unit_rt *r) {
     const qd_backend_ops *ops = b->ops;
     const qd_unit_spec *u = r->u;
     const qd_config *cfg = ctx->cfg;
+    const qd_unit_params *p = r->p;
     int B = r->B;
     qd_rng_key key = {(uint32_t)cfg->seed, (uint32_t)(cfg->seed >> 32), (uint32_t)u->index, QD_RNG_T_BATCH};
     int64_t in_numel = qd_value_sample_numel(&g->values[u->input_value]);
@@ -372,14 +358,14 @@ static qd_status one_iteration(unit_rt *r) {
     QD_TRY(ops->iter_advance(b, r->iter));
     QD_TRY(ops->draw_batch(b, key, r->iter, ctx->ncal, B, r->idx));
     key.tensor = QD_RNG_T_INPUT;
-    QD_TRY(ops->gather_mix(b, r->qin, r->fpin, r->idx, B, in_numel, key, ctx->input_keep_prob, r->iter, r->xin));
+    QD_TRY(ops->gather_mix(b, r->qin, r->fpin, r->idx, B, in_numel, key, p->input_keep_prob, r->iter, r->xin));
     QD_TRY(ops->gather_mix(b, r->fpout, NULL, r->idx, B, out_numel, key, 1.0f, r->iter, r->target));
     for (int k = 0; k < ctx->nside; k++)
         if (r->side[k])
             QD_TRY(ops->gather_mix(b, ctx->side_dev[k], NULL, r->idx, B, qd_value_sample_numel(&g->values[ctx->side_value[k]]),
                                    key, 1.0f, r->iter, r->side[k]));
     if (r->lw) QD_TRY(ops->gather_mix(b, ctx->loss_w_dev, NULL, r->idx, B, ctx->loss_w_numel, key, 1.0f, r->iter, r->lw));
-    for (int l = 0; l < r->nlayers && !ctx->weights_fixed; l++) {
+    for (int l = 0; l < r->nlayers && p->train_weights; l++) {
         layer_state *L = &r->layers[l];
         QD_TRY(ops->adaround_weight(b, &L->d, L->W, L->V, L->s, L->z, 0, L->wsoft));
     }
@@ -422,12 +408,12 @@ static qd_status one_iteration(unit_rt *r) {
         QD_TRY(ops->zero(b, r->dyw, sizeof(float) * (size_t)B * (size_t)out_numel));
         ly = r->yw; lt = r->tw; ldy = r->dyw;
     }
-    if (ctx->loss_p > 0.0f && ctx->loss_p != 2.0f)
-        QD_TRY(ops->lp_loss(b, ctx->loss_p, B, C, HW, ly, lt, ldy, r->loss));
+    if (p->loss_p > 0.0f && p->loss_p != 2.0f)
+        QD_TRY(ops->lp_loss(b, p->loss_p, B, C, HW, ly, lt, ldy, r->loss));
     else
         QD_TRY(ops->mse_loss(b, B, C, HW, ly, lt, ldy, r->loss));
     if (r->lw) QD_TRY(lw_mul(b, ov, B, OV->val, r->lw, r->yw, r->dyw, OV->gval));
-    for (int l = 0; l < r->nlayers && !ctx->weights_fixed; l++)
+    for (int l = 0; l < r->nlayers && p->train_weights; l++)
         QD_TRY(ops->zero(b, r->layers[l].dW, sizeof(float) * (size_t)r->layers[l].d.numel));
     /* backward */
     for (int ni = u->node_end - 1; ni >= u->node_begin; ni--) {
@@ -460,11 +446,11 @@ static qd_status one_iteration(unit_rt *r) {
         qd_shape osh = value_shape(&g->values[V->value], B);
         QD_TRY(ops->node_backward(b, n, ish, ins, &osh, V->pre, V->gpre, din));
     }
-    for (int l = 0; l < r->nlayers && !ctx->weights_fixed; l++) {
+    for (int l = 0; l < r->nlayers && p->train_weights; l++) {
         layer_state *L = &r->layers[l];
         QD_TRY(ops->adaround_step(b, &L->d, &r->sched, r->iter, L->W, L->s, L->z, L->dW, L->V, L->m, L->v, r->reg));
     }
-    if (ctx->learn_scales && r->nq > 0)
+    if (p->train_scales && r->nq > 0)
         QD_TRY(ops->scale_step(b, &r->sched, r->iter, r->nq, r->scales, r->dscales, r->sm, r->sv));
     else if (r->nq > 0)
         QD_TRY(ops->zero(b, r->dscales, sizeof(float) * (size_t)r->nq));
@@ -519,14 +505,15 @@ static qd_status rt_finish(unit_rt *r) {
     qd_recon_ctx *ctx = r->ctx;
     qd_graph *g = ctx->g;
     qd_backend *b = ctx->b;
-    for (int l = 0; l < r->nlayers && !ctx->weights_fixed; l++) {
+    const qd_unit_params *p = r->p;
+    for (int l = 0; l < r->nlayers && p->train_weights; l++) {
         layer_state *L = &r->layers[l];
         qd_weight_quant *q = &g->wq[L->wq];
         QD_TRY(b->ops->adaround_weight(b, &L->d, L->W, L->V, L->s, L->z, 1, L->wsoft));
         QD_TRY(b->ops->download(b, q->qweight, L->wsoft, sizeof(float) * (size_t)L->d.numel));
         q->reconstructed = 1;
     }
-    if (r->nq > 0 && ctx->learn_scales) {
+    if (r->nq > 0 && p->train_scales) {
         float hs[256];
         QD_TRY(b->ops->download(b, hs, r->scales, sizeof(float) * (size_t)r->nq));
         for (int j = 0; j < r->nq; j++) {
@@ -537,15 +524,14 @@ static qd_status rt_finish(unit_rt *r) {
     return qd_exec_sync_quant(ctx->exec);
 }
 
-qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report *rep) {
-    const qd_config *cfg = ctx->cfg;
+qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, const qd_unit_params *p, qd_unit_report *rep) {
     qd_backend *b = ctx->b;
     unit_rt rt;
     memset(&rt, 0, sizeof rt);
-    rt.ctx = ctx; rt.u = u; rt.B = cfg->recon.batch_size;
+    rt.ctx = ctx; rt.u = u; rt.p = p; rt.B = p->batch_size;
     memset(rep, 0, sizeof *rep);
     snprintf(rep->name, sizeof rep->name, "%s", u->name);
-    rep->iters_planned = cfg->recon.iters;
+    rep->iters_planned = p->iters;
     double t0 = now_s();
     qd_status st = rt_setup(&rt);
     if (st != QD_OK) { rt_free(&rt); return st; }
@@ -554,12 +540,12 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
     st = unit_sqnr(&rt, ctx->ncal < 256 ? ctx->ncal : 256, &rep->sqnr_before_db);
     if (st != QD_OK) { rt_free(&rt); return st; }
 
-    int every = cfg->recon.log_every > 0 ? cfg->recon.log_every : 500;
+    int every = p->log_every > 0 ? p->log_every : 500;
     /* The loss curve gets a point at least every 1% of the iterations (window means), however
      * coarse the log period: a curve needs ~100 points to show its shape. Reading the device
      * accumulator is one small synchronous copy per point. */
-    int curve_every = cfg->recon.iters >= 100 ? cfg->recon.iters / 100 : 1;
-    int ncurve_cap = cfg->recon.iters / curve_every + 3;
+    int curve_every = p->iters >= 100 ? p->iters / 100 : 1;
+    int ncurve_cap = p->iters / curve_every + 3;
     rep->curve = calloc((size_t)ncurve_cap, sizeof(double));
     rep->curve_iter = calloc((size_t)ncurve_cap, sizeof(int));
     if (!rep->curve || !rep->curve_iter) {
@@ -581,7 +567,7 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
     double win_loss = 0.0, win_reg = 0.0;
     int curve_start = 0;                     /* curve window: since the last curve point */
     double curve_loss = 0.0;
-    while (it < cfg->recon.iters) {
+    while (it < p->iters) {
         /* SIGINT/SIGTERM: stop between iterations; the unit is discarded and the run keeps the
          * checkpoint of the units before it (no message here: the run reports where it stopped) */
         if (qd_interrupted()) { st = QD_ERR_INTERRUPTED; break; }
@@ -604,7 +590,7 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
             st = read_scalar(b, rt.loss, &l0);
             if (st != QD_OK) break;
             rep->loss_start = l0;
-            if (it < cfg->recon.iters) {
+            if (it < p->iters) {
                 if (isfinite(l0)) { rep->curve[0] = l0; rep->curve_iter[0] = 1; rep->ncurve = 1; }
                 if ((st = b->ops->zero(b, rt.loss, sizeof(float))) != QD_OK) break;
                 if ((st = b->ops->zero(b, rt.reg, sizeof(float))) != QD_OK) break;
@@ -612,16 +598,16 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
                 continue;
             }
         }
-        int curve_end = (it % curve_every == 0) || it == cfg->recon.iters;
-        int window_end = (it % every == 0) || it == cfg->recon.iters;
-        int es_window = cfg->recon.early_stop && cfg->recon.early_stop_window > 0 && it % cfg->recon.early_stop_window == 0;
+        int curve_end = (it % curve_every == 0) || it == p->iters;
+        int window_end = (it % every == 0) || it == p->iters;
+        int es_window = p->early_stop && p->early_stop_window > 0 && it % p->early_stop_window == 0;
         if (!curve_end && !window_end && !es_window) continue;
         float loss_sum = 0.0f, reg_sum = 0.0f;
         {
             /* Fault injection for tests/nan_test.sh: QD_DEBUG_POISON_ITER=N turns the loss of the
              * window containing iteration N into NaN on the first attempt of every unit. */
             const char *poison = getenv("QD_DEBUG_POISON_ITER");
-            if (poison && ctx->attempt == 0 && it >= atoi(poison) && tick_start < atoi(poison)) {
+            if (poison && p->attempt == 0 && it >= atoi(poison) && tick_start < atoi(poison)) {
                 float nanv = NAN;
                 if ((st = b->ops->upload(b, rt.loss, &nanv, sizeof nanv)) != QD_OK) break;
             }
@@ -660,17 +646,17 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
         rep->reg_end = reg;
         double el = now_s() - t_train;
         double ips = it / (el > 0 ? el : 1e-9);
-        qd_progress_update(ctx->progress_unit, ctx->progress_nunits, u->name, it, cfg->recon.iters, loss, ips);
+        qd_progress_update(ctx->progress_unit, ctx->progress_nunits, u->name, it, p->iters, loss, ips);
         char fields[256];
         snprintf(fields, sizeof fields, "\"unit\":%d,\"iter\":%d,\"rec_loss\":%.6g,\"round_loss\":%.6g,\"it_per_s\":%.3f",
                  u->index, it, loss, reg, ips);
         qd_log_event_json(QD_LOG_DEBUG, "recon_progress", fields, "unit %d/%d %s: iter %d/%d rec %.5g round %.5g (%.1f it/s)",
-                          ctx->progress_unit + 1, ctx->progress_nunits, u->name, it, cfg->recon.iters, loss, reg, ips);
-        if (es_window && it >= qd_warmup_iters(cfg->recon.iters, cfg->recon.warm_up)) {
+                          ctx->progress_unit + 1, ctx->progress_nunits, u->name, it, p->iters, loss, reg, ips);
+        if (es_window && it >= qd_warmup_iters(p->iters, p->warm_up)) {
             /* Early stop compares the total loss (rec + round) windows after warm-up: the
              * regulariser must have had time to push h(V) to 0/1 before stopping. */
             double total = loss + reg;
-            if (total < best * (1.0 - cfg->recon.early_stop_min_delta)) { best = total; windows_without_improvement = 0; }
+            if (total < best * (1.0 - p->early_stop_min_delta)) { best = total; windows_without_improvement = 0; }
             else if (++windows_without_improvement >= 2) { rep->early_stopped = 1; break; }
         }
     }
@@ -695,11 +681,11 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, qd_unit_report
 /* Test hook (tests/unit/test_golden_iter.c): set up unit u, run `iters` iterations and report
  * each iteration's reconstruction and rounding loss, then V of every layer (V_out[l] sized by
  * the caller) and the activation scales. Nothing is written back into the graph. */
-qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, float *rec_loss,
-                              float *reg_loss, float **V_out, float *scales_out) {
+qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, const qd_unit_params *p, int iters,
+                              float *rec_loss, float *reg_loss, float **V_out, float *scales_out) {
     unit_rt rt;
     memset(&rt, 0, sizeof rt);
-    rt.ctx = ctx; rt.u = u; rt.B = ctx->cfg->recon.batch_size;
+    rt.ctx = ctx; rt.u = u; rt.p = p; rt.B = p->batch_size;
     qd_backend *b = ctx->b;
     qd_status st = rt_setup(&rt);
     for (int i = 0; st == QD_OK && i < iters; i++) {
@@ -718,10 +704,11 @@ qd_status qd_recon_unit_trace(qd_recon_ctx *ctx, const qd_unit_spec *u, int iter
 
 /* Cost-estimate hook (--dry-run): set up unit u on ctx's calibration images, run one warm-up
  * iteration, then time `iters` iterations; *iter_s is the mean seconds per iteration. */
-qd_status qd_recon_unit_time(qd_recon_ctx *ctx, const qd_unit_spec *u, int iters, double *iter_s) {
+qd_status qd_recon_unit_time(qd_recon_ctx *ctx, const qd_unit_spec *u, const qd_unit_params *p, int iters,
+                             double *iter_s) {
     unit_rt rt;
     memset(&rt, 0, sizeof rt);
-    rt.ctx = ctx; rt.u = u; rt.B = ctx->cfg->recon.batch_size;
+    rt.ctx = ctx; rt.u = u; rt.p = p; rt.B = p->batch_size;
     qd_backend *b = ctx->b;
     qd_status st = rt_setup(&rt);
     if (st == QD_OK) st = one_iteration(&rt);

@@ -89,9 +89,8 @@ int main(void) {
     memset(&ctx, 0, sizeof ctx);
     ctx.g = g; ctx.b = b; ctx.exec = ex; ctx.cfg = &cfg;
     ctx.calib_host = xcal; ctx.ncal = ncal; ctx.image_numel = (int64_t)C * HW * HW;
-    ctx.act_in_unit_quant = 1; ctx.learn_scales = 1;
-    ctx.keep_prob = cfg.recon.drop_prob; ctx.input_keep_prob = cfg.recon.drop_prob;
-    ctx.upstream_mode = QD_EXEC_QUANT;
+    qd_mode_plan mp = qd_mode_plan_for(QD_MODE_QDROP);   /* activations on, scales learned, drop */
+    qd_unit_params up = qd_unit_params_recon(&cfg, &mp);
     qd_unit_spec u;
     memset(&u, 0, sizeof u);
     snprintf(u.name, sizeof u.name, "golden block");
@@ -101,7 +100,7 @@ int main(void) {
     int nw = C * C * 9;
     float rec[8], reg[8], scales[2];
     float *V[2] = {malloc(sizeof(float) * nw), malloc(sizeof(float) * nw)};
-    if (qd_recon_unit_trace(&ctx, &u, iters, rec, reg, V, scales) != QD_OK) { fprintf(stderr, "%s\n", qd_error_message()); return 1; }
+    if (qd_recon_unit_trace(&ctx, &u, &up, iters, rec, reg, V, scales) != QD_OK) { fprintf(stderr, "%s\n", qd_error_message()); return 1; }
 
     cJSON *tr = cJSON_GetObjectItem(fx, "trace");
     for (int i = 0; i < iters; i++) {
