@@ -36,3 +36,5 @@ qd_add_test(test_bert_graph SOURCES unit/test_bert_graph.c LABELS unit TIMEOUT 6
 qd_add_script_test(resume_bert COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_test.sh bert LABELS e2e TIMEOUT 600)
 qd_add_script_test(nan_fault_bert COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nan_test.sh bert LABELS e2e TIMEOUT 600)
 qd_add_script_test(bert_engine COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_engine_test.sh LABELS e2e TIMEOUT 600)
+# The QDQ export of the quantized encoder graph in ONNX Runtime (tests/bert_export_check.py).
+qd_add_script_test(bert_export COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_export_test.sh LABELS e2e TIMEOUT 120)

@@ -14,7 +14,10 @@
 
 #include "core/qmath.h"
 #include "qdrop/backend.h"
+#include "data/npy_write.h"
 #include "qdrop/bert.h"
+#include "qdrop/config.h"
+#include "qdrop/export.h"
 #include "qdrop/exec.h"
 #include "qdrop/graph.h"
 
@@ -167,6 +170,31 @@ int main(void) {
     double eq = rel_err(out, hx, mask, B * S, H);
     printf("quantized graph vs C encoder with the same quantizers: max rel error %.3g\n", eq);
     CHECK(eq < 1e-4, "quantized graph differs: %.3g", eq);
+    /* (d) for tests/bert_export_test.sh: the QDQ export of this quantized graph, its inputs and the
+     * engine's quantized outputs, which ONNX Runtime must reproduce */
+    const char *xdir = getenv("QD_BERT_EXPORT_DIR");
+    if (xdir) {
+        char path[1024];
+        qd_config cfg;
+        qd_config_defaults(&cfg);
+        int64_t ed[3] = {B, S, H}, md[4] = {B, 1, 1, S}, td[2] = {B, S};
+        float tok[3 * 9];
+        for (int t = 0; t < B * S; t++) tok[t] = (float)mask[t];
+        snprintf(path, sizeof path, "%s/model_qdq.onnx", xdir);
+        CHECK(qd_export_qdq_onnx(g, &cfg, path) == QD_OK, "export: %s", qd_error_message());
+        snprintf(path, sizeof path, "%s/embeddings.npy", xdir);
+        CHECK(qd_npy_write_f32(path, emb, 3, ed) == QD_OK, "npy");
+        snprintf(path, sizeof path, "%s/attention_mask.npy", xdir);
+        CHECK(qd_npy_write_f32(path, am, 4, md) == QD_OK, "npy");
+        snprintf(path, sizeof path, "%s/tokens.npy", xdir);
+        CHECK(qd_npy_write_f32(path, tok, 2, td) == QD_OK, "npy");
+        snprintf(path, sizeof path, "%s/engine_quant.npy", xdir);
+        CHECK(qd_npy_write_f32(path, out, 3, ed) == QD_OK, "npy");
+        CHECK(qd_exec_run(ex, QD_EXEC_FP, 0, g->nnodes, g->inputs[0], emb, B, g->outputs[0], hy) == QD_OK, "fp run");
+        snprintf(path, sizeof path, "%s/engine_fp32.npy", xdir);
+        CHECK(qd_npy_write_f32(path, hy, 3, ed) == QD_OK, "npy");
+        printf("export written to %s\n", xdir);
+    }
     qd_exec_free(ex);
     qd_backend_destroy(be);
     qd_graph_free(g);
