@@ -35,13 +35,13 @@ static qd_status bert_load_model(qd_run_state *S) {
 }
 
 /* --resume checks the weights file */
-static qd_status bert_hash_model(qd_run_state *S) {
+static qd_status bert_model_hash(const qd_run_state *S, uint64_t *hash) {
     char path[QD_PATH_MAX + 64];
     QD_TRY(qd_path_join(path, sizeof path, S->cfg->model_path, "model.safetensors"));
     void *buf = NULL;
     size_t n = 0;
     QD_TRY(qd_read_input(path, "BERT weights", (size_t)4 << 30, &buf, &n));
-    S->model_hash = qd_fnv1a64(buf, n, 0);
+    *hash = qd_fnv1a64(buf, n, 0);
     free(buf);
     return QD_OK;
 }
@@ -147,12 +147,12 @@ static qd_status bert_write_predictions(const qd_run_state *S, const char *path)
 
 const qd_model_family qd_family_bert = {
     .name = "bert",
+    .model_hash = bert_model_hash,
     .load_model = bert_load_model,
     .load_data = bert_load_data,
     .evaluate = bert_evaluate,
     .release = bert_release,
     .describe_data = bert_describe_data,
-    .hash_model = bert_hash_model,
     .init_ranges = bert_init_ranges,
     .results_json = bert_results_json,
     .write_predictions = bert_write_predictions,

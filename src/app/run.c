@@ -76,7 +76,7 @@ static qd_status run_stages(qd_run_state *S) {
     QD_TRY(qd_stage_device(S, budget, maxb));
     qd_log_info("backend", "backend %s (%s)", S->b->ops->name, S->b->device_name);
 
-    qd_eval_request rq = {cfg->logits, 1, 1};
+    qd_eval_request rq = {.keep_outputs = cfg->logits, .predictions = 1, .progress = 1};
     if (S->neval > 0 && cfg->eval_fp32) QD_TRY(qd_stage_evaluate(S, QD_EXEC_FP, &rq));
     QD_TRY(qd_stage_calibrate(S));
     if (qd_interrupted()) return QD_ERR_INTERRUPTED;
@@ -142,7 +142,7 @@ qd_status qd_eval(qd_config *cfg, const char *from_dir, const qd_run_options *op
     qd_run_state S;
     qd_run_state_init(&S, cfg, opt, &qd_family_image);
     S.from_dir = from_dir;
-    qd_eval_request rq = {1, 0, 0};
+    qd_eval_request rq = {.keep_outputs = 1, .predictions = 0, .progress = 0};
     qd_status st = qd_stage_load(&S, 0);
     if (st == QD_OK) st = qd_stage_device(&S, cfg->device_memory_budget_mb * 1024 * 1024, cfg->eval_batch_size);
     if (st == QD_OK && from_dir) st = qd_exec_sync_quant(S.ex);

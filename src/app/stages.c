@@ -72,8 +72,9 @@ static qd_status file_hash(const char *path, uint64_t *h) {
 qd_status qd_stage_load(qd_run_state *S, int with_calibration) {
     const qd_config *cfg = S->cfg;
     double t = qd_app_now_s();
+    if (with_calibration)
+        QD_TRY(S->family->model_hash ? S->family->model_hash(S, &S->model_hash) : file_hash(cfg->model_path, &S->model_hash));
     QD_TRY(S->family->load_model(S));
-    if (with_calibration) QD_TRY(S->family->hash_model ? S->family->hash_model(S) : file_hash(cfg->model_path, &S->model_hash));
     if (S->from_dir) {
         char path[QD_PATH_MAX + 64];
         QD_TRY(qd_path_join(path, sizeof path, S->from_dir, "encodings.json"));
