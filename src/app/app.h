@@ -54,7 +54,7 @@ typedef struct qd_eval_request {
 typedef struct qd_model_family {
     const char *name;
     /* A hash of the model's files for --resume (a checkpoint belongs to one model); NULL: the
-     * bytes of cfg->model_path. */
+     * bytes of cfg->model_path (a BERT directory hashes its model.safetensors). */
     QD_MUST_USE qd_status (*model_hash)(const qd_run_state *S, uint64_t *hash);
     /* The graph (S->g) from S->cfg with quantizers placed, S->nout = outputs per example. */
     QD_MUST_USE qd_status (*load_model)(qd_run_state *S);
