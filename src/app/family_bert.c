@@ -80,10 +80,11 @@ static qd_status bert_evaluate(qd_run_state *S, qd_exec_mode mode, const qd_eval
     if (!*per) return qd_errorf(QD_ERR_INTERNAL, "out of host memory");
     double metric = NAN;
     qd_phase ph;
-    if (rq->progress) qd_phase_begin(&ph, quant ? "quantized evaluation" : "FP32 evaluation", j->sst2 ? "sentences" : "pairs", 1);
+    if (rq->progress)
+        qd_phase_begin(&ph, quant ? "quantized evaluation" : "FP32 evaluation", j->sst2 ? "sentences" : "pairs", j->n_eval);
     qd_status st = qd_bert_job_evaluate(j, S->g, S->b, quant, &metric, *per);
     if (rq->progress) {
-        if (st == QD_OK) { qd_phase_update(&ph, 1); qd_phase_end(&ph); }
+        if (st == QD_OK) { qd_phase_update(&ph, j->n_eval); qd_phase_end(&ph); }
         else qd_progress_done();
     }
     if (st != QD_OK) return st;
