@@ -405,32 +405,40 @@ static void qd_cu_destroy(qd_backend *b) {
     free(b);
 }
 
-static qd_backend_ops qd_cu_ops;
-static int qd_cu_ops_ready;
-
-static void qd_cu_init_ops(void) {
-    if (qd_cu_ops_ready) return;
-    memset(&qd_cu_ops, 0, sizeof qd_cu_ops);
-    qd_cu_ops.name = "cuda";
-    qd_cu_ops.destroy = qd_cu_destroy;
-    qd_cu_ops.alloc = qd_cu_alloc;
-    qd_cu_ops.alloc_cache = qd_cu_alloc_cache;
-    qd_cu_ops.free = qd_cu_free;
-    qd_cu_ops.free_cache = qd_cu_free_cache;
-    qd_cu_ops.upload = qd_cu_upload;
-    qd_cu_ops.download = qd_cu_download;
-    qd_cu_ops.copy = qd_cu_copy;
-    qd_cu_ops.zero = qd_cu_zero;
-    qd_cu_ops.sync = qd_cu_sync;
-    qd_cu_ops.node_forward = qd_cu_node_forward;
-    qd_cu_ops.node_backward = qd_cu_node_backward;
-    qd_cu_set_recon_ops(&qd_cu_ops);
-    qd_cu_ops.capture_begin = qd_cu_capture_begin;
-    qd_cu_ops.capture_end = qd_cu_capture_end;
-    qd_cu_ops.graph_launch = qd_cu_graph_launch;
-    qd_cu_ops.graph_destroy = qd_cu_graph_destroy;
-    qd_cu_ops_ready = 1;
-}
+/* The CUDA backend's operations, fixed at compile time. Designated initializers (C++20, accepted
+ * by nvcc in its default dialect too) must follow the declaration order in C++. */
+static const qd_backend_ops qd_cu_ops = {
+    .name = "cuda",
+    .destroy = qd_cu_destroy,
+    .alloc = qd_cu_alloc,
+    .alloc_cache = qd_cu_alloc_cache,
+    .free = qd_cu_free,
+    .free_cache = qd_cu_free_cache,
+    .upload = qd_cu_upload,
+    .download = qd_cu_download,
+    .copy = qd_cu_copy,
+    .zero = qd_cu_zero,
+    .sync = qd_cu_sync,
+    .supports_op = qd_cu_supports_op,
+    .node_forward = qd_cu_node_forward,
+    .node_backward = qd_cu_node_backward,
+    .iter_advance = qd_cu_iter_advance,
+    .draw_batch = qd_cu_draw_batch,
+    .gather_mix = qd_cu_gather_mix,
+    .fq_forward = qd_cu_fq_forward,
+    .fq_backward = qd_cu_fq_backward,
+    .adaround_init = qd_cu_adaround_init,
+    .adaround_weight = qd_cu_adaround_weight,
+    .adaround_step = qd_cu_adaround_step,
+    .scale_step = qd_cu_scale_step,
+    .mse_loss = qd_cu_mse_loss,
+    .lp_loss = qd_cu_lp_loss,
+    .check_finite = qd_cu_check_finite,
+    .capture_begin = qd_cu_capture_begin,
+    .capture_end = qd_cu_capture_end,
+    .graph_launch = qd_cu_graph_launch,
+    .graph_destroy = qd_cu_graph_destroy,
+};
 
 static qd_status qd_cu_setup(qd_backend *b, qd_cu *c, const qd_backend_options *opt) {
     QD_CUDA_TRY(cudaSetDevice(c->device));
@@ -486,7 +494,6 @@ extern "C" qd_status qd_cuda_backend_create(const qd_backend_options *opt, qd_ba
         free(c);
         return qd_errorf(QD_ERR_INTERNAL, "cuda: out of host memory creating the backend");
     }
-    qd_cu_init_ops();
     b->ops = &qd_cu_ops;
     b->impl = c;
     b->threads = 1;

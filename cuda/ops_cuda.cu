@@ -5,10 +5,12 @@
  * deterministic.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "qd_cuda.cuh"
 #include "core/qmath.h"
+#include "graph/resize_math.h"
 
 #define ND QD_MAX_DIMS
 
@@ -236,7 +238,20 @@ static qd_status binary_backward(qd_backend *b, const qd_node *n, const qd_shape
 /* ------------------------------------------------------------------------------------------ */
 /* Unary: Relu, Clip, Sigmoid; copies; BatchNormalization (inference form)                      */
 /* ------------------------------------------------------------------------------------------ */
-enum { UN_RELU = 0, UN_CLIP, UN_SIGMOID };
+enum { UN_RELU = 0, UN_CLIP, UN_SIGMOID, UN_HARDSIGMOID, UN_HARDSWISH };
+
+/* Unary kernel id and its two float parameters (Clip bounds; HardSigmoid alpha, beta). */
+static int unary_kind(const qd_node *n, float *lo, float *hi) {
+    *lo = n->op == QD_OP_HARDSIGMOID ? n->a.alpha : n->a.clip_min;
+    *hi = n->op == QD_OP_HARDSIGMOID ? n->a.beta : n->a.clip_max;
+    switch (n->op) {
+    case QD_OP_RELU: return UN_RELU;
+    case QD_OP_CLIP: return UN_CLIP;
+    case QD_OP_HARDSIGMOID: return UN_HARDSIGMOID;
+    case QD_OP_HARDSWISH: return UN_HARDSWISH;
+    default: return UN_SIGMOID;
+    }
+}
 
 __global__ void qd_k_unary(int op, float lo, float hi, int64_t n, const float *__restrict__ x, float *__restrict__ y) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
@@ -249,6 +264,8 @@ __global__ void qd_k_unary(int op, float lo, float hi, int64_t n, const float *_
             float c = v < lo ? lo : v;
             y[i] = c > hi ? hi : c;
         } break;
+        case UN_HARDSIGMOID: y[i] = qd_hardsigmoid(v, lo, hi); break; /* lo = alpha, hi = beta */
+        case UN_HARDSWISH: y[i] = qd_hardswish(v); break;
         default: y[i] = qd_sigmoid(v); break;
         }
     }
@@ -263,6 +280,8 @@ __global__ void qd_k_unary_grad(int op, float lo, float hi, int64_t n, const flo
         switch (op) {
         case UN_RELU: dx[i] += v > 0.0f ? gi : 0.0f; break;
         case UN_CLIP: dx[i] += (v > lo && v < hi) ? gi : 0.0f; break;
+        case UN_HARDSIGMOID: dx[i] += gi * qd_hardsigmoid_grad(v, lo, hi); break;
+        case UN_HARDSWISH: dx[i] += gi * qd_hardswish_grad(v); break;
         default: {
             float s = y[i];
             dx[i] += gi * s * (1.0f - s);
@@ -721,6 +740,143 @@ static qd_status make_pad_map(const qd_node *n, const qd_shape *is, const qd_sha
     return QD_OK;
 }
 
+static const qd_value *in_value(const qd_graph *g, const qd_node *n, int k) {
+    int v = k < n->ninputs ? n->inputs[k] : -1;
+    return v >= 0 && v < g->nvalues ? &g->values[v] : NULL;
+}
+static int value_rank(const qd_value *v) { return v ? v->ndim : -1; }
+
+/* MatMul batch dims as cuBLAS strided batches see them: the product of the dims before the last
+ * two, of which dims[0] is the run-time batch N for an activation of rank > 2. *per_sample: 1
+ * when the product scales with N. */
+static int64_t matmul_lead(const qd_value *v, int *per_sample) {
+    int64_t p = 1;
+    *per_sample = !v->is_const && v->ndim > 2;
+    for (int i = *per_sample ? 1 : 0; i < v->ndim - 2; i++) p *= v->dims[i];
+    return p;
+}
+
+/* What qd_cu_node_forward / qd_cu_node_backward (and the cuDNN/cuBLAS paths in conv_cuda.cu)
+ * refuse at run time, refused at plan time instead. No default: a new row in qdrop/op_table.h
+ * does not compile (-Werror=switch) until it is answered here, next to its kernels. */
+int qd_cu_supports_op(const qd_backend *b, const qd_graph *g, const qd_node *n, char *why, size_t cap) {
+    (void)b;
+    const qd_value *x = in_value(g, n, 0), *w = in_value(g, n, 1);
+    int ro = n->noutputs > 0 && n->outputs[0] >= 0 && n->outputs[0] < g->nvalues ? g->values[n->outputs[0]].ndim : -1;
+    switch (n->op) {
+    case QD_OP_CONV: {
+        const qd_attrs *a = &n->a;
+        if (value_rank(x) != 4 || value_rank(w) != 4 || ro != 4) {
+            snprintf(why, cap, "only 2-D convolution (4-D tensors) is supported, input rank %d", value_rank(x));
+            return 0;
+        }
+        if (a->pads[0] != a->pads[2] || a->pads[1] != a->pads[3]) {
+            snprintf(why, cap, "asymmetric pads (%d,%d,%d,%d) (the cuDNN path pads both sides alike)", a->pads[0],
+                     a->pads[1], a->pads[2], a->pads[3]);
+            return 0;
+        }
+        return 1;
+    }
+    case QD_OP_GEMM:
+        if (value_rank(x) != 2 || value_rank(w) != 2) {
+            snprintf(why, cap, "Gemm needs 2-D A and B (got rank %d and %d)", value_rank(x), value_rank(w));
+            return 0;
+        }
+        return 1;
+    case QD_OP_MATMUL: {
+        if (!x || !w) return 1; /* missing operands: the kernels' input checks say so */
+        int fa, fb;
+        int64_t pa = matmul_lead(x, &fa), pb = matmul_lead(w, &fb);
+        /* cuBLAS batches: B shared (1 batch), A shared, or one to one, for every batch size N */
+        if ((!fb && pb == 1) || (!fa && pa == 1) || (fa == fb && pa == pb)) return 1;
+        snprintf(why, cap, "batch dims of A (%lld%s) and B (%lld%s) broadcast only partly", (long long)pa,
+                 fa ? " x N" : "", (long long)pb, fb ? " x N" : "");
+        return 0;
+    }
+    case QD_OP_MAXPOOL: case QD_OP_AVGPOOL:
+        if (value_rank(x) != 4 || ro != 4) {
+            snprintf(why, cap, "only 2-D pooling on 4-D tensors is supported, input rank %d", value_rank(x));
+            return 0;
+        }
+        return 1;
+    case QD_OP_ADD: case QD_OP_SUB: case QD_OP_MUL: case QD_OP_DIV: case QD_OP_RELU: case QD_OP_CLIP:
+    case QD_OP_SIGMOID: case QD_OP_BATCHNORM: case QD_OP_GLOBALAVGPOOL: case QD_OP_REDUCEMEAN:
+    case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY: case QD_OP_PAD: case QD_OP_SLICE:
+    case QD_OP_TRANSPOSE: case QD_OP_CONCAT: case QD_OP_SOFTMAX: case QD_OP_HARDSIGMOID:
+    case QD_OP_HARDSWISH: case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: case QD_OP_LAYERNORM: case QD_OP_GELU:
+        return 1;
+    case QD_OP_RESIZE: /* make_resize: 2-D resizing of NCHW tensors only */
+        if (value_rank(x) != 4 || ro != 4) {
+            snprintf(why, cap, "only 2-D Resize of 4-D tensors is supported, input rank %d", value_rank(x));
+            return 0;
+        }
+        return 1;
+    case QD_OP_CONSTANT: /* folded into initializers at load; never run */
+    case QD_OP_COUNT:
+        break;
+    }
+    snprintf(why, cap, "no device kernel");
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Resize (2-D, NCHW): the CPU twin's taps (graph/resize_math.h). Backward: one thread per input */
+/* row (plane, ih) summing, in the CPU's order, every output that reads it: no atomics.          */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct rs_t {
+    int64_t planes, H, W, OH, OW;
+    int mode, coord, nearest;
+    float sh, sw;
+} rs_t;
+
+static qd_status make_resize(const qd_node *n, const qd_shape *is, const qd_shape *os, rs_t *p) {
+    if (is[0].ndim != 4 || os->ndim != 4 || is[0].dims[0] != os->dims[0] || is[0].dims[1] != os->dims[1])
+        return qd_errorf(QD_ERR_UNSUPPORTED, "cuda: Resize %s: only 2-D resizing of NCHW tensors", nname(n));
+    p->planes = is[0].dims[0] * is[0].dims[1];
+    p->H = is[0].dims[2];
+    p->W = is[0].dims[3];
+    p->OH = os->dims[2];
+    p->OW = os->dims[3];
+    p->mode = n->a.resize_mode;
+    p->coord = n->a.resize_coord;
+    p->nearest = n->a.resize_nearest;
+    p->sh = n->a.resize_scale[0];
+    p->sw = n->a.resize_scale[1];
+    return QD_OK;
+}
+
+__global__ void qd_k_resize(rs_t p, const float *__restrict__ x, float *__restrict__ y) {
+    int64_t total = p.planes * p.OH * p.OW;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ow = e % p.OW, oh = (e / p.OW) % p.OH, c = e / (p.OW * p.OH);
+        const float *xc = x + c * p.H * p.W;
+        qd_resize_tap th = qd_resize_tap_at(p.mode, p.coord, p.nearest, p.sh, p.H, p.OH, oh);
+        qd_resize_tap tw = qd_resize_tap_at(p.mode, p.coord, p.nearest, p.sw, p.W, p.OW, ow);
+        const float *r0 = xc + th.i0 * p.W, *r1 = xc + th.i1 * p.W;
+        y[e] = th.w0 * (tw.w0 * r0[tw.i0] + tw.w1 * r0[tw.i1]) + th.w1 * (tw.w0 * r1[tw.i0] + tw.w1 * r1[tw.i1]);
+    }
+}
+
+__global__ void qd_k_resize_grad(rs_t p, const float *__restrict__ g, float *__restrict__ dx) {
+    int64_t rows = p.planes * p.H;
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += (int64_t)gridDim.x * blockDim.x) {
+        int64_t c = r / p.H, ih = r % p.H;
+        float *d = dx + r * p.W;
+        const float *gc = g + c * p.OH * p.OW;
+        for (int64_t oh = 0; oh < p.OH; oh++) {
+            qd_resize_tap th = qd_resize_tap_at(p.mode, p.coord, p.nearest, p.sh, p.H, p.OH, oh);
+            float wh = (th.i0 == ih ? th.w0 : 0.0f) + (th.i1 == ih ? th.w1 : 0.0f);
+            if (wh == 0.0f) continue;
+            for (int64_t ow = 0; ow < p.OW; ow++) {
+                qd_resize_tap tw = qd_resize_tap_at(p.mode, p.coord, p.nearest, p.sw, p.W, p.OW, ow);
+                float v = wh * gc[oh * p.OW + ow];
+                d[tw.i0] += v * tw.w0;
+                if (tw.w1 != 0.0f) d[tw.i1] += v * tw.w1;
+            }
+        }
+    }
+}
+
 qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                              const qd_shape *os, float *out) {
     cudaStream_t st = qd_cu_of(b)->stream;
@@ -738,10 +894,11 @@ qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is
     case QD_OP_ADD: case QD_OP_SUB: case QD_OP_MUL: case QD_OP_DIV:
         QD_TRY(need_inputs(n, in, 2));
         return binary_forward(b, n, is, in, os, out);
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: {
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: {
         QD_TRY(need_inputs(n, in, 1));
-        int op = n->op == QD_OP_RELU ? UN_RELU : n->op == QD_OP_CLIP ? UN_CLIP : UN_SIGMOID;
-        if (total) qd_k_unary<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(op, n->a.clip_min, n->a.clip_max, total, in[0], out);
+        float lo, hi;
+        int op = unary_kind(n, &lo, &hi);
+        if (total) qd_k_unary<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(op, lo, hi, total, in[0], out);
         break;
     }
     case QD_OP_BATCHNORM: {
@@ -749,6 +906,13 @@ qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is
         int64_t C = is[0].ndim > 1 ? is[0].dims[1] : 1, sp = 1;
         for (int d = 2; d < is[0].ndim; d++) sp *= is[0].dims[d];
         if (total) qd_k_bn<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(total, C, sp, n->a.epsilon, in[0], in[1], in[2], in[3], in[4], out);
+        break;
+    }
+    case QD_OP_RESIZE: {
+        QD_TRY(need_inputs(n, in, 1));
+        rs_t p;
+        QD_TRY(make_resize(n, is, os, &p));
+        if (total) qd_k_resize<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(p, in[0], out);
         break;
     }
     case QD_OP_MAXPOOL: case QD_OP_AVGPOOL: {
@@ -772,7 +936,7 @@ qd_status qd_cu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is
         if (total) qd_k_reduce_mean<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(bc, rd, total, cnt, in[0], out);
         break;
     }
-    case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY:
+    case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY: case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE:
         QD_TRY(need_inputs(n, in, 1));
         if (qd_cu_numel(&is[0]) != total) return qd_errorf(QD_ERR_DATA, "cuda: %s %s: element count changes", cu_op_name(n->op), nname(n));
         if (total && out != in[0]) QD_CUDA_TRY(cudaMemcpyAsync(out, in[0], (size_t)total * sizeof(float), cudaMemcpyDefault, st));
@@ -841,12 +1005,13 @@ qd_status qd_cu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *i
     case QD_OP_ADD: case QD_OP_SUB: case QD_OP_MUL: case QD_OP_DIV:
         QD_TRY(need_inputs(n, in, 2));
         return binary_backward(b, n, is, in, os, dout, din);
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: {
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: {
         if (!din[0]) return QD_OK;
         QD_TRY(need_inputs(n, in, 1));
-        int op = n->op == QD_OP_RELU ? UN_RELU : n->op == QD_OP_CLIP ? UN_CLIP : UN_SIGMOID;
+        float lo, hi;
+        int op = unary_kind(n, &lo, &hi);
         if (op == UN_SIGMOID && !out) return qd_errorf(QD_ERR_INTERNAL, "cuda: Sigmoid %s backward needs the forward output", nname(n));
-        if (total) qd_k_unary_grad<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(op, n->a.clip_min, n->a.clip_max, total, in[0], out, dout, din[0]);
+        if (total) qd_k_unary_grad<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(op, lo, hi, total, in[0], out, dout, din[0]);
         break;
     }
     case QD_OP_BATCHNORM: {
@@ -855,6 +1020,14 @@ qd_status qd_cu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *i
         int64_t C = is[0].ndim > 1 ? is[0].dims[1] : 1, sp = 1;
         for (int d = 2; d < is[0].ndim; d++) sp *= is[0].dims[d];
         if (total) qd_k_bn_grad<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(total, C, sp, n->a.epsilon, in[1], in[4], dout, din[0]);
+        break;
+    }
+    case QD_OP_RESIZE: {
+        if (!din[0]) return QD_OK;
+        rs_t p;
+        QD_TRY(make_resize(n, is, os, &p));
+        int64_t rows = p.planes * p.H;
+        if (rows) qd_k_resize_grad<<<qd_cu_blocks(rows), QD_CU_THREADS, 0, st>>>(p, dout, din[0]);
         break;
     }
     case QD_OP_MAXPOOL: case QD_OP_AVGPOOL: {
@@ -878,7 +1051,7 @@ qd_status qd_cu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *i
         if (nin) qd_k_reduce_mean_grad<<<qd_cu_blocks(nin), QD_CU_THREADS, 0, st>>>(bc, nin, (float)cnt, dout, din[0]);
         break;
     }
-    case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY:
+    case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY: case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE:
         if (!din[0]) return QD_OK;
         if (total) qd_k_axpy1<<<qd_cu_blocks(total), QD_CU_THREADS, 0, st>>>(total, dout, din[0]);
         break;

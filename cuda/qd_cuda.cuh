@@ -145,7 +145,34 @@ qd_status qd_cu_transformer_forward(qd_backend *b, const qd_node *n, const qd_sh
 qd_status qd_cu_transformer_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                                      const qd_shape *os, const float *out, const float *dout, float *const *din);
 
-/* Reconstruction kernels (recon_cuda.cu). */
-void qd_cu_set_recon_ops(qd_backend_ops *ops);
+/* Plan-time check (ops_cuda.cu, beside node_forward's switch): qd_backend_ops.supports_op.
+ * C linkage: tests/unit/test_supports_op.c asks it directly (no device needed to answer). */
+extern "C" int qd_cu_supports_op(const qd_backend *b, const qd_graph *g, const qd_node *n, char *why, size_t cap);
+
+/* Reconstruction kernels (recon_cuda.cu); qd_backend_ops documents each. */
+qd_status qd_cu_iter_advance(qd_backend *b, int32_t *iter);
+qd_status qd_cu_draw_batch(qd_backend *b, qd_rng_key key, const int32_t *iter, int32_t n_total, int32_t batch,
+                           int32_t *idx);
+qd_status qd_cu_gather_mix(qd_backend *b, const float *quant_src, const float *fp_src, const int32_t *idx,
+                           int32_t batch, int64_t sample_numel, qd_rng_key key, float keep_prob,
+                           const int32_t *iter, float *out);
+qd_status qd_cu_fq_forward(qd_backend *b, const qd_fq_desc *d, const float *scale, const int32_t *iter,
+                           int64_t n, const float *x, float *y, uint8_t *region);
+qd_status qd_cu_fq_backward(qd_backend *b, const qd_fq_desc *d, const float *scale, int64_t n, const float *x,
+                            const uint8_t *region, const float *dy, float *dx, float *dscale);
+qd_status qd_cu_adaround_init(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *s,
+                              const float *z, float *V);
+qd_status qd_cu_adaround_weight(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *V,
+                                const float *s, const float *z, int hard, float *w_out);
+qd_status qd_cu_adaround_step(qd_backend *b, const qd_adaround_desc *d, const qd_sched_desc *s,
+                              const int32_t *iter, const float *w, const float *sc, const float *z,
+                              const float *dW, float *V, float *m, float *v, float *reg_loss);
+qd_status qd_cu_scale_step(qd_backend *b, const qd_sched_desc *s, const int32_t *iter, int n, float *scales,
+                           float *grads, float *m, float *v);
+qd_status qd_cu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
+                         float *dy, float *loss);
+qd_status qd_cu_lp_loss(qd_backend *b, float p, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
+                        float *dy, float *loss);
+qd_status qd_cu_check_finite(qd_backend *b, int64_t n, const float *x, int32_t *bad);
 
 #endif

@@ -25,7 +25,7 @@ __device__ __forceinline__ void qd_block_partial(double v, double *partials) {
 /* ------------------------------------------------------------------------------------------ */
 __global__ void qd_k_iter_advance(int32_t *iter) { *iter += 1; }
 
-static qd_status qd_cu_iter_advance(qd_backend *b, int32_t *iter) {
+qd_status qd_cu_iter_advance(qd_backend *b, int32_t *iter) {
     qd_k_iter_advance<<<1, 1, 0, qd_cu_of(b)->stream>>>(iter);
     return qd_cu_post(b, "iter_advance", __FILE__, __LINE__);
 }
@@ -37,8 +37,8 @@ __global__ void qd_k_draw_batch(qd_rng_key key, const int32_t *iter, uint32_t n_
     idx[k] = (int32_t)qd_draw_index(key, (uint32_t)*iter, (uint32_t)k, n_total);
 }
 
-static qd_status qd_cu_draw_batch(qd_backend *b, qd_rng_key key, const int32_t *iter, int32_t n_total, int32_t batch,
-                                  int32_t *idx) {
+qd_status qd_cu_draw_batch(qd_backend *b, qd_rng_key key, const int32_t *iter, int32_t n_total, int32_t batch,
+                           int32_t *idx) {
     if (batch <= 0) return QD_OK;
     if (n_total <= 0) return qd_errorf(QD_ERR_INTERNAL, "cuda: draw_batch: n_total %d must be > 0", n_total);
     qd_k_draw_batch<<<qd_cu_blocks(batch), QD_CU_THREADS, 0, qd_cu_of(b)->stream>>>(key, iter, (uint32_t)n_total,
@@ -73,9 +73,9 @@ __global__ void qd_k_gather_mix(const float *__restrict__ qsrc, const float *__r
     }
 }
 
-static qd_status qd_cu_gather_mix(qd_backend *b, const float *quant_src, const float *fp_src, const int32_t *idx,
-                                  int32_t batch, int64_t sample_numel, qd_rng_key key, float keep_prob,
-                                  const int32_t *iter, float *out) {
+qd_status qd_cu_gather_mix(qd_backend *b, const float *quant_src, const float *fp_src, const int32_t *idx,
+                           int32_t batch, int64_t sample_numel, qd_rng_key key, float keep_prob,
+                           const int32_t *iter, float *out) {
     int64_t total = (int64_t)batch * sample_numel;
     if (total <= 0) return QD_OK;
     int mix = (fp_src != NULL && keep_prob < 1.0f);
@@ -117,8 +117,8 @@ __global__ void qd_k_fq_forward(qd_fq_desc d, const float *scale, const int32_t 
     }
 }
 
-static qd_status qd_cu_fq_forward(qd_backend *b, const qd_fq_desc *d, const float *scale, const int32_t *iter,
-                                  int64_t n, const float *x, float *y, uint8_t *region) {
+qd_status qd_cu_fq_forward(qd_backend *b, const qd_fq_desc *d, const float *scale, const int32_t *iter,
+                           int64_t n, const float *x, float *y, uint8_t *region) {
     if (n <= 0) return QD_OK;
     if (d->keep_prob < 1.0f && !iter)
         return qd_errorf(QD_ERR_INTERNAL, "cuda: fq_forward: keep_prob %g needs the iteration counter", d->keep_prob);
@@ -142,8 +142,8 @@ __global__ void qd_k_fq_backward(qd_fq_desc d, const float *scale, int64_t n, co
     if (want_ds) qd_block_partial(acc, partials);
 }
 
-static qd_status qd_cu_fq_backward(qd_backend *b, const qd_fq_desc *d, const float *scale, int64_t n, const float *x,
-                                   const uint8_t *region, const float *dy, float *dx, float *dscale) {
+qd_status qd_cu_fq_backward(qd_backend *b, const qd_fq_desc *d, const float *scale, int64_t n, const float *x,
+                            const uint8_t *region, const float *dy, float *dx, float *dscale) {
     if (n <= 0) return QD_OK;
     qd_cu *c = qd_cu_of(b);
     if (!region) return qd_errorf(QD_ERR_INTERNAL, "cuda: fq_backward needs the forward's region codes");
@@ -164,8 +164,8 @@ __global__ void qd_k_adaround_init(int64_t n, int64_t per_channel, const float *
         V[i] = qd_adaround_init_v(w[i], s[i / per_channel]);
 }
 
-static qd_status qd_cu_adaround_init(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *s,
-                                     const float *z, float *V) {
+qd_status qd_cu_adaround_init(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *s,
+                              const float *z, float *V) {
     (void)z; /* §4: the floor is on w/s alone */
     if (d->numel <= 0) return QD_OK;
     if (d->per_channel <= 0) return qd_errorf(QD_ERR_INTERNAL, "cuda: adaround_init: per_channel must be > 0");
@@ -184,8 +184,8 @@ __global__ void qd_k_adaround_weight(qd_adaround_desc d, const float *__restrict
     }
 }
 
-static qd_status qd_cu_adaround_weight(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *V,
-                                       const float *s, const float *z, int hard, float *w_out) {
+qd_status qd_cu_adaround_weight(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *V,
+                                const float *s, const float *z, int hard, float *w_out) {
     if (d->numel <= 0) return QD_OK;
     if (d->per_channel <= 0) return qd_errorf(QD_ERR_INTERNAL, "cuda: adaround_weight: per_channel must be > 0");
     qd_k_adaround_weight<<<qd_cu_blocks(d->numel), QD_CU_THREADS, 0, qd_cu_of(b)->stream>>>(*d, w, V, s, z, hard,
@@ -221,9 +221,9 @@ __global__ void qd_k_adaround_step(qd_adaround_desc d, qd_sched_desc sc, const i
 
 /* Regulariser switched on? Needs the counter, which lives on the device: the kernel decides,
  * the host always finishes the reduction (partials are 0 while inactive). */
-static qd_status qd_cu_adaround_step(qd_backend *b, const qd_adaround_desc *d, const qd_sched_desc *s,
-                                     const int32_t *iter, const float *w, const float *sc, const float *z,
-                                     const float *dW, float *V, float *m, float *v, float *reg_loss) {
+qd_status qd_cu_adaround_step(qd_backend *b, const qd_adaround_desc *d, const qd_sched_desc *s,
+                              const int32_t *iter, const float *w, const float *sc, const float *z,
+                              const float *dW, float *V, float *m, float *v, float *reg_loss) {
     if (d->numel <= 0) return QD_OK;
     qd_cu *c = qd_cu_of(b);
     if (d->per_channel <= 0) return qd_errorf(QD_ERR_INTERNAL, "cuda: adaround_step: per_channel must be > 0");
@@ -251,8 +251,8 @@ __global__ void qd_k_scale_step(qd_sched_desc sc, const int32_t *iter, int n, fl
     }
 }
 
-static qd_status qd_cu_scale_step(qd_backend *b, const qd_sched_desc *s, const int32_t *iter, int n, float *scales,
-                                  float *grads, float *m, float *v) {
+qd_status qd_cu_scale_step(qd_backend *b, const qd_sched_desc *s, const int32_t *iter, int n, float *scales,
+                           float *grads, float *m, float *v) {
     if (n <= 0) return QD_OK;
     qd_k_scale_step<<<qd_cu_blocks(n), QD_CU_THREADS, 0, qd_cu_of(b)->stream>>>(*s, iter, n, scales, grads, m, v);
     return qd_cu_post(b, "scale_step", __FILE__, __LINE__);
@@ -271,8 +271,8 @@ __global__ void qd_k_mse(int64_t total, float inv2, const float *__restrict__ y,
     qd_block_partial(acc, partials);
 }
 
-static qd_status qd_cu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
-                                float *dy, float *loss) {
+qd_status qd_cu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
+                         float *dy, float *loss) {
     qd_cu *cu = qd_cu_of(b);
     int64_t total = n * c * hw;
     if (total <= 0) return QD_OK;
@@ -299,8 +299,8 @@ __global__ void qd_k_lp(int64_t total, float p, float inv, const float *__restri
     qd_block_partial(acc, partials);
 }
 
-static qd_status qd_cu_lp_loss(qd_backend *b, float p, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
-                               float *dy, float *loss) {
+qd_status qd_cu_lp_loss(qd_backend *b, float p, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
+                        float *dy, float *loss) {
     qd_cu *cu = qd_cu_of(b);
     int64_t total = n * c * hw;
     if (total <= 0) return QD_OK;
@@ -322,23 +322,8 @@ __global__ void qd_k_check_finite(int64_t n, const float *__restrict__ x, int32_
     if (local) *bad = 1;
 }
 
-static qd_status qd_cu_check_finite(qd_backend *b, int64_t n, const float *x, int32_t *bad) {
+qd_status qd_cu_check_finite(qd_backend *b, int64_t n, const float *x, int32_t *bad) {
     if (n <= 0) return QD_OK;
     qd_k_check_finite<<<qd_cu_red_blocks(n), QD_CU_THREADS, 0, qd_cu_of(b)->stream>>>(n, x, bad);
     return qd_cu_post(b, "check_finite", __FILE__, __LINE__);
-}
-
-void qd_cu_set_recon_ops(qd_backend_ops *ops) {
-    ops->iter_advance = qd_cu_iter_advance;
-    ops->draw_batch = qd_cu_draw_batch;
-    ops->gather_mix = qd_cu_gather_mix;
-    ops->fq_forward = qd_cu_fq_forward;
-    ops->fq_backward = qd_cu_fq_backward;
-    ops->adaround_init = qd_cu_adaround_init;
-    ops->adaround_weight = qd_cu_adaround_weight;
-    ops->adaround_step = qd_cu_adaround_step;
-    ops->scale_step = qd_cu_scale_step;
-    ops->mse_loss = qd_cu_mse_loss;
-    ops->lp_loss = qd_cu_lp_loss;
-    ops->check_finite = qd_cu_check_finite;
 }

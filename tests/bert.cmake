@@ -12,7 +12,7 @@ qd_add_test(test_bert_stsb SOURCES unit/test_bert_stsb.c LABELS e2e TIMEOUT 900)
 # Benchmark (not a test): BERT-base layer forward+backward on the CPU, prints JSON.
 if(QD_BUILD_BENCH)
   add_executable(bench_bert ${CMAKE_SOURCE_DIR}/bench/bench_bert.c)
-  target_link_libraries(bench_bert PRIVATE qdrop_core)
+  target_link_libraries(bench_bert PRIVATE qdrop)
   target_compile_options(bench_bert PRIVATE -Wall -Wextra -ffp-contract=off -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE)
   if(QD_HAVE_CUDA)
     set_target_properties(bench_bert PROPERTIES LINKER_LANGUAGE CUDA)

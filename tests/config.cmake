@@ -4,7 +4,7 @@ qd_add_test(test_fsutil_log SOURCES unit/test_fsutil_log.c LABELS unit)
 qd_add_script_test(cli_test COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli_test.sh LABELS unit)
 # docs/config.md's default column and iteration claims agree with the code (issue 21 item 5).
 add_executable(print_resolved_config unit/print_resolved_config.c)
-target_link_libraries(print_resolved_config PRIVATE qdrop_core)
+target_link_libraries(print_resolved_config PRIVATE qdrop)
 if(QD_HAVE_CUDA)
   set_target_properties(print_resolved_config PROPERTIES LINKER_LANGUAGE CUDA)
 endif()

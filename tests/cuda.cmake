@@ -13,7 +13,7 @@ if(QD_HAVE_CUDA)
   # as a test (tiny iteration counts), exits 77 without a device.
   add_executable(qd_bench_gpu ${CMAKE_SOURCE_DIR}/bench/bench_gpu.c)
   target_include_directories(qd_bench_gpu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
-  target_link_libraries(qd_bench_gpu PRIVATE qdrop_core)
+  target_link_libraries(qd_bench_gpu PRIVATE qdrop)
   target_compile_options(qd_bench_gpu PRIVATE -Wall -Wextra -ffp-contract=off)
   set_target_properties(qd_bench_gpu PROPERTIES LINKER_LANGUAGE CUDA)
   add_test(NAME bench_gpu_smoke COMMAND qd_bench_gpu --smoke WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})

@@ -2,7 +2,7 @@
 # CTest entry that runs them for a short bounded time. docs/reliability.md explains how to run
 # longer campaigns. Build (clang required):
 #   CC=clang cmake -S . -B build-fuzz -DQD_FUZZ=ON -DQD_CUDA=OFF && cmake --build build-fuzz -j2
-# With QD_FUZZ=ON the top-level CMakeLists.txt compiles everything (qdrop_core included) with
+# With QD_FUZZ=ON the top-level CMakeLists.txt compiles everything (every layer library) with
 # -fsanitize=fuzzer-no-link,address,undefined, so coverage and ASan reach into the library.
 
 # Smoke run of every target (tests/fuzz/run_fuzz.sh configures its own clang build dir; exit 77
@@ -45,7 +45,7 @@ if(QD_FUZZ)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer -Wall -Wextra -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE)
     target_compile_definitions(${name} PRIVATE ${F_DEFINES})
     target_link_options(${name} PRIVATE -fsanitize=fuzzer)
-    target_link_libraries(${name} PRIVATE qdrop_core)
+    target_link_libraries(${name} PRIVATE qdrop)
     set_property(GLOBAL APPEND PROPERTY QD_FUZZERS ${name})
   endfunction()
 

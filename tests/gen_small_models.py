@@ -132,6 +132,88 @@ def max_rel_err(a, ref):
     return float(np.max(np.abs(a.astype(np.float64) - ref)) / max(1e-30, float(np.max(np.abs(ref)))))
 
 
+# torchvision mobilenet_v3_small's inverted residual settings:
+# (kernel, expanded channels, out channels, squeeze-and-excitation, activation, stride)
+MBV3_SMALL = [(3, 16, 16, True, "RE", 2), (3, 72, 24, False, "RE", 2), (3, 88, 24, False, "RE", 1),
+              (5, 96, 40, True, "HS", 2), (5, 240, 40, True, "HS", 1), (5, 240, 40, True, "HS", 1),
+              (5, 120, 48, True, "HS", 1), (5, 144, 48, True, "HS", 1), (5, 288, 96, True, "HS", 2),
+              (5, 576, 96, True, "HS", 1), (5, 576, 96, True, "HS", 1)]
+
+
+def mobilenet_v3_small(path, hw=64, opset=17, seed=3, ncls=1000):
+    """torchvision's MobileNetV3-Small as torch.onnx.export writes it in eval mode (BN folded into the
+    convs, dynamic batch), with He-normal random weights: stem 3x3/2 + Hardswish, 11 inverted residual
+    blocks (expand 1x1 when expanded != in, depthwise kxk, SE = GlobalAveragePool -> 1x1 conv -> Relu
+    -> 1x1 conv -> HardSigmoid -> Mul(gate, x), project 1x1, residual when stride 1 and in == out),
+    1x1 conv to 576 + Hardswish, GlobalAveragePool, Flatten, Linear 576->1024 + Hardswish, Linear.
+    Below opset 14 Hardswish is x * HardSigmoid(x), as torch writes it there."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, cnt = [], [], [0]
+
+    def nm(base):
+        cnt[0] += 1
+        return f"{base}_{cnt[0]}"
+
+    def conv(x, cin, cout, k, stride=1, group=1):
+        n = nm("/features/Conv")
+        w = rng.normal(0.0, np.sqrt(2.0 / (cin // group * k * k)), (cout, cin // group, k, k)).astype(np.float32)
+        inits.extend([tensor(n + ".weight", w), tensor(n + ".bias", (rng.standard_normal(cout) * 0.05).astype(np.float32))])
+        nodes.append(helper.make_node("Conv", [x, n + ".weight", n + ".bias"], [n + "_out"], name=n, group=group,
+                                      kernel_shape=[k, k], strides=[stride, stride], pads=[(k - 1) // 2] * 4))
+        return n + "_out"
+
+    def act(x, kind):
+        n = nm("/features/" + ("Relu" if kind == "RE" else "HardSwish"))
+        if kind == "RE":
+            nodes.append(helper.make_node("Relu", [x], [n + "_out"], name=n))
+        elif opset >= 14:
+            nodes.append(helper.make_node("HardSwish", [x], [n + "_out"], name=n))
+        else:
+            nodes.append(helper.make_node("HardSigmoid", [x], [n + "_hs"], name=n + "_HardSigmoid", alpha=1.0 / 6))
+            nodes.append(helper.make_node("Mul", [x, n + "_hs"], [n + "_out"], name=n))
+        return n + "_out"
+
+    def se(x, ch):
+        sq = ((ch // 4 + 4) // 8) * 8  # torchvision _make_divisible(ch // 4, 8)
+        sq = max(sq, 8)
+        n = nm("/se")
+        nodes.append(helper.make_node("GlobalAveragePool", [x], [n + "_pool"], name=n + "_avgpool"))
+        h = act(conv(n + "_pool", ch, sq, 1), "RE")
+        e = conv(h, sq, ch, 1)
+        nodes.append(helper.make_node("HardSigmoid", [e], [n + "_gate"], name=n + "_hardsigmoid", alpha=1.0 / 6))
+        nodes.append(helper.make_node("Mul", [n + "_gate", x], [n + "_out"], name=n + "_mul"))
+        return n + "_out"
+
+    x = act(conv("input", 3, 16, 3, 2), "HS")
+    cin = 16
+    for k, exp, cout, use_se, a, stride in MBV3_SMALL:
+        y = x
+        if exp != cin:
+            y = act(conv(y, cin, exp, 1), a)
+        y = act(conv(y, exp, exp, k, stride, group=exp), a)
+        if use_se:
+            y = se(y, exp)
+        y = conv(y, exp, cout, 1)
+        if stride == 1 and cin == cout:
+            n = nm("/features/Add")
+            nodes.append(helper.make_node("Add", [x, y], [n + "_out"], name=n))
+            y = n + "_out"
+        x, cin = y, cout
+    x = act(conv(x, cin, 576, 1), "HS")
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["pooled"], name="/avgpool/GlobalAveragePool"),
+              helper.make_node("Flatten", ["pooled"], ["flat"], name="/Flatten")]
+    w1 = rng.normal(0.0, np.sqrt(1.0 / 576), (1024, 576)).astype(np.float32)
+    w2 = rng.normal(0.0, np.sqrt(1.0 / 1024), (ncls, 1024)).astype(np.float32)
+    inits += [tensor("classifier.0.weight", w1), tensor("classifier.0.bias", np.zeros(1024, np.float32)),
+              tensor("classifier.3.weight", w2), tensor("classifier.3.bias", np.zeros(ncls, np.float32))]
+    nodes.append(helper.make_node("Gemm", ["flat", "classifier.0.weight", "classifier.0.bias"], ["h"],
+                                  name="/classifier/classifier.0/Gemm", transB=1))
+    h = act("h", "HS")
+    nodes.append(helper.make_node("Gemm", [h, "classifier.3.weight", "classifier.3.bias"], ["logits"],
+                                  name="/classifier/classifier.3/Gemm", transB=1))
+    return save(nodes, inits, path, out_shape=(None, ncls), opset=opset, in_shape=["N", 3, hw, hw])
+
+
 def transformer_model(path, opset, seed=23, T=6, F=16, FF=32, pad_keys=2, mask_value=-10000.0):
     """One post-LN encoder layer on [N, T, F] (single head), weights from the seed:
     LayerNormalization -> q, k, v = MatMul(h, W*) -> scores = MatMul(q, k^T) * 1/sqrt(F)

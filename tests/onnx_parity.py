@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""FP32 parity of the engine with ONNX Runtime on the paper's ImageNet architectures (issue 3).
+"""FP32 parity of the engine with ONNX Runtime on the paper's ImageNet architectures, and on a
+generated MobileNetV3-Small (squeeze-and-excitation, Hardswish; torch's opset-13 and opset-17 spellings).
 
 The torchvision models are far too big to commit with weights, so tests/fixtures/onnx/ holds
 weight-free skeletons (tools/export_onnx.py --skeleton 64: graph + initializer shapes, input
@@ -21,6 +22,8 @@ try:
     import onnx
     from onnx import numpy_helper
     import onnxruntime as ort
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import gen_small_models as G
 except ImportError as e:  # CI without the python test extras
     print(f"SKIP: {e}")
     sys.exit(77)
@@ -37,6 +40,15 @@ CASES = [
     ("tests/fixtures/onnx/regnet_x_3_2gf.skel.onnx", 27, 64),
     ("tests/fixtures/onnx/mnasnet1_0.skel.onnx", 20, 64),
     ("assets/models/resnet20_cifar10.onnx", 11, 32),
+]
+
+
+# Generated without weights to fill (tests/gen_small_models.py): (name, builder(path), expected units,
+# input HxW). MobileNetV3-Small: stem + 11 inverted residual blocks (squeeze-and-excitation inside
+# their unit; docs/units.md) + final 1x1 conv + two classifier layers = 15.
+GENERATED = [
+    ("mobilenet_v3_small_opset17", lambda p: G.mobilenet_v3_small(p, 64, opset=17), 15, 64),
+    ("mobilenet_v3_small_opset13", lambda p: G.mobilenet_v3_small(p, 64, opset=13), 15, 64),
 ]
 
 
@@ -115,13 +127,14 @@ def main():
     binary = sys.argv[1]
     os.makedirs(OUT, exist_ok=True)
     failed = 0
-    for k, (rel, units, hw) in enumerate(CASES):
-        path = os.path.join(SRC, rel)
-        name = os.path.basename(rel).split(".")[0]
+    todo = [(os.path.basename(rel).split(".")[0], lambda p, rel=rel: onnx.save(onnx.load(os.path.join(SRC, rel)), p),
+             units, hw) for rel, units, hw in CASES] + GENERATED
+    for k, (name, build, units, hw) in enumerate(todo):
         rng = np.random.default_rng(1005 + k)
-        model = onnx.load(path)
-        fill(model, rng)
         mpath = os.path.join(OUT, name + ".onnx")
+        build(mpath)
+        model = onnx.load(mpath)
+        fill(model, rng)
         onnx.save(model, mpath)
         x = rng.standard_normal((2, 3, hw, hw)).astype(np.float32)
         sess = ort.InferenceSession(mpath, providers=["CPUExecutionProvider"])

@@ -35,7 +35,7 @@ typedef struct qd_shape {
     int64_t dims[QD_MAX_DIMS];
 } qd_shape;
 
-int64_t qd_shape_numel(const qd_shape *s);
+int64_t qd_shape_numel(const qd_shape *s);   /* src/graph/exec.c */
 
 typedef struct qd_fq_desc {
     float zero_point;
@@ -81,6 +81,14 @@ typedef struct qd_backend_ops {
     qd_status (*copy)(qd_backend *b, void *dst, const void *src, size_t bytes);
     qd_status (*zero)(qd_backend *b, void *dst, size_t bytes);
     qd_status (*sync)(qd_backend *b);
+
+    /* ---- plan-time check ----
+     * 1 when node_forward and node_backward run node n of graph g: its op, and its attributes at
+     * the ranks g records. Otherwise 0, with the reason in why (cap bytes, e.g. "asymmetric pads
+     * (0,0,1,1)"). qd_backend_check_graph asks it for every node before anything is computed, so
+     * an unsupported node fails the run up front, named, instead of midway. The answer must match
+     * what the kernels do: an op or attribute the kernels refuse at run time is refused here. */
+    int (*supports_op)(const qd_backend *b, const qd_graph *g, const qd_node *n, char *why, size_t cap);
 
     /* ---- graph ops ----
      * Forward of one node. in[i] / in_shapes[i] follow node->inputs (for Conv/Gemm the weight
@@ -162,7 +170,13 @@ typedef struct qd_backend_options {
     int64_t memory_budget;   /* CUDA: bytes of device memory the caches may use, 0 = all */
 } qd_backend_options;
 
-/* Backend registry. kind: "cpu", "cuda" or "auto" (cuda when usable, else cpu).
+/* Plan-time check of a whole graph (src/graph/exec.c; qd_exec_create calls it): QD_OK, or
+ * QD_ERR_UNSUPPORTED (exit 65) naming the model, the first node the backend cannot run, its op
+ * and the backend, e.g. "m.onnx: node conv1 (Conv): asymmetric pads (0,0,1,1): not supported by
+ * the cuda backend". */
+QD_MUST_USE qd_status qd_backend_check_graph(const qd_backend *b, const qd_graph *g);
+
+/* Backend registry (src/backend/registry.c). kind: "cpu", "cuda" or "auto" (cuda when usable, else cpu).
  * "cuda" without a usable device fails with QD_ERR_NODEVICE. */
 QD_MUST_USE qd_status qd_backend_create(const char *kind, const qd_backend_options *opt, qd_backend **out);
 /* 1 when the CUDA backend is compiled in and a device is usable (any cudaGetDeviceCount error

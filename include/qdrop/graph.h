@@ -42,6 +42,12 @@ qd_op qd_op_from_onnx(const char *onnx_name);   /* QD_OP_COUNT when not in the t
 /* ONNX auto_pad of Conv / pools; resolved to explicit pads from the static input shape. */
 enum { QD_AUTO_PAD_NOTSET = 0, QD_AUTO_PAD_VALID, QD_AUTO_PAD_SAME_UPPER, QD_AUTO_PAD_SAME_LOWER };
 
+/* Resize (and opset-7..9 Upsample), 2-D on NCHW: interpolation, the coordinate transformation
+ * (ONNX coordinate_transformation_mode) and the rounding of nearest (ONNX nearest_mode). */
+enum { QD_RESIZE_NEAREST = 0, QD_RESIZE_LINEAR };
+enum { QD_RESIZE_HALF_PIXEL = 0, QD_RESIZE_PYTORCH_HALF_PIXEL, QD_RESIZE_ALIGN_CORNERS, QD_RESIZE_ASYMMETRIC };
+enum { QD_RESIZE_ROUND_PREFER_FLOOR = 0, QD_RESIZE_ROUND_PREFER_CEIL, QD_RESIZE_FLOOR, QD_RESIZE_CEIL };
+
 typedef struct qd_attrs {
     /* Conv, MaxPool, AveragePool (2-D spatial only) */
     int kernel[2], stride[2], dilation[2];
@@ -49,7 +55,7 @@ typedef struct qd_attrs {
     int auto_pad;             /* QD_AUTO_PAD_*: shape inference turns it into pads, then NOTSET */
     int group;
     int ceil_mode, count_include_pad;
-    /* Gemm: Y = alpha * A' * B' + beta * C */
+    /* Gemm: Y = alpha * A' * B' + beta * C; HardSigmoid: Y = max(0, min(1, alpha * X + beta)) */
     float alpha, beta;
     int trans_a, trans_b;
     /* Clip: bounds (resolved from inputs or attributes; +-INFINITY when absent) */
@@ -63,7 +69,7 @@ typedef struct qd_attrs {
     /* Transpose permutation */
     int nperm;
     int64_t perm[QD_MAX_DIMS];
-    /* ReduceMean axes (normalised to >= 0) */
+    /* ReduceMean, Squeeze, Unsqueeze axes (normalised to >= 0) */
     int naxes;
     int64_t axes[QD_MAX_DIMS];
     int keepdims;
@@ -72,6 +78,11 @@ typedef struct qd_attrs {
     float pad_value;
     /* Slice, resolved over all dims (start, step; output extent comes from the output value) */
     int64_t slice_start[QD_MAX_DIMS], slice_step[QD_MAX_DIMS];
+    /* Resize over H and W: the scale ONNX maps coordinates with (given, or output/input size when
+     * the file gives sizes), the requested output size (0: floor(input * scale)), modes above */
+    float resize_scale[2];
+    int64_t resize_size[2];
+    int resize_mode, resize_coord, resize_nearest;
 } qd_attrs;
 
 typedef struct qd_value {
@@ -186,7 +197,8 @@ typedef struct qd_quant_plan_opts {
 } qd_quant_plan_opts;
 QD_MUST_USE qd_status qd_graph_place_quantizers(qd_graph *g, const qd_quant_plan_opts *o); /* §6.1 */
 
-/* Convenience: load + simplify + shapes + canonical linear layers + fold BN + units. */
+/* Convenience (src/onnx/onnx_prepare.c): load + simplify + drop dead nodes + shapes + canonical
+ * linear layers + fold BN + units. */
 QD_MUST_USE qd_status qd_graph_prepare(const char *path, qd_graph **out);
 
 /* Human-readable summary of units, layers and quantizers (--inspect, --dry-run). */

@@ -13,12 +13,14 @@
 
 #include <stdint.h>
 
-#include "qdrop/qdrop.h"
 #include "qdrop/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Progress bar mode (qd_run_options.progress, --progress). */
+typedef enum { QD_PROGRESS_AUTO = 0, QD_PROGRESS_ALWAYS = 1, QD_PROGRESS_NEVER = 2 } qd_progress_mode;
 
 typedef enum { QD_LOG_DEBUG = 0, QD_LOG_INFO = 1, QD_LOG_WARN = 2, QD_LOG_ERROR = 3 } qd_log_level;
 

@@ -4,9 +4,11 @@
  * is what the reader maps, what messages print and what the exporter writes; traits are
  * QD_OPT_* bits below. Adding an operator means adding one row here, then its shape rule
  * (src/graph/shapes.c), its kernels in every backend (forward and backward), and its export
- * attributes: a backend that lacks it refuses it at plan time (supports_op), naming op and
- * backend. The row order is the enum order; keep new rows at the end so checkpoints and
- * fixtures that store op ids stay valid.
+ * attributes, and its answer in every backend's supports_op switch (qd_cpu_supports_op in
+ * src/cpu/cpu_ops.c, qd_cu_supports_op in cuda/ops_cuda.cu; -Werror=switch fails the build until
+ * it is there): an op, or attribute combination, a backend's kernels cannot run is refused there
+ * at plan time, naming op, node and backend. The row order is the enum order; keep new rows at
+ * the end so checkpoints and fixtures that store op ids stay valid.
  */
 #ifndef QDROP_OP_TABLE_H
 #define QDROP_OP_TABLE_H
@@ -45,6 +47,11 @@
     X(SUB,           "Sub",                QD_OPT_BINARY | QD_OPT_TENSOR_IN)         \
     X(DIV,           "Div",                QD_OPT_BINARY | QD_OPT_TENSOR_IN)         \
     X(SOFTMAX,       "Softmax",            QD_OPT_TENSOR_IN)                         \
+    X(HARDSIGMOID,   "HardSigmoid",        QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)      \
+    X(HARDSWISH,     "HardSwish",          QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)      \
+    X(RESIZE,        "Resize",             0)                                        \
+    X(SQUEEZE,       "Squeeze",            QD_OPT_VIEW)                              \
+    X(UNSQUEEZE,     "Unsqueeze",          QD_OPT_VIEW) \
     X(LAYERNORM,     "LayerNormalization", QD_OPT_TENSOR_IN)                         \
     X(GELU,          "Gelu",               QD_OPT_POINTWISE | QD_OPT_TENSOR_IN)
 

@@ -3,13 +3,13 @@
 #define QDROP_QDROP_H
 
 #include "qdrop/config.h"
+#include "qdrop/log.h"
 #include "qdrop/status.h"
+#include "qdrop/version.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum { QD_PROGRESS_AUTO = 0, QD_PROGRESS_ALWAYS = 1, QD_PROGRESS_NEVER = 2 } qd_progress_mode;
 
 typedef struct qd_run_options {
     int dry_run;        /* validate, load model and data, print the plan, exit */
@@ -32,9 +32,6 @@ QD_MUST_USE qd_status qd_eval(qd_config *cfg, const char *from_dir, const qd_run
 
 /* Print units, layers and quantizer placement of an ONNX model (--inspect). */
 QD_MUST_USE qd_status qd_inspect(const char *model_path, const qd_config *cfg);
-
-const char *qd_version(void);   /* "0.1.0" */
-const char *qd_git_sha(void);
 
 #ifdef __cplusplus
 }

@@ -146,6 +146,7 @@ qd_status qd_stage_dry_run(qd_run_state *S) {
     if (cfg->device == QD_DEVICE_CUDA) {
         qd_backend_options bo = {1, cfg->deterministic, cfg->tf32, cfg->device_memory_budget_mb * 1024 * 1024};
         QD_TRY(qd_backend_create("cuda", &bo, &S->b));
+        QD_TRY(qd_backend_check_graph(S->b, S->g)); /* a node the device cannot run: refused here too */
     }
     if (S->opt->resume) {
         int done_units = 0;

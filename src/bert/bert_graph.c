@@ -25,7 +25,6 @@
 #include <string.h>
 
 #include "core/qmath.h"
-#include "graph/graph_internal.h"
 #include "qdrop/bert.h"
 #include "qdrop/backend.h"
 #include "qdrop/exec.h"
@@ -239,8 +238,7 @@ qd_status qd_bert_build_graph(const qd_bert_model *m, int S, qd_graph **out) {
     if (b.st == QD_OK) {
         g->outputs[0] = x;
         g->noutputs = 1;
-        qd_graph_recount(g);
-        b.st = qd_graph_infer_shapes(g);
+        b.st = qd_graph_infer_shapes(g); /* also counts producers and consumers */
     }
     if (b.st == QD_OK) {
         g->units = calloc((size_t)L + 1, sizeof(qd_unit));

@@ -128,6 +128,23 @@ QD_HD float qd_lsq_guard(float s) { return fmaxf(fabsf(s), QD_LSQ_SCALE_FLOOR); 
 /* ------------------------------------------------------------------------------------------ */
 QD_HD float qd_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
 
+/* Activation functions of MobileNetV3-style networks, shared by the CPU and CUDA kernels.
+ * ONNX HardSigmoid: max(0, min(1, alpha x + beta)); its gradient is alpha strictly inside the
+ * linear part (PyTorch's hardsigmoid_backward). The selects keep NaN propagating. */
+QD_HD float qd_hardsigmoid(float x, float alpha, float beta) {
+    float v = alpha * x + beta;
+    v = v < 0.0f ? 0.0f : v;
+    return v > 1.0f ? 1.0f : v;
+}
+QD_HD float qd_hardsigmoid_grad(float x, float alpha, float beta) {
+    float v = alpha * x + beta;
+    return (v > 0.0f && v < 1.0f) ? alpha : 0.0f;
+}
+/* ONNX HardSwish: x * HardSigmoid(x) with alpha 1/6, beta 0.5; gradient as PyTorch's
+ * hardswish_backward: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above. */
+QD_HD float qd_hardswish(float x) { return x * qd_hardsigmoid(x, 1.0f / 6.0f, 0.5f); }
+QD_HD float qd_hardswish_grad(float x) { return x < -3.0f ? 0.0f : (x <= 3.0f ? x / 3.0f + 0.5f : 1.0f); }
+
 /* Unclamped rectified sigmoid sigma(V)(zeta-gamma)+gamma. */
 QD_HD float qd_adaround_hraw(float V) {
     return qd_sigmoid(V) * (QD_ADAROUND_ZETA - QD_ADAROUND_GAMMA) + QD_ADAROUND_GAMMA;

@@ -92,30 +92,36 @@ static void cpu_destroy(qd_backend *b) {
     free(b);
 }
 
-static qd_backend_ops g_cpu_ops;
-static int g_cpu_ops_ready;
-
-static void init_ops(void) {
-    if (g_cpu_ops_ready) return;
-    qd_backend_ops *o = &g_cpu_ops;
-    memset(o, 0, sizeof *o);
-    o->name = "cpu";
-    o->destroy = cpu_destroy;
-    o->alloc = cpu_alloc;
-    o->alloc_cache = cpu_alloc_cache;
-    o->free = cpu_free;
-    o->free_cache = cpu_free;
-    o->upload = cpu_copy;
-    o->download = cpu_copy;
-    o->copy = cpu_copy;
-    o->zero = cpu_zero;
-    o->sync = cpu_sync;
-    o->node_forward = cpu_node_forward;
-    o->node_backward = cpu_node_backward;
-    qd_cpu_set_recon_ops(o);
-    /* capture_* / graph_*: NULL (no iteration capture on the CPU) */
-    g_cpu_ops_ready = 1;
-}
+/* The CPU backend's operations, fixed at compile time. capture_* / graph_*: NULL (no iteration
+ * capture on the CPU). */
+static const qd_backend_ops k_cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .alloc_cache = cpu_alloc_cache,
+    .free = cpu_free,
+    .free_cache = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .copy = cpu_copy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .supports_op = qd_cpu_supports_op,
+    .node_forward = cpu_node_forward,
+    .node_backward = cpu_node_backward,
+    .iter_advance = qd_cpu_iter_advance,
+    .draw_batch = qd_cpu_draw_batch,
+    .gather_mix = qd_cpu_gather_mix,
+    .fq_forward = qd_cpu_fq_forward,
+    .fq_backward = qd_cpu_fq_backward,
+    .adaround_init = qd_cpu_adaround_init,
+    .adaround_weight = qd_cpu_adaround_weight,
+    .adaround_step = qd_cpu_adaround_step,
+    .scale_step = qd_cpu_scale_step,
+    .mse_loss = qd_cpu_mse_loss,
+    .lp_loss = qd_cpu_lp_loss,
+    .check_finite = qd_cpu_check_finite,
+};
 
 qd_status qd_cpu_backend_create(const qd_backend_options *opt, qd_backend **out) {
     *out = NULL;
@@ -126,11 +132,10 @@ qd_status qd_cpu_backend_create(const qd_backend_options *opt, qd_backend **out)
         threads = nc > 0 ? (int)nc : 1;
     }
     if (threads > 256) threads = 256;
-    init_ops();
     qd_backend *b = calloc(1, sizeof *b);
     qd_cpu_impl *c = calloc(1, sizeof *c);
     if (!b || !c) { free(b); free(c); return qd_errorf(QD_ERR_INTERNAL, "cpu backend: out of host memory"); }
-    b->ops = &g_cpu_ops;
+    b->ops = &k_cpu_ops;
     b->impl = c;
     c->pool = qd_cpu_pool_create(threads);
     if (!c->pool) { free(c); free(b); return qd_errorf(QD_ERR_INTERNAL, "cpu backend: cannot start %d threads", threads); }

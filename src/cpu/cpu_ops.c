@@ -6,8 +6,11 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "core/qmath.h"
+#include "graph/resize_math.h"
 #include "core/nnmath.h"
 #include "core/simd.h"
 #include "cpu/cpu_internal.h"
@@ -91,9 +94,17 @@ static void unary_fwd(void *vctx, int64_t b0, int64_t b1, int tid) {
         }
         break;
     case QD_OP_SIGMOID: for (int64_t i = b0; i < b1; i++) y[i] = 1.0f / (1.0f + expf(-x[i])); break;
+    case QD_OP_HARDSIGMOID: /* lo = alpha, hi = beta */
+        for (int64_t i = b0; i < b1; i++) y[i] = qd_hardsigmoid(x[i], t->lo, t->hi);
+        break;
+    case QD_OP_HARDSWISH: for (int64_t i = b0; i < b1; i++) y[i] = qd_hardswish(x[i]); break;
     default: memcpy(y + b0, x + b0, sizeof(float) * (size_t)(b1 - b0)); break;
     }
 }
+
+/* The two float parameters of a unary op: Clip's bounds, HardSigmoid's alpha and beta. */
+static float unary_lo(const qd_node *n) { return n->op == QD_OP_HARDSIGMOID ? n->a.alpha : n->a.clip_min; }
+static float unary_hi(const qd_node *n) { return n->op == QD_OP_HARDSIGMOID ? n->a.beta : n->a.clip_max; }
 
 /* Relu: gradient where x > 0 (torch threshold_backward). Clip: where lo < x < hi, the
  * hardtanh/ReLU6 rule (ONNX Clip in CNNs comes from ReLU6); the boundaries get 0. */
@@ -108,6 +119,10 @@ static void unary_bwd(void *vctx, int64_t b0, int64_t b1, int tid) {
     case QD_OP_RELU: for (int64_t i = b0; i < b1; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f; break;
     case QD_OP_CLIP: for (int64_t i = b0; i < b1; i++) dx[i] += (x[i] > t->lo && x[i] < t->hi) ? dy[i] : 0.0f; break;
     case QD_OP_SIGMOID: for (int64_t i = b0; i < b1; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]); break;
+    case QD_OP_HARDSIGMOID:
+        for (int64_t i = b0; i < b1; i++) dx[i] += dy[i] * qd_hardsigmoid_grad(x[i], t->lo, t->hi);
+        break;
+    case QD_OP_HARDSWISH: for (int64_t i = b0; i < b1; i++) dx[i] += dy[i] * qd_hardswish_grad(x[i]); break;
     default: for (int64_t i = b0; i < b1; i++) dx[i] += dy[i]; break;
     }
 }
@@ -966,6 +981,66 @@ static void concat_view(const qd_shape *is, const qd_shape *os, int axis, int64_
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Resize (2-D, NCHW): taps from graph/resize_math.h. Forward task = one output row; backward   */
+/* task = one input row (n, c, ih), summing every output that reads it in a fixed order, so    */
+/* each gradient element has one writer (deterministic without atomics).                        */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    int64_t H, W, OH, OW;
+    int mode, coord, nearest;
+    float sh, sw;
+    const float *x, *dy;
+    float *y, *dx;
+} rs_p;
+
+static qd_status rs_setup(const qd_node *n, const qd_shape *is, const qd_shape *os, rs_p *p) {
+    memset(p, 0, sizeof *p);
+    if (is[0].ndim != 4 || os->ndim != 4 || is[0].dims[0] != os->dims[0] || is[0].dims[1] != os->dims[1])
+        return qd_errorf(QD_ERR_UNSUPPORTED, "node %s: Resize: only 2-D resizing of NCHW tensors", n->name);
+    p->H = is[0].dims[2]; p->W = is[0].dims[3]; p->OH = os->dims[2]; p->OW = os->dims[3];
+    p->mode = n->a.resize_mode; p->coord = n->a.resize_coord; p->nearest = n->a.resize_nearest;
+    p->sh = n->a.resize_scale[0]; p->sw = n->a.resize_scale[1];
+    return QD_OK;
+}
+
+static void rs_fwd(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    const rs_p *p = vctx;
+    for (int64_t r = b0; r < b1; r++) {
+        int64_t plane = r / p->OH, oh = r % p->OH;
+        const float *x = p->x + plane * p->H * p->W;
+        float *y = p->y + r * p->OW;
+        qd_resize_tap th = qd_resize_tap_at(p->mode, p->coord, p->nearest, p->sh, p->H, p->OH, oh);
+        for (int64_t ow = 0; ow < p->OW; ow++) {
+            qd_resize_tap tw = qd_resize_tap_at(p->mode, p->coord, p->nearest, p->sw, p->W, p->OW, ow);
+            const float *r0 = x + th.i0 * p->W, *r1 = x + th.i1 * p->W;
+            y[ow] = th.w0 * (tw.w0 * r0[tw.i0] + tw.w1 * r0[tw.i1]) + th.w1 * (tw.w0 * r1[tw.i0] + tw.w1 * r1[tw.i1]);
+        }
+    }
+}
+
+static void rs_bwd(void *vctx, int64_t b0, int64_t b1, int tid) {
+    (void)tid;
+    const rs_p *p = vctx;
+    for (int64_t r = b0; r < b1; r++) {
+        int64_t plane = r / p->H, ih = r % p->H;
+        float *dx = p->dx + r * p->W;
+        const float *dy = p->dy + plane * p->OH * p->OW;
+        for (int64_t oh = 0; oh < p->OH; oh++) {
+            qd_resize_tap th = qd_resize_tap_at(p->mode, p->coord, p->nearest, p->sh, p->H, p->OH, oh);
+            float wh = (th.i0 == ih ? th.w0 : 0.0f) + (th.i1 == ih ? th.w1 : 0.0f);
+            if (wh == 0.0f) continue;
+            for (int64_t ow = 0; ow < p->OW; ow++) {
+                qd_resize_tap tw = qd_resize_tap_at(p->mode, p->coord, p->nearest, p->sw, p->W, p->OW, ow);
+                float g = wh * dy[oh * p->OW + ow];
+                dx[tw.i0] += g * tw.w0;
+                if (tw.w1 != 0.0f) dx[tw.i1] += g * tw.w1;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* BatchNormalization (inference; normally folded, §8.6)                                        */
 /* ------------------------------------------------------------------------------------------ */
 static qd_status bn_apply(const qd_node *n, const qd_shape *is, const float *const *in, const float *src, float *dst,
@@ -997,6 +1072,55 @@ static qd_status need_inputs(const qd_node *n, const float *const *in, int k) {
     return QD_OK;
 }
 
+static int value_rank(const qd_graph *g, int v) { return v >= 0 && v < g->nvalues ? g->values[v].ndim : -1; }
+
+/* What qd_cpu_node_forward / qd_cpu_node_backward below refuse at run time, refused at plan time
+ * instead. No default: a new row in qdrop/op_table.h does not compile (-Werror=switch) until it
+ * is answered here, next to its kernels. */
+int qd_cpu_supports_op(const qd_backend *b, const qd_graph *g, const qd_node *n, char *why, size_t cap) {
+    (void)b;
+    int r0 = n->ninputs > 0 ? value_rank(g, n->inputs[0]) : -1;
+    int r1 = n->ninputs > 1 ? value_rank(g, n->inputs[1]) : -1;
+    int ro = n->noutputs > 0 ? value_rank(g, n->outputs[0]) : -1;
+    switch (n->op) {
+    case QD_OP_CONV:
+        if (r0 != 4 || r1 != 4 || ro != 4) {
+            snprintf(why, cap, "only 2-D convolution (4-D tensors) is supported, input rank %d", r0);
+            return 0;
+        }
+        return 1;
+    case QD_OP_GEMM:
+        if (r0 != 2 || r1 != 2) {
+            snprintf(why, cap, "Gemm needs 2-D A and B (got rank %d and %d)", r0, r1);
+            return 0;
+        }
+        return 1;
+    case QD_OP_MAXPOOL: case QD_OP_AVGPOOL: case QD_OP_GLOBALAVGPOOL:
+        if (r0 != 4 || ro != 4) {
+            snprintf(why, cap, "only 2-D pooling on 4-D tensors is supported, input rank %d", r0);
+            return 0;
+        }
+        return 1;
+    case QD_OP_MATMUL: case QD_OP_ADD: case QD_OP_SUB: case QD_OP_MUL: case QD_OP_DIV:
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE:
+    case QD_OP_IDENTITY: case QD_OP_SOFTMAX: case QD_OP_REDUCEMEAN: case QD_OP_PAD: case QD_OP_SLICE:
+    case QD_OP_TRANSPOSE: case QD_OP_CONCAT: case QD_OP_BATCHNORM: case QD_OP_HARDSIGMOID:
+    case QD_OP_HARDSWISH: case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: case QD_OP_LAYERNORM: case QD_OP_GELU:
+        return 1;
+    case QD_OP_RESIZE: /* the kernel: 2-D resizing of NCHW tensors only */
+        if (r0 != 4 || ro != 4) {
+            snprintf(why, cap, "only 2-D Resize of 4-D tensors is supported, input rank %d", r0);
+            return 0;
+        }
+        return 1;
+    case QD_OP_CONSTANT: /* folded into initializers at load; never run */
+    case QD_OP_COUNT:
+        break;
+    }
+    snprintf(why, cap, "no CPU kernel");
+    return 0;
+}
+
 qd_status qd_cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                               const qd_shape *os, float *out) {
     qd_cpu_pool *pool = qd_cpu(b)->pool;
@@ -1012,13 +1136,16 @@ qd_status qd_cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *i
         qd_cpu_parallel_for(pool, numel(os), QD_CPU_EW_GRAIN, bin_fwd, &t);
         return QD_OK;
     }
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY: {
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY:
+    case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: {
         QD_TRY(need_inputs(n, in, 1));
         if (numel(&is[0]) != numel(os))
             return qd_errorf(QD_ERR_DATA, "node %s: %s: %lld input elements vs %lld output elements", n->name, qd_op_name(n->op),
                              (long long)numel(&is[0]), (long long)numel(os));
-        if (in[0] == out && (n->op == QD_OP_FLATTEN || n->op == QD_OP_RESHAPE || n->op == QD_OP_IDENTITY)) return QD_OK;
-        ew_task t = {n->op, in[0], NULL, NULL, out, n->a.clip_min, n->a.clip_max};
+        if (in[0] == out && (n->op == QD_OP_FLATTEN || n->op == QD_OP_RESHAPE || n->op == QD_OP_IDENTITY ||
+                             n->op == QD_OP_SQUEEZE || n->op == QD_OP_UNSQUEEZE))
+            return QD_OK;
+        ew_task t = {n->op, in[0], NULL, NULL, out, unary_lo(n), unary_hi(n)};
         qd_cpu_parallel_for(pool, numel(os), QD_CPU_EW_GRAIN, unary_fwd, &t);
         return QD_OK;
     }
@@ -1084,6 +1211,14 @@ qd_status qd_cpu_node_forward(qd_backend *b, const qd_node *n, const qd_shape *i
         return QD_OK;
     }
     case QD_OP_BATCHNORM: QD_TRY(need_inputs(n, in, 1)); return bn_apply(n, is, in, in[0], out, 0);
+    case QD_OP_RESIZE: {
+        QD_TRY(need_inputs(n, in, 1));
+        rs_p p;
+        QD_TRY(rs_setup(n, is, os, &p));
+        p.x = in[0]; p.y = out;
+        qd_cpu_parallel_for(pool, os->dims[0] * os->dims[1] * p.OH, 16, rs_fwd, &p);
+        return QD_OK;
+    }
     case QD_OP_LAYERNORM: {
         QD_TRY(need_inputs(n, in, 1));
         ln_p p;
@@ -1119,10 +1254,11 @@ qd_status qd_cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *
         bin_backward(b, is, os, &t, dout, din);
         return QD_OK;
     }
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY: {
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_FLATTEN: case QD_OP_RESHAPE: case QD_OP_IDENTITY:
+    case QD_OP_HARDSIGMOID: case QD_OP_HARDSWISH: case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: {
         if (!din[0]) return QD_OK;
         QD_TRY(need_inputs(n, in, 1));
-        ew_task t = {n->op, in[0], out, dout, din[0], n->a.clip_min, n->a.clip_max};
+        ew_task t = {n->op, in[0], out, dout, din[0], unary_lo(n), unary_hi(n)};
         qd_cpu_parallel_for(pool, numel(os), QD_CPU_EW_GRAIN, unary_bwd, &t);
         return QD_OK;
     }
@@ -1194,6 +1330,14 @@ qd_status qd_cpu_node_backward(qd_backend *b, const qd_node *n, const qd_shape *
         /* frozen statistics: dx = dy * scale / sqrt(var + eps) */
         if (!din[0]) return QD_OK;
         return bn_apply(n, is, in, dout, din[0], 1);
+    case QD_OP_RESIZE: {
+        if (!din[0]) return QD_OK;
+        rs_p p;
+        QD_TRY(rs_setup(n, is, os, &p));
+        p.dy = dout; p.dx = din[0];
+        qd_cpu_parallel_for(pool, is[0].dims[0] * is[0].dims[1] * p.H, 16, rs_bwd, &p);
+        return QD_OK;
+    }
     case QD_OP_LAYERNORM: {
         /* Scale and B are frozen (like biases, backend.h): din[1] / din[2] are ignored */
         if (!din[0]) return QD_OK;

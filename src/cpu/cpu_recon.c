@@ -187,14 +187,14 @@ static qd_status ordered_sum(qd_backend *b, int64_t n, chunk_fn fn, void *ctx, d
 }
 
 /* ---- iteration counter and batch draw ---- */
-static qd_status cpu_iter_advance(qd_backend *b, int32_t *iter) {
+qd_status qd_cpu_iter_advance(qd_backend *b, int32_t *iter) {
     (void)b;
     *iter += 1;
     return QD_OK;
 }
 
-static qd_status cpu_draw_batch(qd_backend *b, qd_rng_key key, const int32_t *iter, int32_t n_total, int32_t batch,
-                                int32_t *idx) {
+qd_status qd_cpu_draw_batch(qd_backend *b, qd_rng_key key, const int32_t *iter, int32_t n_total, int32_t batch,
+                            int32_t *idx) {
     (void)b;
     if (n_total <= 0) return qd_errorf(QD_ERR_INTERNAL, "draw_batch: empty calibration set (n_total = %d)", n_total);
     for (int32_t k = 0; k < batch; k++) idx[k] = (int32_t)qd_draw_index(key, (uint32_t)*iter, (uint32_t)k, (uint32_t)n_total);
@@ -246,9 +246,9 @@ static void gm_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     }
 }
 
-static qd_status cpu_gather_mix(qd_backend *b, const float *quant_src, const float *fp_src, const int32_t *idx,
-                                int32_t batch, int64_t sample_numel, qd_rng_key key, float keep_prob,
-                                const int32_t *iter, float *out) {
+qd_status qd_cpu_gather_mix(qd_backend *b, const float *quant_src, const float *fp_src, const int32_t *idx,
+                            int32_t batch, int64_t sample_numel, qd_rng_key key, float keep_prob,
+                            const int32_t *iter, float *out) {
     int mix = fp_src != NULL && keep_prob < 1.0f;
     if (mix && !iter) return qd_errorf(QD_ERR_INTERNAL, "gather_mix: keep_prob %g needs the iteration counter", keep_prob);
     gm_task t = {quant_src, fp_src, idx, sample_numel, key, keep_prob, mix ? (uint32_t)*iter : 0u, mix, out};
@@ -286,8 +286,8 @@ static void fq_fwd_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     }
 }
 
-static qd_status cpu_fq_forward(qd_backend *b, const qd_fq_desc *d, const float *scale, const int32_t *iter, int64_t n,
-                                const float *x, float *y, uint8_t *region) {
+qd_status qd_cpu_fq_forward(qd_backend *b, const qd_fq_desc *d, const float *scale, const int32_t *iter, int64_t n,
+                            const float *x, float *y, uint8_t *region) {
     if (d->keep_prob < 1.0f && !iter)
         return qd_errorf(QD_ERR_INTERNAL, "fq_forward: keep_prob %g needs the iteration counter", d->keep_prob);
     fq_task t = {d, fq_scale(d, scale), (d->keep_prob < 1.0f) ? (uint32_t)*iter : 0u, x, NULL, y, NULL, region, NULL};
@@ -309,8 +309,8 @@ static double fq_bwd_chunk(void *vctx, int64_t b0, int64_t b1) {
     return sum8_lanes(acc);
 }
 
-static qd_status cpu_fq_backward(qd_backend *b, const qd_fq_desc *d, const float *scale, int64_t n, const float *x,
-                                 const uint8_t *region, const float *dy, float *dx, float *dscale) {
+qd_status qd_cpu_fq_backward(qd_backend *b, const qd_fq_desc *d, const float *scale, int64_t n, const float *x,
+                             const uint8_t *region, const float *dy, float *dx, float *dscale) {
     if (!region) return qd_errorf(QD_ERR_INTERNAL, "fq_backward: region codes missing (fq_forward ran without them)");
     fq_task t = {d, fq_scale(d, scale), 0u, x, dy, NULL, dx, NULL, region};
     double sum = 0.0;
@@ -344,8 +344,8 @@ static void ar_init_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     }
 }
 
-static qd_status cpu_adaround_init(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *s,
-                                   const float *z, float *V) {
+qd_status qd_cpu_adaround_init(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *s,
+                               const float *z, float *V) {
     (void)z; /* floor on w/s alone (§4); z only shifts the integer grid */
     if (d->per_channel <= 0) return qd_errorf(QD_ERR_INTERNAL, "adaround_init: per_channel = %lld", (long long)d->per_channel);
     ar_task t = {.d = d, .w = w, .s = s, .V = V};
@@ -364,8 +364,8 @@ static void ar_weight_run(void *vctx, int64_t b0, int64_t b1, int tid) {
     }
 }
 
-static qd_status cpu_adaround_weight(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *V,
-                                     const float *s, const float *z, int hard, float *w_out) {
+qd_status qd_cpu_adaround_weight(qd_backend *b, const qd_adaround_desc *d, const float *w, const float *V,
+                                 const float *s, const float *z, int hard, float *w_out) {
     if (d->per_channel <= 0) return qd_errorf(QD_ERR_INTERNAL, "adaround_weight: per_channel = %lld", (long long)d->per_channel);
     ar_task t = {.d = d, .w = w, .s = s, .z = z, .Vc = V, .out = w_out, .hard = hard};
     qd_cpu_parallel_for(qd_cpu(b)->pool, d->numel, QD_CPU_EW_GRAIN, ar_weight_run, &t);
@@ -390,9 +390,9 @@ static double ar_step_chunk(void *vctx, int64_t b0, int64_t b1) {
     return reg;
 }
 
-static qd_status cpu_adaround_step(qd_backend *b, const qd_adaround_desc *d, const qd_sched_desc *s, const int32_t *iter,
-                                   const float *w, const float *sc, const float *z, const float *dW, float *V, float *m,
-                                   float *v, float *reg_loss) {
+qd_status qd_cpu_adaround_step(qd_backend *b, const qd_adaround_desc *d, const qd_sched_desc *s, const int32_t *iter,
+                               const float *w, const float *sc, const float *z, const float *dW, float *V, float *m,
+                               float *v, float *reg_loss) {
     if (d->per_channel <= 0) return qd_errorf(QD_ERR_INTERNAL, "adaround_step: per_channel = %lld", (long long)d->per_channel);
     int c = *iter;
     ar_task t = {.d = d, .sc = s, .w = w, .s = sc, .z = z, .dW = dW, .V = V, .m = m, .v = v, .c = c};
@@ -406,8 +406,8 @@ static qd_status cpu_adaround_step(qd_backend *b, const qd_adaround_desc *d, con
 }
 
 /* ---- scales' Adam with cosine lr (§6.3) ---- */
-static qd_status cpu_scale_step(qd_backend *b, const qd_sched_desc *s, const int32_t *iter, int n, float *scales,
-                                float *grads, float *m, float *v) {
+qd_status qd_cpu_scale_step(qd_backend *b, const qd_sched_desc *s, const int32_t *iter, int n, float *scales,
+                            float *grads, float *m, float *v) {
     (void)b;
     int c = *iter;
     float lr = qd_cosine_lr(s->lr_scale, c, s->total_iters);
@@ -433,8 +433,8 @@ static double mse_chunk(void *vctx, int64_t b0, int64_t b1) {
     return sum8_lanes(acc);
 }
 
-static qd_status cpu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
-                              float *dy, float *loss) {
+qd_status qd_cpu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
+                          float *dy, float *loss) {
     double denom = (double)n * (double)hw;
     if (denom <= 0) return qd_errorf(QD_ERR_INTERNAL, "mse_loss: empty tensor (N=%lld HW=%lld)", (long long)n, (long long)hw);
     mse_task k = {y, t, dy, (float)(2.0 / denom)};
@@ -458,8 +458,8 @@ static double lp_chunk(void *vctx, int64_t b0, int64_t b1) {
     return acc;
 }
 
-static qd_status cpu_lp_loss(qd_backend *b, float p, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
-                             float *dy, float *loss) {
+qd_status qd_cpu_lp_loss(qd_backend *b, float p, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
+                         float *dy, float *loss) {
     double denom = (double)n * (double)hw;
     if (denom <= 0) return qd_errorf(QD_ERR_INTERNAL, "lp_loss: empty tensor (N=%lld HW=%lld)", (long long)n, (long long)hw);
     if (!(p >= 1.0f)) return qd_errorf(QD_ERR_INTERNAL, "lp_loss: p must be >= 1, got %g", (double)p);
@@ -477,24 +477,9 @@ static double finite_chunk(void *vctx, int64_t b0, int64_t b1) {
     return 0.0;
 }
 
-static qd_status cpu_check_finite(qd_backend *b, int64_t n, const float *x, int32_t *bad) {
+qd_status qd_cpu_check_finite(qd_backend *b, int64_t n, const float *x, int32_t *bad) {
     double nbad = 0.0;
     QD_TRY(ordered_sum(b, n, finite_chunk, (void *)x, &nbad));
     if (nbad > 0.0) *bad = 1;
     return QD_OK;
-}
-
-void qd_cpu_set_recon_ops(qd_backend_ops *ops) {
-    ops->iter_advance = cpu_iter_advance;
-    ops->draw_batch = cpu_draw_batch;
-    ops->gather_mix = cpu_gather_mix;
-    ops->fq_forward = cpu_fq_forward;
-    ops->fq_backward = cpu_fq_backward;
-    ops->adaround_init = cpu_adaround_init;
-    ops->adaround_weight = cpu_adaround_weight;
-    ops->adaround_step = cpu_adaround_step;
-    ops->scale_step = cpu_scale_step;
-    ops->mse_loss = cpu_mse_loss;
-    ops->lp_loss = cpu_lp_loss;
-    ops->check_finite = cpu_check_finite;
 }

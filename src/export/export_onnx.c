@@ -604,6 +604,17 @@ static qd_status emit_ir_node(xb *b, int ni) {
         return qd_errorf(QD_ERR_INTERNAL, "export: node %s: first input missing", nname);
 
     Onnx__NodeProto *n = NULL;
+    if (nd->op == QD_OP_HARDSWISH && b->opset < 14) {
+        /* HardSwish is opset 14; before it, x * HardSigmoid(x) with alpha 1/6, beta 1/2 (what
+         * torch.onnx.export writes at those opsets) */
+        const char *gate;
+        QD_TRY(xb_unique(b, nname, "_hardsigmoid", &gate));
+        QD_TRY(xb_node(b, "HardSigmoid", gate, 1, ins, 1, &gate, &n));
+        QD_TRY(attr_f(b, n, "alpha", 1.0f / 6.0f));
+        QD_TRY(attr_f(b, n, "beta", 0.5f));
+        const char *mins[2] = {ins[0], gate};
+        return xb_node(b, "Mul", nname, 2, mins, nd->noutputs, outs, &n);
+    }
     /* ops newer than the export opset, written as the ops of their definition */
     if (nd->op == QD_OP_LAYERNORM && b->opset < 17) return emit_layernorm_ops(b, nd, ins, nin, outs[0], nname, x ? x->ndim : 0);
     if (nd->op == QD_OP_GELU && b->opset < 20) return emit_gelu_ops(b, ins[0], outs[0], nname);
@@ -671,6 +682,45 @@ static qd_status emit_ir_node(xb *b, int ni) {
         nin = 5;
         break;
     }
+    case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: /* exported at opset >= 13: axes as an input */
+        QD_TRY(xb_const_i64v(b, nname, "_axes", a->axes, a->naxes, &ins[1]));
+        nin = 2;
+        break;
+    case QD_OP_RESIZE: {
+        /* Resize-13 inputs X, roi, scales. Scales reproduce the IR's output size when
+         * (int64)(scale * in) gives it back (ONNX Runtime's rule); a size that no float scale
+         * reproduces is written as sizes (opset 18 axes [2, 3], keeping the batch dynamic) */
+        float sc[4] = {1.0f, 1.0f, a->resize_scale[0], a->resize_scale[1]};
+        int exact = 1;
+        for (int i = 0; i < 2 && x; i++) {
+            /* ONNX Runtime sizes the output as (int64)(scale * in) in float, ONNX shape inference
+             * as floor(scale * in) in double: out / in as a float may land just below the size in
+             * either (7/6 * 6 = 6.99999976 in double); the next float up gives it in both (a
+             * relative change of 1e-7 in the sampling positions) */
+            int64_t in = x->dims[2 + i], want = y->dims[2 + i];
+            for (int step = 0; step < 4 && ((int64_t)(sc[2 + i] * (float)in) < want ||
+                                            (int64_t)floor((double)sc[2 + i] * (double)in) < want); step++)
+                sc[2 + i] = nextafterf(sc[2 + i], INFINITY);
+            exact &= (int64_t)(sc[2 + i] * (float)in) == want && (int64_t)floor((double)sc[2 + i] * (double)in) == want;
+        }
+        if (exact || b->opset < 18) {
+            if (!exact)
+                return qd_errorf(QD_ERR_UNSUPPORTED, "export: node %s (Resize): output size %lldx%lld has no float scale "
+                                 "at opset %d; set output.onnx_opset to 18 or more", nname, (long long)y->dims[2],
+                                 (long long)y->dims[3], b->opset);
+            const char *sn;
+            int64_t d4 = 4;
+            QD_TRY(xb_unique(b, nname, "_scales", &sn));
+            QD_TRY(xb_init_f32(b, sn, &d4, 1, sc, 4));
+            ins[2] = sn;
+        } else {
+            int64_t sz[2] = {y->dims[2], y->dims[3]};
+            QD_TRY(xb_const_i64v(b, nname, "_sizes", sz, 2, &ins[3]));
+        }
+        ins[1] = "";
+        nin = ins[3] ? 4 : 3;
+        break;
+    }
     case QD_OP_REDUCEMEAN:
         if (b->opset >= 18 && a->naxes > 0) {
             QD_TRY(xb_const_i64v(b, nname, "_axes", a->axes, a->naxes, &ins[1]));
@@ -696,6 +746,22 @@ static qd_status emit_ir_node(xb *b, int ni) {
         break;
     case QD_OP_BATCHNORM:
         QD_TRY(attr_f(b, n, "epsilon", a->epsilon));
+        break;
+    case QD_OP_RESIZE: {
+        static const char *const coord[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"};
+        static const char *const nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+        QD_TRY(attr_s(b, n, "mode", a->resize_mode == QD_RESIZE_LINEAR ? "linear" : "nearest"));
+        QD_TRY(attr_s(b, n, "coordinate_transformation_mode", coord[a->resize_coord & 3]));
+        QD_TRY(attr_s(b, n, "nearest_mode", nearest[a->resize_nearest & 3]));
+        if (nin == 4) {
+            int64_t ax[2] = {2, 3};
+            QD_TRY(attr_ints(b, n, "axes", ax, 2));
+        }
+        break;
+    }
+    case QD_OP_HARDSIGMOID:
+        QD_TRY(attr_f(b, n, "alpha", a->alpha));
+        QD_TRY(attr_f(b, n, "beta", a->beta));
         break;
     case QD_OP_MAXPOOL: {
         QD_TRY(pool_attrs(b, n, a, 1));

@@ -129,9 +129,30 @@ static void *dev_alloc(qd_backend *b, size_t bytes, const char *what, const char
     return p;
 }
 
+int64_t qd_shape_numel(const qd_shape *s) {
+    int64_t n = 1;
+    for (int d = 0; d < s->ndim; d++) n *= s->dims[d];
+    return n;
+}
+
+qd_status qd_backend_check_graph(const qd_backend *b, const qd_graph *g) {
+    if (!b->ops->supports_op) return QD_OK;
+    for (int i = 0; i < g->nnodes; i++) {
+        const qd_node *n = &g->nodes[i];
+        char why[256] = "";
+        if (b->ops->supports_op(b, g, n, why, sizeof why)) continue;
+        return qd_errorf(QD_ERR_UNSUPPORTED, "%s: node %s (%s): %s: not supported by the %s backend",
+                         g->source_path ? g->source_path : "model", n->name ? n->name : "?", qd_op_name(n->op),
+                         why[0] ? why : "no kernel", b->ops->name);
+    }
+    return QD_OK;
+}
+
 qd_status qd_exec_create(const qd_graph *g, qd_backend *b, int max_batch, qd_exec **out) {
     *out = NULL;
     if (max_batch < 1) return qd_errorf(QD_ERR_INTERNAL, "exec: max_batch must be >= 1 (got %d)", max_batch);
+    /* plan time: refuse a node the backend cannot run before uploading or computing anything */
+    QD_TRY(qd_backend_check_graph(b, g));
     if (g->ninputs < 1 || g->noutputs < 1)
         return qd_errorf(QD_ERR_DATA, "%s: graph has %d inputs and %d outputs (need at least one of each)",
                          g->source_path ? g->source_path : "model", g->ninputs, g->noutputs);

@@ -9,6 +9,7 @@
  * Sizes come from an untrusted file: every sum and product is checked (core/checked.h) and every
  * output holds at most QD_MAX_TENSOR_NUMEL elements, so later int arithmetic cannot overflow.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,7 +210,8 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
         }
         break;
     }
-    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_IDENTITY: case QD_OP_GELU:
+    case QD_OP_RELU: case QD_OP_CLIP: case QD_OP_SIGMOID: case QD_OP_IDENTITY: case QD_OP_HARDSIGMOID:
+    case QD_OP_HARDSWISH: case QD_OP_GELU:
         break;
     case QD_OP_SOFTMAX:
         a->axis = norm_axis(a->axis, nd);
@@ -421,6 +423,64 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
             FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Transpose): the batch must stay dimension 0", src(g), n->name);
         break;
     }
+    case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: {
+        int unsq = n->op == QD_OP_UNSQUEEZE, ond = unsq ? nd + a->naxes : nd;
+        if (ond > QD_MAX_DIMS) FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Unsqueeze): more than %d dims", src(g), n->name,
+                                    QD_MAX_DIMS);
+        unsigned char mark[QD_MAX_DIMS] = {0};
+        for (int k = 0; k < a->naxes; k++) {
+            int ax = norm_axis(a->axes[k], ond);
+            if (ax < 0 || mark[ax] || (!unsq && x->dims[ax] != 1))
+                FAIL(QD_ERR_DATA, "%s: node '%s' (%s): axis %lld out of range, repeated or (Squeeze) not of size 1",
+                     src(g), n->name, qd_op_name(n->op), (long long)a->axes[k]);
+            if (batchy && ax == 0)
+                FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (%s): axis 0 would move the batch", src(g), n->name,
+                     qd_op_name(n->op));
+            a->axes[k] = ax;
+            mark[ax] = 1;
+        }
+        int o = 0;
+        if (unsq) {
+            for (int d = 0, s = 0; d < ond; d++) od[d] = mark[d] ? 1 : x->dims[s++];
+            o = ond;
+        } else {
+            for (int d = 0; d < nd; d++)
+                if (!mark[d]) od[o++] = x->dims[d];
+        }
+        nd = o;
+        break;
+    }
+    case QD_OP_RESIZE: {
+        if (x->ndim != 4) FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Resize): only 2-D resizing of NCHW tensors (input "
+                               "rank %d)", src(g), n->name, x->ndim);
+        if (a->nperm == 2) { /* sizes over all dims: N and C stay */
+            if (a->perm[1] != x->dims[1] || (batchy && (sym || a->perm[0] != x->dims[0])))
+            {
+                char nb[32];
+                snprintf(nb, sizeof nb, "%lld", (long long)x->dims[0]);
+                FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Resize): sizes [%lld, %lld, ..] change the batch or channels of "
+                     "an input [%s, %lld, ..] (a symbolic batch takes scales, or sizes with axes [2, 3])", src(g),
+                     n->name, (long long)a->perm[0], (long long)a->perm[1], sym ? "N" : nb, (long long)x->dims[1]);
+            }
+            a->nperm = 0;
+        }
+        for (int i = 0; i < 2; i++) {
+            int64_t in = x->dims[2 + i];
+            if (a->resize_size[i] > 0) {
+                od[2 + i] = a->resize_size[i];
+                a->resize_scale[i] = (float)od[2 + i] / (float)in; /* as ONNX Runtime maps coordinates */
+            } else {
+                float o = a->resize_scale[i] * (float)in; /* ONNX Runtime: (int64)(scale * in), in float */
+                if (!(o < (float)INT32_MAX)) FAIL(QD_ERR_DATA, "%s: node '%s' (Resize): output extent %g too large",
+                                                  src(g), n->name, (double)o);
+                od[2 + i] = (int64_t)o;
+            }
+            if (od[2 + i] < 1 || in < 1)
+                FAIL(QD_ERR_DATA, "%s: node '%s' (Resize): axis %d resizes %lld to %lld", src(g), n->name, 2 + i,
+                     (long long)in, (long long)od[2 + i]);
+        }
+        break;
+    }
     case QD_OP_CONSTANT:
         return QD_OK; /* constants carry their own shape */
     default:
@@ -432,7 +492,17 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
 }
 
 qd_status qd_graph_infer_shapes(qd_graph *g) {
-    for (int i = 0; i < g->nnodes; i++) QD_TRY(infer_node(g, &g->nodes[i]));
+    for (int i = 0; i < g->nnodes; i++) {
+        qd_status st = infer_node(g, &g->nodes[i]);
+        if (st == QD_ERR_UNSUPPORTED && g->nodes[i].opset > 0) {
+            /* what the engine cannot run names the model's opset too (the reader's rule) */
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", qd_error_message());
+            qd_error_clear();
+            return qd_errorf(st, "%s (opset %d)", msg, g->nodes[i].opset);
+        }
+        QD_TRY(st);
+    }
     qd_graph_recount(g);
     return QD_OK;
 }

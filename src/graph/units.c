@@ -8,10 +8,14 @@
  *      glue (node.unit = -1); a segment with one layer and no merging Add is a layer unit;
  *      anything else (residual Add, several layers) is a block unit. So a residual block is the
  *      subgraph closed by its Add, shortcut convs and parameter-free shortcuts included.
- *   3. Glue made only of point-wise ops (Relu, Clip, Sigmoid, bias Add/Mul, ...) right after a
- *      unit is absorbed into it: the ReLU after a conv belongs to the conv's unit (§1 step 4).
- *   4. Non-residual inverted-residual chains (MobileNetV2 t=1 / stride-2 blocks) are merged into
- *      one block: [1x1 conv + act] -> depthwise conv + act -> 1x1 conv without act.
+ *   3. Glue made only of point-wise ops (Relu, Clip, Sigmoid, HardSwish, SiLU, bias Add/Mul, ...)
+ *      right after a unit is absorbed into it: the ReLU after a conv belongs to the conv's unit
+ *      (§1 step 4).
+ *   4. Non-residual inverted-residual chains (MobileNetV2 t=1 / stride-2 blocks, MobileNetV3 /
+ *      EfficientNet blocks) are merged into one block: [1x1 conv + act] -> depthwise conv + act ->
+ *      [squeeze-and-excitation] -> 1x1 conv without act.
+ * A squeeze-and-excitation block never holds a cut (its input stays live until the gate Mul), so
+ * it always lies inside one unit; its gate is not quantized, the gated product is. 
  * docs/units.md lists the resulting counts per network.
  */
 #include <math.h>
@@ -38,7 +42,9 @@ static int is_merge_add(const qd_graph *g, const qd_node *n) {
 }
 
 static int is_pointwise(const qd_graph *g, const qd_node *n) {
-    if (n->op == QD_OP_RELU || n->op == QD_OP_CLIP || n->op == QD_OP_SIGMOID || n->op == QD_OP_IDENTITY) return 1;
+    if (n->op == QD_OP_RELU || n->op == QD_OP_CLIP || n->op == QD_OP_SIGMOID || n->op == QD_OP_IDENTITY ||
+        n->op == QD_OP_HARDSIGMOID || n->op == QD_OP_HARDSWISH)
+        return 1;
     if (is_binary(n->op)) {
         /* same shape in and out: a bias/scale or a gate, not a broadcast that grows the tensor */
         int x = qd_node_act_input(g, n, 0);
@@ -46,6 +52,88 @@ static int is_pointwise(const qd_graph *g, const qd_node *n) {
                qd_value_numel(&g->values[x]) == qd_value_numel(&g->values[n->outputs[0]]);
     }
     return 0;
+}
+
+/* The node that reads value v first after node `after` (-1 when none). */
+static int first_reader(const qd_graph *g, int v, int after) {
+    for (int i = after + 1; i < g->nnodes; i++)
+        for (int k = 0; k < g->nodes[i].ninputs; k++)
+            if (g->nodes[i].inputs[k] == v) return i;
+    return -1;
+}
+
+/* A Mul of two activations. */
+static int is_act_mul(const qd_graph *g, const qd_node *n) {
+    return n->op == QD_OP_MUL && qd_node_act_input(g, n, 0) >= 0 && qd_node_act_input(g, n, 1) >= 0;
+}
+
+/* One step of a gate function: Sigmoid, HardSigmoid, Relu, Clip, or Add/Sub/Mul/Div with a
+ * constant (the x + 3 -> Relu6 -> / 6 spelling of hard-sigmoid that Keras models carry through
+ * tf2onnx). */
+static int is_gate_step(const qd_graph *g, const qd_node *n) {
+    if (n->op == QD_OP_SIGMOID || n->op == QD_OP_HARDSIGMOID || n->op == QD_OP_RELU || n->op == QD_OP_CLIP) return 1;
+    return is_binary(n->op) && qd_node_act_input(g, n, 0) >= 0 && qd_node_act_input(g, n, 1) < 0;
+}
+
+/* Mul(v, f(v)) with f a short chain of gate steps containing a Sigmoid, HardSigmoid or Clip, each
+ * intermediate read once: SiLU (x * Sigmoid(x)), HardSwish as exporters write it below opset 14
+ * (x * HardSigmoid(x)) and as Keras does (x * Relu6(x + 3) / 6). An activation function, not a
+ * gate. Returns the operand v (-1 when n is not such a Mul). */
+static int self_gated_input(const qd_graph *g, const qd_node *n) {
+    if (!is_act_mul(g, n)) return -1;
+    for (int k = 0; k < 2; k++) {
+        int v = n->inputs[k], s = n->inputs[1 - k], squash = 0;
+        for (int hop = 0; hop < 4 && s >= 0 && s != v && g->values[s].nconsumers == 1; hop++) {
+            int p = g->values[s].producer;
+            if (p < 0 || !is_gate_step(g, &g->nodes[p])) break;
+            const qd_node *f = &g->nodes[p];
+            squash |= f->op == QD_OP_SIGMOID || f->op == QD_OP_HARDSIGMOID || f->op == QD_OP_CLIP;
+            s = qd_node_act_input(g, f, 0);
+        }
+        if (s == v && squash) return v;
+    }
+    return -1;
+}
+
+/* A gate Mul: two activations, not self-gated (the excitation of a squeeze-and-excitation block
+ * scaling its input). Returns the index (0/1) of the gated operand -- the one whose element
+ * count equals the output's -- or -1. */
+static int gate_mul_operand(const qd_graph *g, const qd_node *n) {
+    if (!is_act_mul(g, n) || self_gated_input(g, n) >= 0 || n->outputs[0] < 0) return -1;
+    int64_t on = qd_value_numel(&g->values[n->outputs[0]]);
+    for (int k = 0; k < 2; k++)
+        if (qd_value_numel(&g->values[n->inputs[k]]) == on) return k;
+    return -1;
+}
+
+/* 1 when value v, through a chain of single-reader gate steps and view ops, is the gate of a
+ * gate Mul (the excitation of a squeeze-and-excitation block). */
+static int feeds_gate(const qd_graph *g, int v, int after) {
+    for (int hop = 0; hop < 8 && v >= 0 && g->values[v].nconsumers == 1 && !qd_graph_is_output(g, v); hop++) {
+        int r = first_reader(g, v, after);
+        if (r < 0) return 0;
+        const qd_node *rn = &g->nodes[r];
+        int k = gate_mul_operand(g, rn);
+        if (k >= 0) return rn->inputs[k] != v;
+        if (!is_gate_step(g, rn) && !(qd_op_traits(rn->op) & QD_OPT_VIEW)) return 0;
+        v = rn->outputs[0];
+        after = r;
+    }
+    return 0;
+}
+
+/* Activation functions that end a layer (§1 step 4): Relu, Clip, HardSwish, HardSigmoid,
+ * Sigmoid and the self-gated Muls. */
+static int is_activation(const qd_graph *g, const qd_node *n) {
+    return n->op == QD_OP_RELU || n->op == QD_OP_CLIP || n->op == QD_OP_HARDSWISH || n->op == QD_OP_HARDSIGMOID ||
+           n->op == QD_OP_SIGMOID || self_gated_input(g, n) >= 0;
+}
+
+/* Output range of an activation: 1 when it is never negative (one-sided quantizer, §6.2). */
+static int activation_one_sided(const qd_graph *g, const qd_node *n) {
+    (void)g;
+    return n->op == QD_OP_RELU || n->op == QD_OP_SIGMOID || n->op == QD_OP_HARDSIGMOID ||
+           (n->op == QD_OP_CLIP && n->a.clip_min >= 0.0f);
 }
 
 typedef struct seg {
@@ -64,20 +152,38 @@ static void free_units(qd_graph *g) {
     for (int i = 0; i < g->nnodes; i++) g->nodes[i].unit = -1;
 }
 
+static int is_pointwise_conv(const qd_graph *g, const qd_node *c) {
+    const qd_value *w = &g->values[c->inputs[1]];
+    return c->a.group == 1 && w->ndim == 4 && w->dims[2] == 1 && w->dims[3] == 1;
+}
+
 /* Conv of a layer unit, and whether the unit ends in an activation function. */
 static const qd_node *unit_conv(const qd_graph *g, const seg *s, int *has_act) {
     const qd_node *c = NULL;
     for (int i = s->begin; i < s->end; i++)
         if (is_layer_node(g, &g->nodes[i])) c = &g->nodes[i];
     const qd_node *last = &g->nodes[s->end - 1];
-    *has_act = last->op == QD_OP_RELU || last->op == QD_OP_CLIP;
+    *has_act = is_activation(g, last);
     return c && c->op == QD_OP_CONV ? c : NULL;
 }
 
-static int is_pointwise_conv(const qd_graph *g, const qd_node *c) {
-    const qd_value *w = &g->values[c->inputs[1]];
-    return c->a.group == 1 && w->ndim == 4 && w->dims[2] == 1 && w->dims[3] == 1;
+/* A squeeze-and-excitation segment: its input x is pooled (GlobalAveragePool or ReduceMean),
+ * run through 1x1 convs / fully connected layers and a gate, and the segment ends in the
+ * broadcast Mul of x by that gate. */
+static int is_se_segment(const qd_graph *g, const seg *s) {
+    if (s->kind != QD_UNIT_BLOCK || s->merge || s->in < 0 || s->end - s->begin < 3) return 0;
+    const qd_node *last = &g->nodes[s->end - 1];
+    int k = gate_mul_operand(g, last);
+    if (k < 0 || last->inputs[k] != s->in) return 0;
+    int pooled = 0;
+    for (int i = s->begin; i < s->end; i++) {
+        const qd_node *n = &g->nodes[i];
+        if ((n->op == QD_OP_GLOBALAVGPOOL || n->op == QD_OP_REDUCEMEAN) && n->inputs[0] == s->in) pooled = 1;
+        if (is_layer_node(g, n) && n->op == QD_OP_CONV && !is_pointwise_conv(g, n)) return 0;
+    }
+    return pooled;
 }
+
 
 static int is_depthwise_conv(const qd_graph *g, const qd_node *c) {
     const qd_value *w = &g->values[c->inputs[1]];
@@ -152,35 +258,38 @@ qd_status qd_graph_find_units(qd_graph *g) {
     }
     nseg = m;
 
-    /* 4. merge non-residual inverted-residual chains of layer units */
+    /* 4. merge non-residual inverted-residual chains: [1x1 conv + act] -> depthwise conv + act ->
+     *    [squeeze-and-excitation] -> 1x1 conv without act (MobileNetV2 t = 1 and stride-2 blocks;
+     *    MobileNetV3 / EfficientNet blocks without a residual, their SE block included) */
     m = 0;
     for (int k = 0; k < nseg; k++) {
-        int take = 0;
-        for (int len = 3; len >= 2 && !take; len--) {
+        int take = 0, layers = 0;
+        for (int var = 0; var < 4 && !take; var++) {
+            int ex = var < 2, se = var % 2 == 0; /* longest pattern first */
+            int len = ex + 2 + se;
             if (k + len > nseg) continue;
             int ok = 1;
-            for (int j = 0; j < len && ok; j++) {
-                ok = segs[k + j].kind == QD_UNIT_LAYER;
-                if (ok && j > 0) ok = segs[k + j].begin == segs[k + j - 1].end && segs[k + j].in == segs[k + j - 1].out;
-            }
+            for (int j = 1; j < len && ok; j++)
+                ok = segs[k + j].begin == segs[k + j - 1].end && segs[k + j].in == segs[k + j - 1].out;
+            int d = k + ex, p = d + 1 + se;
+            for (int j = k; j < k + len && ok; j++)
+                ok = (se && j == d + 1) ? is_se_segment(g, &segs[j]) : segs[j].kind == QD_UNIT_LAYER;
             if (!ok) continue;
-            int act[3];
-            const qd_node *c[3];
-            for (int j = 0; j < len; j++) {
-                c[j] = unit_conv(g, &segs[k + j], &act[j]);
-                if (!c[j]) ok = 0;
+            int act_e = 0, act_d, act_p;
+            const qd_node *ce = ex ? unit_conv(g, &segs[k], &act_e) : NULL;
+            const qd_node *cd = unit_conv(g, &segs[d], &act_d), *cp = unit_conv(g, &segs[p], &act_p);
+            if (ex) ok = ce && is_pointwise_conv(g, ce) && act_e;
+            ok = ok && cd && cp && is_depthwise_conv(g, cd) && act_d && is_pointwise_conv(g, cp) && !act_p;
+            if (ok) {
+                take = len;
+                for (int j = k; j < k + len; j++) layers += segs[j].nlayers;
             }
-            if (!ok) continue;
-            int o = len - 3 + 1; /* index of the depthwise conv: 1 for len 3, 0 for len 2 */
-            if (len == 3) ok = is_pointwise_conv(g, c[0]) && act[0];
-            ok = ok && is_depthwise_conv(g, c[o]) && act[o] && is_pointwise_conv(g, c[o + 1]) && !act[o + 1];
-            if (ok) take = len;
         }
         if (take) {
             seg merged = segs[k];
             merged.end = segs[k + take - 1].end;
             merged.out = segs[k + take - 1].out;
-            merged.nlayers = take;
+            merged.nlayers = layers;
             merged.kind = QD_UNIT_BLOCK;
             segs[m++] = merged;
             k += take - 1;
@@ -239,26 +348,46 @@ qd_status qd_graph_find_units(qd_graph *g) {
 /* quantizer placement (§6.1)                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 /* The value a layer's activation quantizer would sit on: its output after a bias Add and an
- * absorbed Relu/Clip, each only when it is the sole reader. */
-static int layer_act_out(const qd_graph *g, int node, int *one_sided) {
+ * absorbed activation function (Relu, Clip, HardSwish, HardSigmoid, Sigmoid, SiLU), each only
+ * when it is the sole reader. *gate = 1 when that value only feeds the gate of a
+ * squeeze-and-excitation Mul (through a Sigmoid/HardSigmoid and view ops): the gated product is
+ * quantized instead, as a residual branch's last conv leaves the quantizer to the Add. */
+static int layer_act_out(const qd_graph *g, int node, int *one_sided, int *gate) {
     int v = g->nodes[node].outputs[0];
     *one_sided = 0;
-    for (int guard = 0; guard < 4; guard++) {
-        if (v < 0 || g->values[v].nconsumers != 1 || qd_graph_is_output(g, v)) break;
-        int c = -1;
-        for (int i = node + 1; i < g->nnodes && c < 0; i++)
-            for (int k = 0; k < g->nodes[i].ninputs; k++)
-                if (g->nodes[i].inputs[k] == v) c = i;
+    *gate = 0;
+    if (feeds_gate(g, v, node)) {
+        *gate = 1;
+        return v;
+    }
+    int acted = 0;
+    for (int guard = 0; guard < 8; guard++) {
+        if (v < 0 || qd_graph_is_output(g, v)) break;
+        if (!acted && g->values[v].nconsumers >= 2) { /* SiLU: f(v) and Mul(v, f(v)) read v */
+            int c = -1;
+            for (int r = first_reader(g, v, node); r >= 0 && c < 0; r = first_reader(g, v, r))
+                if (self_gated_input(g, &g->nodes[r]) == v) c = r;
+            if (c < 0 || g->values[v].nconsumers != 2) break;
+            v = g->nodes[c].outputs[0];
+            node = c;
+            acted = 1;
+            continue;
+        }
+        if (g->values[v].nconsumers != 1) break;
+        int c = first_reader(g, v, node);
         if (c < 0) break;
         const qd_node *cn = &g->nodes[c];
-        if (is_binary(cn->op) && qd_node_act_input(g, cn, 1) < 0 && is_pointwise(g, cn)) {
+        if (!acted && is_binary(cn->op) && qd_node_act_input(g, cn, 1) < 0 && is_pointwise(g, cn)) {
             v = cn->outputs[0]; /* bias / scale by a constant */
             node = c;
             continue;
         }
-        if (cn->op == QD_OP_RELU || cn->op == QD_OP_CLIP) {
-            *one_sided = cn->op == QD_OP_RELU || cn->a.clip_min >= 0.0f;
+        if (!acted && is_activation(g, cn)) {
+            *one_sided = activation_one_sided(g, cn);
             v = cn->outputs[0];
+            node = c;
+            acted = 1;
+            continue;
         }
         break;
     }
@@ -313,20 +442,26 @@ qd_status qd_graph_place_quantizers(qd_graph *g, const qd_quant_plan_opts *o) {
         if (is_layer_node(g, n)) {
             if (first_layer < 0) first_layer = i;
             last_layer = i;
-            int os, v = layer_act_out(g, i, &os);
+            int os, gate, v = layer_act_out(g, i, &os, &gate);
             if (first_layer == i) first_layer_out = v;
             /* §6.1: no quantizer between a branch's last conv and the add inside a unit; a unit's
              * output is always quantized (the ResNet-20 stem feeds layer1.0's identity add);
-             * logits never. */
-            if (v >= 0 && !qd_graph_is_output(g, v) && (is_unit_output(g, v) || !feeds_merge_add(g, v)))
+             * logits never; an SE excitation's gate is not quantized, its product is (below). */
+            if (v >= 0 && !qd_graph_is_output(g, v) && (is_unit_output(g, v) || (!feeds_merge_add(g, v) && !gate)))
                 mark[v] = (signed char)os;
+        } else if (gate_mul_operand(g, n) >= 0) {
+            /* SE block: x * gate feeds the next layer; one quantizer on the product, one-sided
+             * when x is (the gate is in [0, 1]) */
+            int v = n->outputs[0], x = n->inputs[gate_mul_operand(g, n)];
+            if (v >= 0 && !qd_graph_is_output(g, v) && !feeds_merge_add(g, v)) mark[v] = (signed char)(mark[x] == 1);
         } else if (is_merge_add(g, n)) {
             int v = n->outputs[0], os = 0;
             if (v >= 0 && g->values[v].nconsumers == 1 && !qd_graph_is_output(g, v)) {
                 for (int j = i + 1; j < g->nnodes; j++) {
                     const qd_node *c = &g->nodes[j];
-                    if ((c->op == QD_OP_RELU || c->op == QD_OP_CLIP) && c->inputs[0] == v) {
-                        os = c->op == QD_OP_RELU || c->a.clip_min >= 0.0f;
+                    if (c->op != QD_OP_SIGMOID && c->op != QD_OP_HARDSIGMOID && is_activation(g, c) &&
+                        (c->inputs[0] == v || self_gated_input(g, c) == v)) {
+                        os = activation_one_sided(g, c);
                         v = c->outputs[0];
                         break;
                     }

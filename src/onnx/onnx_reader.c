@@ -35,9 +35,9 @@
 static const char k_supported[] =
     "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Relu, Clip, Sigmoid, BatchNormalization, MaxPool, "
     "AveragePool, GlobalAveragePool, ReduceMean, Flatten, Reshape, Pad (constant), Slice, Concat, "
-    "Transpose, Softmax, Identity, Dropout, Cast (to float), Constant, LayerNormalization (opset >= 17), "
-    "Gelu (opset >= 20, exact erf form); on constant inputs also "
-    "ConstantOfShape, Shape, Gather, Unsqueeze, Squeeze";
+    "Transpose, Squeeze, Unsqueeze, Softmax (with an optional additive mask), HardSigmoid, HardSwish, "
+    "Resize (2-D nearest/linear), Upsample, LayerNormalization (opset >= 17), Gelu (opset >= 20, exact erf "
+    "form), Identity, Dropout, Cast (to float), Constant; on constant inputs also ConstantOfShape, Shape, Gather";
 
 typedef struct rd {
     const char *path;
@@ -915,6 +915,10 @@ static int map_op(const char *t, qd_op *op) {
         *op = QD_OP_IDENTITY;
         return 1;
     }
+    if (strcmp(t, "Upsample") == 0) { /* opset 7..9: Resize with asymmetric coordinates */
+        *op = QD_OP_RESIZE;
+        return 1;
+    }
     qd_op o = qd_op_from_onnx(t);
     if (o == QD_OP_COUNT || o == QD_OP_CONSTANT) return 0; /* Constant is read as a constant above */
     *op = o;
@@ -971,6 +975,119 @@ static const qd_value *const_input(const rd *r, const Onnx__NodeProto *n, size_t
     return &r->g->values[v];
 }
 
+/* Resize (opset 10+) and Upsample (opset 7..9) -> qd_attrs. 2-D resizing of NCHW tensors:
+ * constant scales (or sizes) that leave N and C alone; nearest or linear; the coordinate
+ * transformations backbones and exporters use. Anything else is refused naming the attribute. */
+static qd_status resize_attrs(rd *r, const Onnx__NodeProto *n, qd_attrs *a) {
+    int upsample = strcmp(S(n->op_type), "Upsample") == 0;
+    char buf[64];
+    if (upsample && r->opset >= 10) return unsupported(r, n, "Upsample is deprecated from opset 10 (use Resize)");
+    attr_str(n, "mode", "nearest", buf, sizeof buf);
+    if (strcmp(buf, "nearest") == 0) a->resize_mode = QD_RESIZE_NEAREST;
+    else if (strcmp(buf, "linear") == 0 || (upsample && strcmp(buf, "bilinear") == 0)) a->resize_mode = QD_RESIZE_LINEAR;
+    else return unsupported(r, n, "attribute mode must be nearest or linear");
+    /* before opset 11 there is no coordinate_transformation_mode: output x reads input x / scale */
+    a->resize_coord = QD_RESIZE_ASYMMETRIC;
+    a->resize_nearest = -1; /* ONNX Runtime's "simple" rounding, resolved per scale below */
+    if (!upsample && r->opset >= 11) {
+        attr_str(n, "coordinate_transformation_mode", "half_pixel", buf, sizeof buf);
+        if (strcmp(buf, "half_pixel") == 0) a->resize_coord = QD_RESIZE_HALF_PIXEL;
+        else if (strcmp(buf, "pytorch_half_pixel") == 0) a->resize_coord = QD_RESIZE_PYTORCH_HALF_PIXEL;
+        else if (strcmp(buf, "align_corners") == 0) a->resize_coord = QD_RESIZE_ALIGN_CORNERS;
+        else if (strcmp(buf, "asymmetric") == 0) a->resize_coord = QD_RESIZE_ASYMMETRIC;
+        else {
+            char why[256];
+            snprintf(why, sizeof why, "attribute coordinate_transformation_mode=%s (supported: half_pixel, "
+                     "pytorch_half_pixel, align_corners, asymmetric)", buf);
+            return unsupported(r, n, why);
+        }
+        attr_str(n, "nearest_mode", "round_prefer_floor", buf, sizeof buf);
+        if (strcmp(buf, "round_prefer_floor") == 0) a->resize_nearest = QD_RESIZE_ROUND_PREFER_FLOOR;
+        else if (strcmp(buf, "round_prefer_ceil") == 0) a->resize_nearest = QD_RESIZE_ROUND_PREFER_CEIL;
+        else if (strcmp(buf, "floor") == 0) a->resize_nearest = QD_RESIZE_FLOOR;
+        else if (strcmp(buf, "ceil") == 0) a->resize_nearest = QD_RESIZE_CEIL;
+        else return unsupported(r, n, "attribute nearest_mode must be round_prefer_floor, round_prefer_ceil, floor "
+                                "or ceil");
+        if (attr_i(n, "antialias", 0) != 0) return unsupported(r, n, "attribute antialias=1");
+        attr_str(n, "keep_aspect_ratio_policy", "stretch", buf, sizeof buf);
+        if (strcmp(buf, "stretch") != 0) return unsupported(r, n, "attribute keep_aspect_ratio_policy other than stretch");
+    }
+    /* scales (per dimension, or per listed axis from opset 18) or sizes */
+    int64_t axes[QD_MAX_DIMS];
+    int naxes = attr_ints(n, "axes", axes, QD_MAX_DIMS);
+    if (naxes == -2 || naxes == 0) return unsupported(r, n, "attribute axes");
+    float sc[QD_MAX_DIMS];
+    int64_t sz[QD_MAX_DIMS];
+    int nsc = -1, nsz = -1;
+    if (upsample && r->opset < 9) {
+        const Onnx__AttributeProto *as = find_attr(n, "scales");
+        if (!as || as->n_floats > QD_MAX_DIMS) return unsupported(r, n, "attribute scales missing or too long");
+        nsc = (int)as->n_floats;
+        for (int i = 0; i < nsc; i++) sc[i] = as->floats[i];
+    } else {
+        size_t si = (upsample || r->opset < 11) ? 1 : 2; /* Resize-11+: X, roi, scales, sizes */
+        const qd_value *cs = const_input(r, n, si), *cz = r->opset >= 11 && !upsample ? const_input(r, n, 3) : NULL;
+        int has_s = si < n->n_input && S(n->input[si])[0], has_z = !upsample && r->opset >= 11 && n->n_input > 3 &&
+                    S(n->input[3])[0];
+        if ((has_s && !cs) || (has_z && !cz))
+            return unsupported(r, n, "scales and sizes must be constant (computed from an activation's shape)");
+        if (cs && qd_value_numel(cs) > 0) {
+            if (!cs->fdata || qd_value_numel(cs) > QD_MAX_DIMS) return unsupported(r, n, "scales must be float");
+            nsc = (int)qd_value_numel(cs);
+            for (int i = 0; i < nsc; i++) sc[i] = cs->fdata[i];
+        }
+        if (cz && qd_value_numel(cz) > 0) {
+            if (!cz->idata || qd_value_numel(cz) > QD_MAX_DIMS || nsc >= 0)
+                return unsupported(r, n, "sizes must be int64 and given without scales");
+            nsz = (int)qd_value_numel(cz);
+            for (int i = 0; i < nsz; i++) sz[i] = cz->idata[i];
+        }
+    }
+    int cnt = nsc >= 0 ? nsc : nsz;
+    if (cnt < 0) return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): neither scales nor sizes given", r->path,
+                                  node_label(n), S(n->op_type));
+    /* the two spatial entries: the last two of a rank-4 list, or the listed axes 2, 3 (-2, -1) */
+    int hw0;
+    if (naxes > 0) {
+        if (naxes != cnt || naxes != 2 || !((axes[0] == 2 || axes[0] == -2) && (axes[1] == 3 || axes[1] == -1)))
+            return unsupported(r, n, "attribute axes other than [2, 3]");
+        hw0 = 0;
+    } else {
+        if (cnt != 4) return unsupported(r, n, "only 2-D resizing of NCHW tensors (4 scales or sizes)");
+        if (nsc >= 0 && (sc[0] != 1.0f || sc[1] != 1.0f))
+            return unsupported(r, n, "scales other than 1 on the batch or channel dimension");
+        hw0 = 2;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (nsc >= 0) {
+            if (!(sc[hw0 + i] > 0.0f) || !isfinite(sc[hw0 + i]))
+                return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): scale %g must be positive and finite", r->path,
+                                 node_label(n), S(n->op_type), (double)sc[hw0 + i]);
+            a->resize_scale[i] = sc[hw0 + i];
+        } else {
+            if (sz[hw0 + i] < 1 || sz[hw0 + i] > INT32_MAX)
+                return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s): size %lld out of range", r->path, node_label(n),
+                                 S(n->op_type), (long long)sz[hw0 + i]);
+            a->resize_size[i] = sz[hw0 + i];
+        }
+    }
+    /* sizes over all four dims: N and C must be the input's; shape inference checks (nperm
+     * carries them there, as for Pad) */
+    if (nsz >= 0 && naxes < 0) {
+        a->nperm = 2;
+        a->perm[0] = sz[0];
+        a->perm[1] = sz[1];
+    }
+    if (a->resize_nearest < 0) {
+        /* ONNX Runtime's "simple": truncation when enlarging, ceil when shrinking (one rule for both axes) */
+        int down0 = nsc >= 0 && a->resize_scale[0] < 1.0f, down1 = nsc >= 0 && a->resize_scale[1] < 1.0f;
+        if (nsz >= 0) return unsupported(r, n, "sizes before opset 11");
+        if (down0 != down1) return unsupported(r, n, "enlarging one axis and shrinking the other before opset 11");
+        a->resize_nearest = down0 ? QD_RESIZE_CEIL : QD_RESIZE_FLOOR;
+    }
+    return QD_OK;
+}
+
 static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs *a) {
     const char *nm = node_label(n);
     int64_t t[2 * QD_MAX_DIMS];
@@ -1001,9 +1118,13 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
         if (!(a->epsilon >= 0.0f) || !isfinite(a->epsilon))
             return qd_errorf(QD_ERR_DATA, "%s: node '%s' (BatchNormalization): epsilon %g must be finite and >= 0",
                              r->path, nm, (double)a->epsilon);
-        if (attr_i(n, "training_mode", 0) != 0) return unsupported(r, n, "training_mode=1");
+        /* a training-mode export normalises with batch statistics: not the network to quantize */
+        if (attr_i(n, "training_mode", 0) != 0)
+            return unsupported(r, n, "training_mode=1 (a training-mode export: export the model in eval mode)");
         for (size_t i = 1; i < n->n_output; i++)
-            if (S(n->output[i])[0]) return unsupported(r, n, "training outputs (running mean/var)");
+            if (S(n->output[i])[0])
+                return unsupported(r, n, "training outputs (running mean/var; a training-mode export: export the "
+                                   "model in eval mode)");
         break;
     case QD_OP_CLIP:
         if (r->opset < 11) {
@@ -1018,6 +1139,28 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
                 else a->clip_max = (float)cget(c, 0);
             }
         }
+        break;
+    case QD_OP_HARDSIGMOID:
+        a->alpha = attr_f(n, "alpha", 0.2f);
+        a->beta = attr_f(n, "beta", 0.5f);
+        if (!isfinite(a->alpha) || !isfinite(a->beta))
+            return qd_errorf(QD_ERR_DATA, "%s: node '%s' (HardSigmoid): alpha %g / beta %g must be finite", r->path,
+                             nm, (double)a->alpha, (double)a->beta);
+        break;
+    case QD_OP_RESIZE:
+        QD_TRY(resize_attrs(r, n, a));
+        break;
+    case QD_OP_SQUEEZE: case QD_OP_UNSQUEEZE: /* on an activation: axes as attribute (< 13) or input */
+        k = attr_ints(n, "axes", a->axes, QD_MAX_DIMS);
+        if (k == -2) return unsupported(r, n, "more than 8 axes");
+        if (k < 0 && n->n_input > 1 && S(n->input[1])[0]) {
+            const qd_value *c = const_input(r, n, 1);
+            if (!c || !c->idata || qd_value_numel(c) > QD_MAX_DIMS) return unsupported(r, n, "axes must be constant");
+            k = (int)qd_value_numel(c);
+            for (int i = 0; i < k; i++) a->axes[i] = c->idata[i];
+        }
+        if (k <= 0) return unsupported(r, n, "no axes on an activation (would squeeze a batch of 1)");
+        a->naxes = k;
         break;
     case QD_OP_FLATTEN:
         QD_TRY(attr_int(r, n, "axis", 1, -QD_MAX_DIMS, QD_MAX_DIMS, &a->axis));
@@ -1106,7 +1249,9 @@ static qd_status node_attrs(rd *r, const Onnx__NodeProto *n, qd_op op, qd_attrs 
 static int kept_inputs(const rd *r, qd_op op, const Onnx__NodeProto *n) {
     int ni = (int)n->n_input;
     switch (op) {
-    case QD_OP_CLIP: case QD_OP_PAD: case QD_OP_REDUCEMEAN: case QD_OP_IDENTITY: return ni > 0 ? 1 : 0;
+    case QD_OP_CLIP: case QD_OP_PAD: case QD_OP_REDUCEMEAN: case QD_OP_IDENTITY: case QD_OP_RESIZE: case QD_OP_SQUEEZE:
+    case QD_OP_UNSQUEEZE:
+        return ni > 0 ? 1 : 0;
     case QD_OP_RESHAPE: return ni > 2 ? 2 : ni;
     case QD_OP_SLICE: return r->opset < 10 ? 1 : ni;
     default: return ni;

@@ -10,6 +10,7 @@
 #include "qdrop/data.h"
 #include "qdrop/exec.h"
 #include "qdrop/graph.h"
+#include "qdrop/qdrop.h"
 
 /* ---- range_init.c: MSE range search (§3.1) ---- */
 /* Per-output-channel search on a weight tensor. Channel c's elements are found at

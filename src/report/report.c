@@ -16,8 +16,8 @@
 #include "qdrop/config.h"
 #include "qdrop/fsutil.h"
 #include "qdrop/log.h"
-#include "qdrop/qdrop.h"
 #include "qdrop/report.h"
+#include "qdrop/version.h"
 #include "report/report_internal.h"
 
 #define MAX_INPUT_BYTES (64u << 20)   /* results.json / predictions.csv: far above any real run */

@@ -5,6 +5,7 @@
  * short TF32 pass over the convolutions with the TF32 budget. */
 #include <float.h>
 
+#include "test.h"
 #include "cuda/twin_common.h"
 #include "core/qmath.h"
 
@@ -156,9 +157,9 @@ static void clip_specials(void) {
         snprintf(what, sizeof what, "clip [%g,%g] NaN/+-0/+-Inf bwd", (double)bounds[bi][0], (double)bounds[bi][1]);
         tw_check_exact(what, dres[0], dres[1], sizeof dx0, 4);
         /* the reference itself: NaN passes through a clip, -0.0 keeps its sign inside [0, 6] */
-        tw_checks++;
+        qd_test_checks++;
         if (!isnan(res[0][0]) || (bi == 0 && !signbit(res[0][3]))) {
-            tw_failures++;
+            qd_test_failures++;
             fprintf(stderr, "FAIL clip reference: NaN -> %g, -0.0 -> %g\n", (double)res[0][0], (double)res[0][3]);
         }
         for (int k = 0; k < 2; k++) { free(res[k]); free(dres[k]); }
@@ -243,6 +244,25 @@ static void test_graph_ops(double lin) {
         clip_specials();
         qd_node s = mk(QD_OP_SIGMOID, "sigmoid", 1);
         twin_node("sigmoid", &s, is, &os, lo, hi, TW_ELEM, TW_ELEM, 1u);
+        qd_node hsg = mk(QD_OP_HARDSIGMOID, "hardsigmoid", 1);
+        hsg.a.alpha = 0.2f;
+        hsg.a.beta = 0.5f;
+        twin_node("hardsigmoid alpha 0.2 beta 0.5", &hsg, is, &os, lo, hi, TW_ELEM, TW_ELEM, 1u);
+        qd_node hsw = mk(QD_OP_HARDSWISH, "hardswish", 1);
+        twin_node("hardswish", &hsw, is, &os, lo, hi, TW_ELEM, TW_ELEM, 1u);
+        qd_node rz = mk(QD_OP_RESIZE, "resize", 1);
+        rz.a.resize_mode = QD_RESIZE_LINEAR;
+        rz.a.resize_coord = QD_RESIZE_PYTORCH_HALF_PIXEL;
+        rz.a.resize_scale[0] = rz.a.resize_scale[1] = 2.0f;
+        qd_shape ros = shp(4, 2, 8, 12, 12);
+        twin_node("resize linear pytorch_half_pixel x2", &rz, is, &ros, lo, hi, TW_ELEM, TW_REDUCE, 1u);
+        rz.a.resize_mode = QD_RESIZE_NEAREST;
+        rz.a.resize_coord = QD_RESIZE_ASYMMETRIC;
+        rz.a.resize_nearest = QD_RESIZE_FLOOR;
+        rz.a.resize_scale[0] = 0.5f;
+        rz.a.resize_scale[1] = 1.5f;
+        qd_shape ros2 = shp(4, 2, 8, 3, 9);
+        twin_node("resize nearest asymmetric floor 0.5x1.5", &rz, is, &ros2, lo, hi, TW_EXACT, TW_REDUCE, 1u);
         qd_node id = mk(QD_OP_IDENTITY, "identity", 1);
         twin_node("identity", &id, is, &os, lo, hi, TW_EXACT, TW_EXACT, 1u);
         qd_node fl = mk(QD_OP_FLATTEN, "flatten", 1);
@@ -442,7 +462,7 @@ static void test_iter_draw_gather(void) {
     void *a, *b;
     tb_get(it, 4, &a, &b);
     tw_check_exact("iter_advance", a, b, 4, 4);
-    if (*(int32_t *)b != 7) { tw_failures++; fprintf(stderr, "FAIL iter_advance: %d != 7\n", *(int32_t *)b); }
+    if (*(int32_t *)b != 7) { qd_test_failures++; fprintf(stderr, "FAIL iter_advance: %d != 7\n", *(int32_t *)b); }
     free(a); free(b);
 
     const int32_t batch = 32, ncal = 1000;
@@ -454,7 +474,7 @@ static void test_iter_draw_gather(void) {
     tb_get(idx, batch * 4, &a, &b);
     tw_check_exact("draw_batch indices", a, b, batch * 4, 4);
     for (int k = 0; k < batch; k++)
-        if (((int32_t *)b)[k] < 0 || ((int32_t *)b)[k] >= ncal) { tw_failures++; fprintf(stderr, "FAIL draw_batch: index out of range\n"); break; }
+        if (((int32_t *)b)[k] < 0 || ((int32_t *)b)[k] >= ncal) { qd_test_failures++; fprintf(stderr, "FAIL draw_batch: index out of range\n"); break; }
     free(a); free(b);
 
     /* gather + mix, from plain backend memory and from an alloc_cache buffer */
@@ -478,9 +498,9 @@ static void test_iter_draw_gather(void) {
                 fb.p[k] = bk->ops->alloc_cache(bk, (size_t)ncal * sn * 4, &ondf);
                 if (!qb.p[k] || !fb.p[k]) tw_die("alloc_cache");
                 if (k == 1 && !strcmp(bk->ops->name, "cuda")) {
-                    tw_checks++;
+                    qd_test_checks++;
                     if (ondq != 0 || ondf != 0) {
-                        tw_failures++;
+                        qd_test_failures++;
                         fprintf(stderr, "FAIL alloc_cache budget=1 byte: on_device %d/%d, expected pinned host\n", ondq, ondf);
                     } else {
                         printf("ok   %-44s pinned host (mapped)\n", "alloc_cache budget=1 byte");
@@ -572,7 +592,7 @@ static void test_fq(void) {
             nd += r == QD_FQ_DROPPED; nin += r == QD_FQ_INSIDE; nlo += r == QD_FQ_LOW; nhi += r == QD_FQ_HIGH;
         }
         if ((drop && nd == 0) || (!drop && nd != 0) || nin == 0 || nlo == 0 || nhi == 0) {
-            tw_failures++;
+            qd_test_failures++;
             fprintf(stderr, "FAIL %s: region mix dropped %d inside %d low %d high %d\n", what, nd, nin, nlo, nhi);
         }
         free(a); free(b);
@@ -637,8 +657,8 @@ static void test_adaround(void) {
                 float qa = qd_quant_code(((float *)a)[i], s[c], z[c], 0, 3), qb = qd_quant_code(((float *)b)[i], s[c], z[c], 0, 3);
                 if (qa != qb) bad++;
             }
-            tw_checks++;
-            if (bad) { tw_failures++; fprintf(stderr, "FAIL adaround hard codes: %d differ\n", bad); }
+            qd_test_checks++;
+            if (bad) { qd_test_failures++; fprintf(stderr, "FAIL adaround hard codes: %d differ\n", bad); }
             else printf("ok   %-44s identical\n", "adaround hard 2-bit codes");
         } else {
             tw_check_nmse("adaround_weight soft", a, b, n, TW_ELEM);
@@ -678,8 +698,8 @@ static void test_adaround(void) {
         snprintf(what, sizeof what, "adaround_step reg_loss (%s)", tag);
         tb_get(rl, 4, &a, &b);
         tw_check_rel(what, *(float *)a, *(float *)b, 1e-5);
-        if (!t && *(float *)b != 1.5f) { tw_failures++; fprintf(stderr, "FAIL reg_loss changed while inactive\n"); }
-        if (t && *(float *)b == 1.5f) { tw_failures++; fprintf(stderr, "FAIL reg_loss unchanged while active\n"); }
+        if (!t && *(float *)b != 1.5f) { qd_test_failures++; fprintf(stderr, "FAIL reg_loss changed while inactive\n"); }
+        if (t && *(float *)b == 1.5f) { qd_test_failures++; fprintf(stderr, "FAIL reg_loss unchanged while active\n"); }
         free(a); free(b);
         tb_free(it); tb_free(dWb); tb_free(mb); tb_free(vb); tb_free(V2); tb_free(rl);
     }
@@ -707,7 +727,7 @@ static void test_scale_mse_finite(void) {
     tb_get(g, sizeof g0, &a, &b);
     tw_check_exact("scale_step grads zeroed", a, b, sizeof g0, 4);
     for (int i = 0; i < ns; i++)
-        if (((float *)b)[i] != 0.0f) { tw_failures++; fprintf(stderr, "FAIL scale_step: grad not zeroed\n"); break; }
+        if (((float *)b)[i] != 0.0f) { qd_test_failures++; fprintf(stderr, "FAIL scale_step: grad not zeroed\n"); break; }
     free(a); free(b);
     tb_free(it); tb_free(s); tb_free(g); tb_free(m); tb_free(v);
 
@@ -762,7 +782,7 @@ static void test_scale_mse_finite(void) {
         char what[64];
         snprintf(what, sizeof what, "check_finite case %d", c);
         tw_check_exact(what, a, b, 4, 4);
-        if (*(int32_t *)b != (c ? 1 : 0)) { tw_failures++; fprintf(stderr, "FAIL %s: flag %d\n", what, *(int32_t *)b); }
+        if (*(int32_t *)b != (c ? 1 : 0)) { qd_test_failures++; fprintf(stderr, "FAIL %s: flag %d\n", what, *(int32_t *)b); }
         free(a); free(b);
         tb_free(xb); tb_free(bb);
     }
@@ -782,8 +802,8 @@ static void test_memory(void) {
     tw_check_exact("copy", h, hq, n * 4, 4);
     int ok = 1;
     for (size_t i = 0; i < n; i++) ok &= (i < n / 2) ? hp[i] == 0.0f : hp[i] == h[i];
-    tw_checks++;
-    if (!ok) { tw_failures++; fprintf(stderr, "FAIL zero\n"); } else printf("ok   %-44s\n", "zero (first half)");
+    qd_test_checks++;
+    if (!ok) { qd_test_failures++; fprintf(stderr, "FAIL zero\n"); } else printf("ok   %-44s\n", "zero (first half)");
     free(hq); free(hp);
     b->ops->free(b, p);
     b->ops->free(b, q);
@@ -793,13 +813,13 @@ static void test_memory(void) {
         b->memory_budget = 1 << 20; /* 1 MiB: a 4 MiB cache cannot be on the device */
         int ond = -1;
         void *c = b->ops->alloc_cache(b, 4u << 20, &ond);
-        tw_checks++;
-        if (!c || ond != 0) { tw_failures++; fprintf(stderr, "FAIL alloc_cache over budget: p=%p on_device=%d (%s)\n", c, ond, qd_error_message()); }
+        qd_test_checks++;
+        if (!c || ond != 0) { qd_test_failures++; fprintf(stderr, "FAIL alloc_cache over budget: p=%p on_device=%d (%s)\n", c, ond, qd_error_message()); }
         else printf("ok   %-44s pinned host fallback\n", "alloc_cache over budget");
         if (c) b->ops->free_cache(b, c);
         void *d = b->ops->alloc_cache(b, 4096, &ond);
-        tw_checks++;
-        if (!d || ond != 1) { tw_failures++; fprintf(stderr, "FAIL alloc_cache within budget: on_device=%d\n", ond); }
+        qd_test_checks++;
+        if (!d || ond != 1) { qd_test_failures++; fprintf(stderr, "FAIL alloc_cache within budget: on_device=%d\n", ond); }
         else printf("ok   %-44s on device\n", "alloc_cache within budget");
         if (d) b->ops->free_cache(b, d);
         b->memory_budget = keep;
@@ -812,8 +832,8 @@ static void test_memory(void) {
         }
         qd_error_clear();
         void *huge = b->ops->alloc(b, (size_t)1 << 50);
-        tw_checks++;
-        if (huge || !strstr(qd_error_message(), "bytes")) { tw_failures++; fprintf(stderr, "FAIL huge alloc: %p '%s'\n", huge, qd_error_message()); }
+        qd_test_checks++;
+        if (huge || !strstr(qd_error_message(), "bytes")) { qd_test_failures++; fprintf(stderr, "FAIL huge alloc: %p '%s'\n", huge, qd_error_message()); }
         else printf("ok   %-44s '%s'\n", "OOM message", qd_error_message());
         qd_error_clear();
     }

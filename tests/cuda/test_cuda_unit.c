@@ -6,6 +6,7 @@
  *      dropped) bit-identical; learned state within NMSE budgets (docs/numerics.md §twins).
  *   2. CUDA Graph: 1 direct + capture + 3 replays == 4 direct iterations, bit for bit.
  *   3. Determinism: the same 4 direct iterations twice give identical bytes. */
+#include "test.h"
 #include "cuda/twin_common.h"
 #include "cuda/unit_iter.h"
 
@@ -124,8 +125,8 @@ static void twin_unit(qd_backend *cpu, qd_backend *dev, const ui_spec *sp) {
     int32_t bc, bd;
     TW_OK(cpu->ops->download(cpu, &bc, uc.bad, 4));
     TW_OK(dev->ops->download(dev, &bd, ud.bad, 4));
-    tw_checks++;
-    if (bc || bd) { tw_failures++; fprintf(stderr, "FAIL %s: non-finite output (cpu %d dev %d)\n", sp->name, bc, bd); }
+    qd_test_checks++;
+    if (bc || bd) { qd_test_failures++; fprintf(stderr, "FAIL %s: non-finite output (cpu %d dev %d)\n", sp->name, bc, bd); }
     ui_destroy(&uc);
     ui_destroy(&ud);
 }
@@ -169,8 +170,8 @@ static void graph_and_determinism(qd_backend *dev, const ui_spec *sp) {
     tw_check_exact(what, s1, s3, n1 < n3 ? n1 : n3, 1);
     int32_t it;
     memcpy(&it, (char *)s2 + n2 - 4, 4);
-    tw_checks++;
-    if (it != K) { tw_failures++; fprintf(stderr, "FAIL graph replay: iteration counter %d != %d\n", it, K); }
+    qd_test_checks++;
+    if (it != K) { qd_test_failures++; fprintf(stderr, "FAIL graph replay: iteration counter %d != %d\n", it, K); }
     free(s1); free(s2); free(s3);
 }
 

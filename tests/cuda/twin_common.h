@@ -15,26 +15,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "qdrop/backend.h"
 #include "qdrop/status.h"
 
-static int tw_failures;
-static int tw_checks;
+/* The counters' older names, so twin tests written against them still build; new code uses
+ * qd_test_failures / qd_test_checks (tests/test.h). */
+#define tw_failures qd_test_failures
+#define tw_checks qd_test_checks
 
 static inline int tw_env_is(const char *name, const char *val) {
     const char *v = getenv(name);
     return v && strcmp(v, val) == 0;
 }
 
-/* 77 (skip) or 1 (fail when a GPU is required). */
-static inline int tw_no_device(const char *why) {
-    if (tw_env_is("QD_REQUIRE_GPU", "1")) {
-        fprintf(stderr, "FAIL: QD_REQUIRE_GPU=1 but no usable CUDA device: %s\n", why);
-        return 1;
-    }
-    printf("SKIP: no usable CUDA device (%s)\n", why);
-    return 77;
-}
+/* 77 (skip) or 1 (fail when a GPU is required): tests/test.h's convention. */
+static inline int tw_no_device(const char *why) { return qd_test_no_gpu(why); }
 
 static inline int tw_selftest(void) { return tw_env_is("QD_TWIN_SELFTEST", "1"); }
 
@@ -136,9 +132,9 @@ static inline double tw_nmse(const float *ref, const float *dev, int64_t n) {
 
 static inline void tw_check_nmse(const char *what, const float *ref, const float *dev, int64_t n, double budget) {
     double e = tw_nmse(ref, dev, n);
-    tw_checks++;
+    qd_test_checks++;
     if (!(e <= budget)) {
-        tw_failures++;
+        qd_test_failures++;
         int64_t worst = 0;
         double wd = -1;
         for (int64_t i = 0; i < n; i++) {
@@ -153,9 +149,9 @@ static inline void tw_check_nmse(const char *what, const float *ref, const float
 }
 
 static inline void tw_check_exact(const char *what, const void *ref, const void *dev, size_t bytes, size_t elem) {
-    tw_checks++;
+    qd_test_checks++;
     if (memcmp(ref, dev, bytes) != 0) {
-        tw_failures++;
+        qd_test_failures++;
         size_t nd = 0, first = (size_t)-1;
         for (size_t i = 0; i < bytes / elem; i++)
             if (memcmp((const char *)ref + i * elem, (const char *)dev + i * elem, elem) != 0) {
@@ -170,9 +166,9 @@ static inline void tw_check_exact(const char *what, const void *ref, const void 
 
 static inline void tw_check_rel(const char *what, double ref, double dev, double tol) {
     double e = fabs(ref - dev) / (fabs(ref) > 1e-30 ? fabs(ref) : 1.0);
-    tw_checks++;
+    qd_test_checks++;
     if (!(e <= tol)) {
-        tw_failures++;
+        qd_test_failures++;
         fprintf(stderr, "FAIL %-44s ref %.9g dev %.9g rel %.3e > %.1e\n", what, ref, dev, e, tol);
     } else {
         printf("ok   %-44s ref %.9g dev %.9g rel %.3e\n", what, ref, dev, e);
@@ -180,16 +176,11 @@ static inline void tw_check_rel(const char *what, double ref, double dev, double
 }
 
 static inline int tw_verdict(const char *name) {
-    if (tw_failures) {
-        fprintf(stderr, "%s: %d of %d checks FAILED\n", name, tw_failures, tw_checks);
-        return 1;
-    }
-    if (tw_checks == 0) {
+    if (qd_test_checks == 0) {
         fprintf(stderr, "%s: no checks ran\n", name);
         return 1;
     }
-    printf("%s: all %d checks passed\n", name, tw_checks);
-    return 0;
+    return qd_test_summary(name);
 }
 
 /* NMSE budgets (docs/numerics.md, FP32 with TF32 off). */

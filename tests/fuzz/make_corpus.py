@@ -294,6 +294,30 @@ def onnx_fold_shape_seeds(model, rng):
           "fold_cap_boundary")
     model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [],
           [helper.make_tensor_value_info("x", f, [1, 1, 1, 1 << 20])], [y], "wide_input")
+    # exporter spellings (docs/architecture.md "ONNX import"): Resize scales/sizes and its string
+    # attributes, Upsample, hard activations, a squeeze-and-excitation gate, Squeeze/Unsqueeze
+    f32 = lambda n, v: numpy_helper.from_array(np.array(v, np.float32), n)
+    W1 = numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), "W1")
+    imp = [
+        helper.make_node("Conv", ["x", "W"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("HardSwish", ["c"], ["h"], name="hswish"),
+        helper.make_node("ReduceMean", ["h"], ["m"], name="se_pool", axes=[2, 3], keepdims=0),
+        helper.make_node("Unsqueeze", ["m", "uax"], ["mu"], name="se_unsqueeze"),
+        helper.make_node("Conv", ["mu", "W1"], ["e"], name="se_fc"),
+        helper.make_node("HardSigmoid", ["e"], ["g"], name="se_gate", alpha=0.2, beta=0.5),
+        helper.make_node("Mul", ["h", "g"], ["se"], name="se_mul"),
+        helper.make_node("Resize", ["se", "", "rsc"], ["r1"], name="resize_scales", mode="linear",
+                         coordinate_transformation_mode="pytorch_half_pixel"),
+        helper.make_node("Resize", ["r1", "", "", "rsz"], ["r2"], name="resize_sizes", mode="nearest",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor", axes=[2, 3]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="gap"),
+        helper.make_node("Squeeze", ["p", "uax"], ["y"], name="squeeze"),
+    ]
+    model(imp, [W, W1, i64("uax", [2, 3]), f32("rsc", [1, 1, 1.5, 0.5]), i64("rsz", [5, 7])], [x], [y],
+          "import_ops", opset=18)
+    model([helper.make_node("Upsample", ["x", "usc"], ["u"], name="upsample", mode="nearest"),
+           helper.make_node("Relu", ["u"], ["y"], name="relu")], [f32("usc", [1, 1, 2, 3])], [x], [y],
+          "upsample_opset9", opset=9)
 
 
 def safetensors_corpus():

@@ -6,10 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "qdrop/bert.h"
-
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 #include "unit/bert_layer_params.h"
 
@@ -187,6 +185,5 @@ int main(void) {
     qd_bert_cache_free(&c);
     for (int i = 0; i < NP; i++) { free(lp[i][0]); free(gp[i][0]); free(gw[i][0]); free(want[i]); }
     free(x); free(maskf); free(dy); free(y_want); free(dx_want); free(mask); free(y); free(dx); free(x2); free(y2);
-    printf("%s\n", fails ? "FAIL" : "PASS");
-    return fails ? 1 : 0;
+    return qd_test_summary("test_bert_layer");
 }

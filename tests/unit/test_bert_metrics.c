@@ -4,10 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "qdrop/bert.h"
 
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 #define NEAR(a, b) (fabs((a) - (b)) < 1e-12)
 
 int main(void) {
@@ -65,6 +64,5 @@ int main(void) {
     qd_error_clear();
     CHECK(qd_glue_read_sst2(tmp, &g) == QD_ERR_DATA && strstr(qd_error_message(), ":2:"), "bad label: %s", qd_error_message());
     remove(tmp);
-    printf("%s\n", fails ? "FAIL" : "PASS");
-    return fails ? 1 : 0;
+    return qd_test_summary("test_bert_metrics");
 }

@@ -7,10 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "test.h"
 #include "qdrop/bert.h"
-
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 /* header JSON + data bytes -> file image */
 static size_t build(const char *json, const void *data, size_t dn, unsigned char *out) {
@@ -188,6 +186,5 @@ int main(void) {
     const char *rm[] = {"model.safetensors", "config.json", "vocab.txt"};
     for (int i = 0; i < 3; i++) { snprintf(path, sizeof path, "%s/%s", dir, rm[i]); remove(path); }
     rmdir(dir);
-    printf("%s\n", fails ? "FAIL" : "PASS");
-    return fails ? 1 : 0;
+    return qd_test_summary("test_bert_safetensors");
 }

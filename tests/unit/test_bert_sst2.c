@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "qdrop/bert.h"
 
 #define FIX "tests/fixtures/bert/sst2_tiny"
@@ -30,7 +31,6 @@ static char *slurp(const char *path) {
 }
 
 int main(void) {
-    int fails = 0;
     char *txt = slurp(FIX "/golden.json");
     cJSON *g = txt ? cJSON_Parse(txt) : NULL;
     if (!g) { printf("FAIL: cannot read %s/golden.json\n", FIX); return 1; }
@@ -54,7 +54,7 @@ int main(void) {
         cJSON *gi = cJSON_GetObjectItem(s, "ids");
         int same = e.len == cJSON_GetArraySize(gi);
         for (int k = 0; same && k < e.len; k++) same = ids[k] == cJSON_GetArrayItem(gi, k)->valueint;
-        if (!same) { printf("FAIL: ids of sentence %d differ from HuggingFace (%d vs %d tokens)\n", i, e.len, cJSON_GetArraySize(gi)); fails++; }
+        CHECK(same, "ids of sentence %d differ from HuggingFace (%d vs %d tokens)", i, e.len, cJSON_GetArraySize(gi));
     }
     /* batch 5: several length-sorted batches, padding inside each */
     if (qd_bert_classify_sentences(m, text, ns, max_len, 5, lg, NULL, NULL) != QD_OK) { printf("FAIL: %s\n", qd_error_message()); return 1; }
@@ -63,10 +63,8 @@ int main(void) {
         for (int k = 0; k < 2; k++) {
             double r = cJSON_GetArrayItem(ref, k)->valuedouble, err = fabs(lg[2 * i + k] - r) / fmax(fabs(r), 0.1);
             if (err > worst) worst = err;
-            if (fabs(lg[2 * i + k] - r) > 1e-4 * fabs(r) + 1e-5) {
-                printf("FAIL: sentence %d logit %d: C %.7g numpy %.7g\n", i, k, lg[2 * i + k], r);
-                fails++;
-            }
+            CHECK(fabs(lg[2 * i + k] - r) <= 1e-4 * fabs(r) + 1e-5, "sentence %d logit %d: C %.7g numpy %.7g", i, k,
+                  lg[2 * i + k], r);
         }
     }
     printf("golden sentences %d: worst logit error (rel., floor 0.1) %.3g\n", ns, worst);
@@ -82,12 +80,12 @@ int main(void) {
     int diff = 0;
     for (int i = 0; i < dev.n; i++) diff += pred[i] != pred_ref[i] - '0';
     printf("{\"sst2_dev\": %d, \"fp32_accuracy\": %.6f, \"reference\": %.6f, \"predictions_differing\": %d}\n", dev.n, acc, acc_ref, diff);
-    if (diff || fabs(acc - acc_ref) > 1e-12) { printf("FAIL: predictions differ from the numpy reference\n"); fails++; }
+    CHECK(diff == 0 && fabs(acc - acc_ref) <= 1e-12, "predictions differ from the numpy reference");
 
     /* (d) no head: drop it and ask again */
     free(m->cls_w);
     m->cls_w = NULL;
-    if (qd_bert_classify_sentences(m, text, 1, max_len, 1, lg, NULL, NULL) != QD_ERR_DATA) { printf("FAIL: headless model accepted\n"); fails++; }
+    CHECK_STATUS(qd_bert_classify_sentences(m, text, 1, max_len, 1, lg, NULL, NULL), QD_ERR_DATA, "headless model accepted");
     (void)qd_error_message();
 
     free(pred);
@@ -96,6 +94,5 @@ int main(void) {
     qd_bert_free(m);
     cJSON_Delete(g);
     free(txt);
-    printf("%s\n", fails ? "FAIL" : "PASS");
-    return fails ? 1 : 0;
+    return qd_test_summary("test_bert_sst2");
 }

@@ -5,10 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "qdrop/bert.h"
-
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fails++; if (fails < 20) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } } while (0)
 
 static int parse_ints(char *s, int *out, int cap) {
     int n = 0;
@@ -116,6 +114,6 @@ int main(void) {
     CHECK(edges == 6, "edge cases %d", edges);
     qd_wp_free(wp);
     printf("%d STS-B test sentences, %d pair encodings, %d edge cases: %s\n", sentences, pair_checks, edges,
-           fails ? "FAIL" : "all identical to HuggingFace");
-    return fails ? 1 : 0;
+           qd_test_failures ? "FAIL" : "all identical to HuggingFace");
+    return qd_test_summary("test_bert_tokenizer");
 }

@@ -7,21 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test.h"
 #include "data/npy_write.h"
 #include "qdrop/data.h"
 #include "qdrop/graph.h"
 #include "qdrop/status.h"
-
-static int fails = 0;
-#define CHECK(c, ...)                                                  \
-    do {                                                               \
-        if (!(c)) {                                                    \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);       \
-            fprintf(stderr, __VA_ARGS__);                              \
-            fputc('\n', stderr);                                       \
-            fails++;                                                   \
-        }                                                              \
-    } while (0)
 
 static int act(qd_graph *g, const char *name, int ndim, const int64_t *dims) {
     int v = qd_graph_add_value(g, name);
@@ -199,10 +189,5 @@ int main(void) {
     test_shared_weight_and_untouched();
     test_no_fusion();
     test_npy_write_roundtrip();
-    if (fails) {
-        fprintf(stderr, "test_canon_linear: %d failure(s)\n", fails);
-        return 1;
-    }
-    printf("test_canon_linear: ok\n");
-    return 0;
+    return qd_test_summary("test_canon_linear");
 }

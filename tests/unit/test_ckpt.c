@@ -11,21 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "test.h"
 #include "ckpt_test_graph.h"
 #include "qdrop/fsutil.h"
 #include "recon/ckpt.h"
-
-static int g_fail, g_checks;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        g_checks++;                                                           \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            g_fail++;                                                         \
-        }                                                                     \
-    } while (0)
 
 #define CFG_HASH 0x1111222233334444ULL
 #define MODEL_HASH 0x5555666677778888ULL
@@ -294,6 +283,5 @@ int main(void) {
     free(data);
     unlink(path);
     rmdir(g_dir);
-    printf("test_ckpt: %d checks, %d failed\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return qd_test_summary("test_ckpt");
 }

@@ -6,19 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test.h"
 #include "qdrop/config.h"
 #include "qdrop/fsutil.h"
-
-static int g_fail, g_checks;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        g_checks++;                                                                   \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);  \
-            g_fail++;                                                                 \
-        }                                                                             \
-    } while (0)
 
 /* text must be rejected with st and a message containing every needle */
 static void expect_text(const char *text, qd_status st, const char *n1, const char *n2, int line) {
@@ -27,11 +17,11 @@ static void expect_text(const char *text, qd_status st, const char *n1, const ch
     qd_error_clear();
     qd_status got = qd_config_load_text(&c, text, "t.json");
     const char *m = qd_error_message();
-    g_checks++;
+    qd_test_checks++;
     if (got != st || (n1 && !strstr(m, n1)) || (n2 && !strstr(m, n2))) {
         fprintf(stderr, "line %d: text %s\n  got status %d msg '%s'\n  want status %d with '%s' '%s'\n", line, text, got, m,
                 st, n1 ? n1 : "", n2 ? n2 : "");
-        g_fail++;
+        qd_test_failures++;
     }
 }
 #define REJECT(text, n1, n2) expect_text(text, QD_ERR_CONFIG, n1, n2, __LINE__)
@@ -42,11 +32,11 @@ static void expect_set(const char *assign, qd_status st, const char *n1, int lin
     qd_error_clear();
     qd_status got = qd_config_set(&c, assign);
     const char *m = qd_error_message();
-    g_checks++;
+    qd_test_checks++;
     if (got != st || (n1 && !strstr(m, n1))) {
         fprintf(stderr, "line %d: --set %s\n  got status %d msg '%s'\n  want status %d with '%s'\n", line, assign, got, m, st,
                 n1 ? n1 : "");
-        g_fail++;
+        qd_test_failures++;
     }
 }
 #define SET_REJECT(a, n1) expect_set(a, QD_ERR_CONFIG, n1, __LINE__)
@@ -296,7 +286,7 @@ static void test_finalize(void) {
         CHECK(qd_config_finalize(&c) == QD_ERR_CONFIG);                            \
         if (!strstr(qd_error_message(), needle)) {                                 \
             fprintf(stderr, "finalize: '%s' lacks '%s'\n", qd_error_message(), needle); \
-            g_fail++;                                                              \
+            qd_test_failures++;                                                    \
         }                                                                          \
     } while (0)
     FIN_REJECT(c.int4_weights = 1, "output.int4_weights: INT4");
@@ -385,6 +375,5 @@ int main(void) {
     test_set();
     test_finalize();
     test_roundtrip();
-    printf("test_config: %d checks, %d failed\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return qd_test_summary("test_config");
 }

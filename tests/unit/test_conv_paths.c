@@ -7,6 +7,7 @@
  * (test_grad, also run with QD_CPU_CONV=im2col). Exit 77 when the build has no oneDNN. */
 #include <math.h>
 
+#include "test.h"
 #include "cpu/cpu_conv.h"
 #include "cpu_test_util.h"
 
@@ -97,7 +98,5 @@ int main(void) {
         for (int p = 0; p < 2; p++) { free(y[p]); free(dx[p]); free(dw[p]); }
     }
     qd_backend_destroy(b);
-    if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
-    printf("convolution paths agree\n");
-    return 0;
+    return qd_test_summary("test_conv_paths");
 }

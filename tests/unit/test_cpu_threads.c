@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
 #include <time.h>
 
+#include "test.h"
 #include "core/qmath.h"
 #include "cpu/cpu_internal.h"
 #include "cpu_test_util.h"
@@ -211,7 +212,5 @@ int main(void) {
     check_gather_mix();
     check_rng_words();
     if (!getenv("QD_TEST_NO_BENCH")) { bench_conv(1); bench_conv(2); }
-    if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
-    printf("thread determinism: all checks passed\n");
-    return 0;
+    return qd_test_summary("test_cpu_threads");
 }

@@ -10,20 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "test.h"
 #include "qdrop/data.h"
 #include "qdrop/graph.h"
 #include "data/data_internal.h"
-
-static int fails = 0;
-#define CHECK(c, ...)                                                          \
-    do {                                                                       \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);               \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fprintf(stderr, "\n");                                             \
-            fails++;                                                           \
-        }                                                                      \
-    } while (0)
 
 #define FX "tests/fixtures/data/"
 #define BAD "tests/bad_inputs/data/"
@@ -552,10 +542,5 @@ int main(void) {
     test_bad_images();
     test_jpeg_mutations();
     test_metrics();
-    if (fails) {
-        fprintf(stderr, "%d check(s) failed\n", fails);
-        return 1;
-    }
-    printf("data tests passed\n");
-    return 0;
+    return qd_test_summary("test_data");
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "test.h"
 #include "qdrop/data.h"
 #include "qdrop/graph.h"
 
@@ -19,7 +20,6 @@ static double now_s(void) {
 }
 
 int main(void) {
-    int fails = 0;
     qd_npy sums;
     qd_image_list L;
     if (qd_npy_load("tests/fixtures/data/cifar_test_pixel_sums.npy", &sums) != QD_OK ||
@@ -49,7 +49,7 @@ int main(void) {
         }
         qd_image_u8_free(&im);
     }
-    if (mism) { fprintf(stderr, "FAIL: %d of 10000 images differ from Pillow\n", mism); fails++; }
+    CHECK(mism == 0, "%d of 10000 images differ from Pillow", mism);
     qd_image_list_free(&L);
     qd_npy_free(&sums);
 
@@ -68,10 +68,10 @@ int main(void) {
     for (int i = 0; i < ds.n; i++)
         if (ds.labels[i] >= 0 && ds.labels[i] < 10) hist[ds.labels[i]]++;
     for (int c = 0; c < 10; c++)
-        if (hist[c] != 1000) { fprintf(stderr, "FAIL: class %d has %d images\n", c, hist[c]); fails++; }
-    if (ds.n != 10000 || ds.nclasses != 10) { fprintf(stderr, "FAIL: n %d classes %d\n", ds.n, ds.nclasses); fails++; }
+        CHECK(hist[c] == 1000, "class %d has %d images", c, hist[c]);
+    CHECK(ds.n == 10000 && ds.nclasses == 10, "n %d classes %d", ds.n, ds.nclasses);
     printf("{\"metric\": \"data/cifar10_test/decode_images_per_s\", \"value\": %.0f, \"threads\": 2, \"seconds\": %.3f}\n",
            ds.n / dt, dt);
     qd_dataset_free(&ds);
-    return fails ? 1 : 0;
+    return qd_test_summary("test_data_cifar_decode");
 }

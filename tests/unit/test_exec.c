@@ -4,6 +4,7 @@
  * against node-by-node backend calls, sub-range runs (unit caching), the "input quantizer not
  * re-applied" rule, slot reuse, qd_exec_value and host chunking beyond max_batch. */
 #define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
+#include "test.h"
 #include "cpu_test_util.h"
 #include "core/qmath.h"
 #include "qdrop/exec.h"
@@ -198,7 +199,5 @@ int main(void) {
     qd_graph_free(g);
     qd_backend_destroy(be);
     free(x); free(y); free(yr); free(br); free(y2); free(bq); free(yy); free(boff); free(y3); free(y4);
-    if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
-    printf("exec: all checks passed\n");
-    return 0;
+    return qd_test_summary("test_exec");
 }

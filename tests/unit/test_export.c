@@ -29,6 +29,8 @@
 
 #include "onnx.pb-c.h"
 
+#include "test.h"
+
 #include "core/qmath.h"
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
@@ -36,27 +38,6 @@
 #include "qdrop/export.h"
 #include "qdrop/fsutil.h"
 #include "qdrop/graph.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fprintf(stderr, "\n");                                         \
-            failures++;                                                    \
-        }                                                                  \
-    } while (0)
-
-#define MUST(expr)                                                                               \
-    do {                                                                                         \
-        qd_status st_ = (expr);                                                                  \
-        if (st_ != QD_OK) {                                                                      \
-            fprintf(stderr, "FAIL %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #expr,            \
-                    qd_status_name(st_), qd_error_message());                                    \
-            exit(1);                                                                             \
-        }                                                                                        \
-    } while (0)
 
 /* ---- deterministic data ---------------------------------------------------------------- */
 static uint32_t lcg = 12345u;
@@ -600,7 +581,7 @@ int main(int argc, char **argv) {
     qd_graph_free(g4);
 
     resnet_roundtrip(dir);
-    if (ort_dir && write_ort_case(dir, g)) failures++;
+    if (ort_dir && write_ort_case(dir, g)) qd_test_failures++;
     qd_graph_free(g);
 
     if (!ort_dir) {
@@ -612,10 +593,5 @@ int main(int argc, char **argv) {
         if (qd_path_join(p2, sizeof p2, dir, "resnet20_fp.onnx") == QD_OK) remove(p2);
         remove(dir);
     }
-    if (failures) {
-        fprintf(stderr, "test_export: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_export: all checks passed\n");
-    return 0;
+    return qd_test_summary("test_export");
 }

@@ -13,20 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "test.h"
 #include "qdrop/fsutil.h"
 #include "qdrop/interrupt.h"
 #include "qdrop/log.h"
 #include "recon/outdir.h"
-
-static int g_fail, g_checks;
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        g_checks++;                                                                   \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);  \
-            g_fail++;                                                                 \
-        }                                                                             \
-    } while (0)
 
 static char g_dir[64];
 
@@ -385,6 +376,5 @@ int main(void) {
     test_outdir_cleanup();
     test_interrupt();
     rm_rf(g_dir);
-    printf("test_fsutil_log: %d checks, %d failed\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return qd_test_summary("test_fsutil_log");
 }

@@ -15,15 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
 #include "qdrop/exec.h"
 #include "qdrop/fsutil.h"
 #include "qdrop/graph.h"
 #include "recon/recon.h"
-
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); fails++; } } while (0)
 
 static void farr(const cJSON *a, float *dst, int n) {
     for (int i = 0; i < n; i++) dst[i] = (float)cJSON_GetArrayItem(a, i)->valuedouble;
@@ -48,7 +46,7 @@ int main(void) {
     CHECK(g->nunits == 1, "expected 1 unit, got %d", g->nunits);
     CHECK(g->nwq == 2, "expected 2 weight quantizers, got %d", g->nwq);
     CHECK(g->nact == 2, "expected 2 activation quantizers, got %d", g->nact);
-    if (fails) return 1;
+    if (qd_test_failures) return 1;
     cJSON *ws = cJSON_GetObjectItem(fx, "w_scale"), *wz = cJSON_GetObjectItem(fx, "w_zp"), *as = cJSON_GetObjectItem(fx, "a_scale");
     for (int k = 0; k < 2; k++) {
         /* weight quantizers in node order: conv1, conv2 */
@@ -137,7 +135,5 @@ int main(void) {
     qd_backend_destroy(b);
     qd_graph_free(g);
     cJSON_Delete(fx);
-    if (fails) { fprintf(stderr, "%d check(s) failed\n", fails); return 1; }
-    printf("golden iteration test passed\n");
-    return 0;
+    return qd_test_summary("test_golden_iter");
 }

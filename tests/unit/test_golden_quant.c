@@ -4,6 +4,7 @@
  * torch.round); LSQ ds relative 1e-5 (reduction order); AdaRound init/soft 1e-6 abs (logf/expf
  * vs torch last-ulp); STE dx 2.5e-7 relative (torch computes (dy*s)/s); dV and regulariser relative 1e-4; Adam relative 1e-6. */
 #define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
+#include "test.h"
 #include "cpu_test_util.h"
 #include "core/qmath.h"
 
@@ -142,7 +143,5 @@ int main(void) {
     adaround_case(b);
     adam_case(b);
     qd_backend_destroy(b);
-    if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
-    printf("golden quant: all checks passed\n");
-    return 0;
+    return qd_test_summary("test_golden_quant");
 }

@@ -5,6 +5,7 @@
  * at least 2h away from the kinks so the finite difference is the true derivative. din buffers
  * start at 0.5 to check that backward ADDS (backend.h contract). */
 #define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
+#include "test.h"
 #include "cpu_test_util.h"
 #include "core/qmath.h"
 
@@ -212,6 +213,48 @@ static void test_unary(qd_backend *b) {
         float *x[1] = {buf(&s, -3, 3)};
         gradcheck(b, "sigmoid", &n, &s, &s, x, want);
         free(x[0]);
+    }
+    {
+        /* kinks at alpha x + beta = 0 and 1 (x = -2.5 and 2.5): samples kept 3H away, both
+         * saturated sides and the linear part covered */
+        qd_node n = make_node(QD_OP_HARDSIGMOID, 1);
+        n.a.alpha = 0.2f; n.a.beta = 0.5f;
+        float *x[1] = {buf(&s, -5, 5)};
+        for (int64_t i = 0; i < qd_shape_numel(&s); i++)
+            if (fabsf(fabsf(x[0][i]) - 2.5f) < 3 * H) x[0][i] += 6 * H;
+        gradcheck(b, "hardsigmoid", &n, &s, &s, x, want);
+        free(x[0]);
+    }
+    {
+        qd_node n = make_node(QD_OP_HARDSWISH, 1); /* kinks at -3 and 3 */
+        float *x[1] = {buf(&s, -5, 5)};
+        for (int64_t i = 0; i < qd_shape_numel(&s); i++)
+            if (fabsf(fabsf(x[0][i]) - 3.0f) < 3 * H) x[0][i] += 6 * H;
+        gradcheck(b, "hardswish", &n, &s, &s, x, want);
+        free(x[0]);
+    }
+    {
+        /* Resize is linear in x for fixed sampling positions: every mode/coordinate rule checked,
+         * enlarging and shrinking, so each input element's gradient sums its own taps */
+        static const struct { int mode, coord, nearest, oh, ow; const char *label; } rc[] = {
+            {QD_RESIZE_LINEAR, QD_RESIZE_HALF_PIXEL, 0, 10, 8, "resize linear half_pixel x2"},
+            {QD_RESIZE_LINEAR, QD_RESIZE_ALIGN_CORNERS, 0, 7, 3, "resize linear align_corners"},
+            {QD_RESIZE_LINEAR, QD_RESIZE_PYTORCH_HALF_PIXEL, 0, 2, 1, "resize linear pytorch_half_pixel down"},
+            {QD_RESIZE_NEAREST, QD_RESIZE_ASYMMETRIC, QD_RESIZE_FLOOR, 10, 8, "resize nearest asymmetric floor"},
+            {QD_RESIZE_NEAREST, QD_RESIZE_HALF_PIXEL, QD_RESIZE_ROUND_PREFER_CEIL, 3, 7, "resize nearest half_pixel"},
+        };
+        for (size_t k = 0; k < sizeof rc / sizeof rc[0]; k++) {
+            qd_node n = make_node(QD_OP_RESIZE, 1);
+            n.a.resize_mode = rc[k].mode;
+            n.a.resize_coord = rc[k].coord;
+            n.a.resize_nearest = rc[k].nearest;
+            n.a.resize_scale[0] = (float)rc[k].oh / (float)s.dims[2];
+            n.a.resize_scale[1] = (float)rc[k].ow / (float)s.dims[3];
+            qd_shape os = shp(4, 2, 3, rc[k].oh, rc[k].ow);
+            float *x[1] = {buf(&s, -2, 2)};
+            gradcheck(b, rc[k].label, &n, &s, &os, x, want);
+            free(x[0]);
+        }
     }
     for (int ax = 1; ax < 4; ax += 2) {
         qd_node n = make_node(QD_OP_SOFTMAX, 1);
@@ -664,7 +707,5 @@ int main(void) {
     test_mse(b);
     test_lp_loss(b);
     qd_backend_destroy(b);
-    if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
-    printf("all gradient checks passed\n");
-    return 0;
+    return qd_test_summary("test_grad");
 }

@@ -6,21 +6,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test.h"
 #include "core/checked.h"
 #include "core/escape.h"
 #include "qdrop/graph.h"
 #include "qdrop/status.h"
-
-static int fails = 0;
-#define CHECK(c, ...)                                                  \
-    do {                                                               \
-        if (!(c)) {                                                    \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);       \
-            fprintf(stderr, __VA_ARGS__);                              \
-            fputc('\n', stderr);                                       \
-            fails++;                                                   \
-        }                                                              \
-    } while (0)
 
 static const char *R20 = "assets/models/resnet20_cifar10.onnx";
 
@@ -401,10 +391,5 @@ int main(void) {
     test_checked_arith();
     test_escape();
     test_fold_int64();
-    if (fails) {
-        fprintf(stderr, "%d check(s) failed\n", fails);
-        return 1;
-    }
-    printf("test_onnx: all checks passed\n");
-    return 0;
+    return qd_test_summary("test_onnx");
 }

@@ -1,6 +1,7 @@
 /* tests/unit/test_qmath.c: the shared quantization math (src/core/qmath.h) against hand values
  * and the check values of docs/algorithm.md (§2, §4, §6.3, §7). */
 #define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
+#include "test.h"
 #include "cpu_test_util.h"
 #include "core/qmath.h"
 
@@ -193,7 +194,5 @@ int main(void) {
     test_rng();
     test_adaround_math();
     test_adaround_fused();
-    if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
-    printf("qmath: all checks passed\n");
-    return 0;
+    return qd_test_summary("test_qmath");
 }

@@ -15,11 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "core/qmath.h"
 #include "recon/recon.h"
-
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); fails++; } } while (0)
 
 /* splitmix64 + Box-Muller: a fixed stream, independent of libc */
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -159,6 +157,5 @@ int main(void) {
     printf("{\"cases\":%d,\"identical\":%d,\"worst_regret\":%.3g,\"worst_range_rel_diff\":%.3g}\n", total, same,
            worst_regret, worst_range);
     free(x);
-    if (fails) fprintf(stderr, "%d failure(s)\n", fails);
-    return fails ? 1 : 0;
+    return qd_test_summary("test_range_search");
 }

@@ -6,17 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test.h"
 #include "report/report_internal.h"
-
-static int g_fail, g_checks;
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        g_checks++;                                                                   \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);  \
-            g_fail++;                                                                 \
-        }                                                                             \
-    } while (0)
 
 static int same(qd_sbuf *b, const char *want) {
     int ok = b->p && strcmp(b->p, want) == 0;
@@ -135,6 +126,5 @@ int main(void) {
     test_base64();
     test_chart_text();
     test_plotter();
-    printf("test_report_text: %d checks, %d failed\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return qd_test_summary("test_report_text");
 }

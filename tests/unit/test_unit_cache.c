@@ -11,16 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "qdrop/backend.h"
 #include "qdrop/config.h"
 #include "qdrop/exec.h"
 #include "qdrop/graph.h"
 #include "recon/recon.h"
 #include "recon/unit_cache.h"
-
-static int fails = 0;
-#define CHECK(c, ...) do { if (!(c)) { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); fails++; } } while (0)
-#define OK(x) do { if ((x) != QD_OK) { fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, qd_error_message()); return 1; } } while (0)
 
 /* bytes of `numel` floats at device pointers a and b equal; the largest difference otherwise */
 static int same_cache(qd_backend *b, const float *x, const float *y, size_t numel, double *maxd) {
@@ -40,16 +37,16 @@ static int same_cache(qd_backend *b, const float *x, const float *y, size_t nume
 int main(void) {
     enum { NCAL = 12 };
     qd_graph *g = NULL;
-    OK(qd_graph_prepare("assets/models/resnet20_cifar10.onnx", &g));
+    MUST(qd_graph_prepare("assets/models/resnet20_cifar10.onnx", &g));
     qd_quant_plan_opts po = {4, 4, 1, 0};
-    OK(qd_graph_place_quantizers(g, &po));
-    OK(qd_init_weight_ranges(g, 1));
+    MUST(qd_graph_place_quantizers(g, &po));
+    MUST(qd_init_weight_ranges(g, 1));
     qd_backend *b = NULL;
     qd_backend_options bo = {1, 1, 0, 0};
-    OK(qd_backend_create("cpu", &bo, &b));
+    MUST(qd_backend_create("cpu", &bo, &b));
     qd_exec *ex = NULL;
-    OK(qd_exec_create(g, b, 128, &ex));
-    OK(qd_exec_sync_quant(ex));
+    MUST(qd_exec_create(g, b, 128, &ex));
+    MUST(qd_exec_sync_quant(ex));
     const int64_t numel = 3 * 32 * 32;
     float *x = malloc(sizeof(float) * NCAL * numel);
     uint32_t s = 12345;
@@ -63,7 +60,7 @@ int main(void) {
     ctx.calib_host = x; ctx.ncal = NCAL; ctx.image_numel = numel;
     ctx.cache_progress_off = 1;
     /* activation ranges through the cache allocator, so QUANT-mode caches are meaningful */
-    OK(qd_init_act_ranges(&ctx, QD_EXEC_FP, NULL, NCAL, 0));
+    MUST(qd_init_act_ranges(&ctx, QD_EXEC_FP, NULL, NCAL, 0));
 
     qd_mode_plan mp = qd_mode_plan_for(QD_MODE_QDROP);
     qd_unit_params p = qd_unit_params_recon(&cfg, &mp);
@@ -79,11 +76,11 @@ int main(void) {
     qd_unit_cache_init(&ref, 0, 0, 0);
     for (int i = 0; i < n; i++) {
         const qd_unit_spec *u = &units[i];
-        OK(qd_unit_cache_seek(&inc, &ctx, u, p.upstream_mode));
+        MUST(qd_unit_cache_seek(&inc, &ctx, u, p.upstream_mode));
         CHECK(inc.cut_value == u->input_value, "unit %d: cut at value %d, unit input %d", i, inc.cut_value, u->input_value);
-        OK(qd_unit_cache_fill(&inc, &ctx, u, &p));
+        MUST(qd_unit_cache_fill(&inc, &ctx, u, &p));
         CHECK(inc.borrowed && inc.qin == inc.cut_q && inc.fpin == inc.cut_fp, "unit %d: caches borrowed from the cut", i);
-        OK(qd_unit_cache_fill(&ref, &ctx, u, &p));
+        MUST(qd_unit_cache_fill(&ref, &ctx, u, &p));
         CHECK(!ref.borrowed && ref.qin && ref.fpin && ref.fpout, "unit %d: own caches from the inputs", i);
         size_t in_n = (size_t)NCAL * (size_t)qd_value_sample_numel(&g->values[u->input_value]);
         size_t out_n = (size_t)NCAL * (size_t)qd_value_sample_numel(&g->values[u->output_value]);
@@ -107,7 +104,7 @@ int main(void) {
     CHECK(nl > n, "more layers (%d) than blocks (%d)", nl, n);
     int inner = -1;
     for (int k = 0; k < nl && inner < 0; k++) if (layers[k].input_value != inc.cut_value) inner = k;
-    OK(qd_unit_cache_fill(&inc, &ctx, &layers[inner], &p));
+    MUST(qd_unit_cache_fill(&inc, &ctx, &layers[inner], &p));
     CHECK(!inc.borrowed && inc.qin != inc.cut_q, "a layer whose input is not the cut computes its own caches");
     qd_unit_cache_free(&inc, b);
     CHECK(!inc.cut_q && !inc.qin && inc.cut_value == -1, "free releases everything");
@@ -116,13 +113,13 @@ int main(void) {
     qd_unit_params pa = qd_unit_params_brecq_act(&cfg);
     qd_unit_cache fpc;
     qd_unit_cache_init(&fpc, 1, 1, 1);
-    OK(qd_unit_cache_seek(&fpc, &ctx, &units[1], pa.upstream_mode));
+    MUST(qd_unit_cache_seek(&fpc, &ctx, &units[1], pa.upstream_mode));
     CHECK(fpc.cut_q && fpc.cut_q == fpc.cut_fp, "FP-only cut: one buffer");
-    OK(qd_unit_cache_fill(&fpc, &ctx, &units[1], &pa));
+    MUST(qd_unit_cache_fill(&fpc, &ctx, &units[1], &pa));
     CHECK(fpc.borrowed && fpc.qin == fpc.cut_q && !fpc.fpin, "FP-only: no input mixing buffer");
     qd_unit_params pfp = p;
     pfp.upstream_mode = QD_EXEC_FP;
-    OK(qd_unit_cache_fill(&ref, &ctx, &units[1], &pfp));
+    MUST(qd_unit_cache_fill(&ref, &ctx, &units[1], &pfp));
     double d = 0;
     CHECK(same_cache(b, fpc.qin, ref.qin, (size_t)NCAL * (size_t)qd_value_sample_numel(&g->values[units[1].input_value]), &d),
           "FP-only cut equals the FP input computed from the inputs (max %g)", d);
@@ -151,7 +148,5 @@ int main(void) {
     qd_exec_free(ex);
     qd_backend_destroy(b);
     qd_graph_free(g);
-    if (fails) { fprintf(stderr, "%d check(s) failed\n", fails); return 1; }
-    printf("OK\n");
-    return 0;
+    return qd_test_summary("test_unit_cache");
 }

@@ -1,14 +1,9 @@
-/* src/core/backend.c: backend registry ("cpu", "cuda", "auto") and shape helpers. */
+/* src/backend/registry.c: the backend registry ("cpu", "cuda", "auto"). It sits above the
+ * backends it creates (src/cpu, cuda/), so nothing below this layer depends on a backend. */
 #include <stddef.h>
 #include <string.h>
 
 #include "qdrop/backend.h"
-
-int64_t qd_shape_numel(const qd_shape *s) {
-    int64_t n = 1;
-    for (int d = 0; d < s->ndim; d++) n *= s->dims[d];
-    return n;
-}
 
 #ifndef QD_HAVE_CUDA
 /* Host-only build: no CUDA backend compiled in (cuda/ defines the real one). */
@@ -18,6 +13,10 @@ int qd_cuda_memory_info(int64_t *used_bytes, int64_t *total_bytes) {
     if (used_bytes) *used_bytes = 0;
     if (total_bytes) *total_bytes = 0;
     return -1;
+}
+/* There are no CUDA/cuDNN/cuBLAS versions to report. */
+void qd_cuda_versions(char *buf, size_t n) {
+    if (n > 0) buf[0] = 0;
 }
 #endif
 
