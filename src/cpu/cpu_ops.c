@@ -1089,8 +1089,8 @@ int qd_cpu_supports_op(const qd_backend *b, const qd_graph *g, const qd_node *n,
             return 0;
         }
         return 1;
-    case QD_OP_GEMM:
-        if (r0 != 2 || r1 != 2) {
+    case QD_OP_GEMM: /* A of rank > 2 with transA = 0: stacked rows (gemm_dims) */
+        if (r0 < 2 || r1 != 2 || (r0 != 2 && n->a.trans_a)) {
             snprintf(why, cap, "Gemm needs 2-D A and B (got rank %d and %d)", r0, r1);
             return 0;
         }
