@@ -23,7 +23,7 @@ int main(int argc, char **argv) {
     qd_backend *b = NULL;
     qd_exec *ex = NULL;
     if (qd_graph_prepare(argv[1], &g) != QD_OK) { fprintf(stderr, "error: %s\n", qd_error_message()); return 65; }
-    qd_backend_options bo = {threads, 1, 0, 0};
+    qd_backend_options bo = {.threads = threads, .deterministic = 1};
     if (qd_backend_create("cpu", &bo, &b) != QD_OK || qd_exec_create(g, b, batch, &ex) != QD_OK) {
         fprintf(stderr, "error: %s\n", qd_error_message());
         return 70;

@@ -14,3 +14,9 @@ qd_add_script_test(progress_estimate COMMAND bash ${CMAKE_SOURCE_DIR}/tests/prog
 qd_add_test(test_ckpt SOURCES unit/test_ckpt.c LABELS unit TIMEOUT 60)
 # The unit-input cache object: incremental caches equal caches from the inputs; per-unit parameters.
 qd_add_test(test_unit_cache SOURCES unit/test_unit_cache.c LABELS unit TIMEOUT 60)
+# Host-memory budget of the CPU unit caches: byte-count config, spill to a mapped file, plan check (exit 75).
+qd_add_test(test_memory SOURCES unit/test_memory.c LABELS unit TIMEOUT 120)
+# Host-memory budget end to end: a budget that forces spilling gives identical results with peak RSS
+# within budget + planned overhead; CIFAR ResNet-20 and a ResNet-18-shaped model at 224x224.
+qd_add_script_test(memory_budget_cifar COMMAND bash ${CMAKE_SOURCE_DIR}/tests/memory_test.sh cifar LABELS e2e TIMEOUT 300)
+qd_add_script_test(memory_budget_224 COMMAND bash ${CMAKE_SOURCE_DIR}/tests/memory_test.sh imagenet LABELS e2e TIMEOUT 300)

@@ -168,7 +168,20 @@ typedef struct qd_backend_options {
     int deterministic;       /* CUDA: deterministic cuDNN algorithms */
     int tf32;                /* CUDA: allow TF32 */
     int64_t memory_budget;   /* CUDA: bytes of device memory the caches may use, 0 = all */
+    /* CPU: bytes of host memory the unit caches (alloc_cache) may hold, 0 = no limit. A cache
+     * that would go over it is spilled to a memory-mapped file in spill_dir (docs/memory.md);
+     * without a spill_dir it fails with QD_ERR_DEVICE_OOM. */
+    int64_t host_memory_budget;
+    const char *spill_dir;   /* CPU: directory of the spill files (the output directory), or NULL */
 } qd_backend_options;
+
+/* CPU backend cache accounting (docs/memory.md): peak bytes of caches held in memory and in
+ * spill files, and the number of spill files created. Zeros for other backends. */
+typedef struct qd_cache_stats {
+    int64_t mem_peak, spill_peak;
+    int spill_files;
+} qd_cache_stats;
+void qd_backend_cache_stats(const qd_backend *b, qd_cache_stats *out);
 
 /* Plan-time check of a whole graph (src/graph/exec.c; qd_exec_create calls it): QD_OK, or
  * QD_ERR_UNSUPPORTED (exit 65) naming the model, the first node the backend cannot run, its op

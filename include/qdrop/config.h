@@ -92,6 +92,7 @@ typedef struct qd_config {
     /* process.* */
     uint64_t seed;                  /* default 1005 */
     int threads;                    /* 0 = all cores */
+    int64_t host_memory_budget;     /* bytes of host memory for the unit caches, 0 = auto (docs/memory.md) */
     /* device.* */
     qd_device_kind device;
     int deterministic;              /* deterministic cuDNN algorithms, default true */

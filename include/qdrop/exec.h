@@ -25,6 +25,10 @@ typedef struct qd_exec qd_exec;  /* per-graph device copies of weights + activat
 /* Prepare an executor for batches of up to max_batch samples. Uploads weights. */
 QD_MUST_USE qd_status qd_exec_create(const qd_graph *g, qd_backend *b, int max_batch, qd_exec **out);
 void qd_exec_free(qd_exec *e);
+/* Backend bytes qd_exec_create(g, b, max_batch) allocates and uses (constants, quantized weights,
+ * activation slots, host staging), for memory planning; *slot_bytes (may be NULL) gets the
+ * activation slots' share. Needs a graph with an input and an output. */
+int64_t qd_exec_plan_bytes(const qd_graph *g, int max_batch, int64_t *slot_bytes);
 /* Re-upload quantized weights/scales after the graph's quantization state changed. */
 QD_MUST_USE qd_status qd_exec_sync_quant(qd_exec *e);
 

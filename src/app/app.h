@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "qdrop/qdrop.h"
+#include "recon/memplan.h"
 #include "recon/outdir.h"
 #include "recon/recon.h"
 
@@ -104,6 +105,7 @@ struct qd_run_state {
     qd_eval_result eval_fp, eval_q;
     char ckpt_path[QD_PATH_MAX + 64];
     cJSON *times;                   /* results.json "timing" (seconds per stage) */
+    qd_mem_plan mem;                /* the memory plan of a run (qd_stage_memory; docs/memory.md) */
     double t_start;
 };
 
@@ -113,6 +115,9 @@ void qd_run_state_free(qd_run_state *S);
 
 /* ---- stages (src/app/stages.c) ---- */
 QD_MUST_USE qd_status qd_stage_load(qd_run_state *S, int with_calibration);
+/* the memory plan (recon/memplan.h) from the loaded model and data: a run that cannot fit even
+ * spilling its caches stops here, before computing (exit 75); a dry run prints it first */
+QD_MUST_USE qd_status qd_stage_memory(qd_run_state *S);
 QD_MUST_USE qd_status qd_stage_dry_run(qd_run_state *S);
 /* backend + executor; device_budget in bytes, batch the largest batch the executor runs */
 QD_MUST_USE qd_status qd_stage_device(qd_run_state *S, int64_t device_budget, int batch);

@@ -28,6 +28,7 @@ static uint64_t config_hash_for_resume(const qd_config *cfg) {
     memset(c.val_labels_path, 0, sizeof c.val_labels_path);
     c.export_onnx = 0; c.onnx_opset = 0; c.int4_weights = 0; c.plots = 0; c.logits = 0;
     c.recon.log_every = 0; c.threads = 0; c.device = QD_DEVICE_AUTO;
+    c.host_memory_budget = 0; /* in memory or spilled, the caches hold the same numbers */
     if (c.mode != QD_MODE_BRECQ) memset(&c.brecq, 0, sizeof c.brecq);   /* unused by the other modes */
     return qd_config_hash(&c);
 }
@@ -65,6 +66,7 @@ static qd_status run_stages(qd_run_state *S) {
     qd_log_info("start", "qdrop-gpu %s (%s): %s, mode %s, W%dA%d", qd_version(), qd_git_sha(), cfg->model_path,
                 qd_mode_name(cfg->mode), cfg->w_qconfig.bit, cfg->a_qconfig.bit);
     QD_TRY(qd_stage_load(S, 1));
+    QD_TRY(qd_stage_memory(S));
     if (opt->dry_run) return qd_stage_dry_run(S);
     if (qd_interrupted()) return QD_ERR_INTERRUPTED;
 
@@ -83,6 +85,7 @@ static qd_status run_stages(qd_run_state *S) {
     QD_TRY(qd_stage_reconstruct(S));
     if (S->neval > 0) QD_TRY(qd_stage_evaluate(S, QD_EXEC_QUANT, &rq));
     QD_TRY(qd_stage_export(S));
+    qd_mem_log_peak(&S->mem, S->b);
     return qd_stage_report(S);
 }
 

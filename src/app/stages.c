@@ -55,6 +55,7 @@ void qd_run_state_free(qd_run_state *S) {
     if (S->b) qd_backend_destroy(S->b);
     if (S->family && S->family->release) S->family->release(S);
     qd_graph_free(S->g);
+    qd_mem_plan_free(&S->mem);
     memset(S, 0, sizeof *S);
 }
 
@@ -116,14 +117,6 @@ static void print_dry_run(const qd_run_state *S) {
     const qd_graph *g = S->g;
     printf("qdrop-gpu dry run: %s\n", cfg->model_path);
     qd_graph_print_plan(g, stdout);
-    int64_t worst = 0;
-    int worst_u = -1;
-    for (int i = 0; i < S->nunits; i++) {
-        int64_t in = qd_value_sample_numel(&g->values[S->units[i].input_value]);
-        int64_t out = qd_value_sample_numel(&g->values[S->units[i].output_value]);
-        int64_t bytes = 4 * (int64_t)S->ctx.ncal * ((mp->drop ? 2 : 1) * in + out);
-        if (bytes > worst) { worst = bytes; worst_u = i; }
-    }
     int64_t wbytes = 0;
     for (int k = 0; k < g->nwq; k++) wbytes += 4 * (int64_t)g->wq[k].channels * g->wq[k].per_channel;
     printf("mode: %s, W%dA%d, %d units (%s), %d iterations per unit, batch %d, total %lld iterations\n",
@@ -134,8 +127,27 @@ static void print_dry_run(const qd_run_state *S) {
         printf("BRECQ activation stage: up to %d iterations per unit with activation quantizers (LSQ, lr %g cosine, L_2.4, FP "
                "inputs)\n", cfg->brecq.act_iters, (double)cfg->brecq.act_lr);
     S->family->describe_data(S, stdout);
-    printf("memory estimate: largest unit cache %.1f MiB (unit %d: %s), weights %.1f MiB x ~6 (FP, V, Adam m/v, soft, grad)\n",
-           worst / 1048576.0, worst_u, worst_u >= 0 ? S->units[worst_u].name : "-", wbytes / 1048576.0);
+    /* the unit caches and every other buffer: the memory plan printed next (recon/memplan.h) */
+    printf("weights %.1f MiB (x ~6 while a unit trains: FP, V, Adam m/v, soft, grad)\n", wbytes / 1048576.0);
+}
+
+static qd_mem_plan_in mem_plan_in(const qd_run_state *S) {
+    const qd_config *cfg = S->cfg;
+    qd_mem_plan_in in = {cfg, S->g, S->units, S->nunits, S->ctx.ncal, S->neval, S->ctx.image_numel, S->plan.reconstruct,
+                         S->plan.layerwise, S->plan.drop,
+                         cfg->device == QD_DEVICE_CUDA || (cfg->device == QD_DEVICE_AUTO && qd_cuda_available())};
+    return in;
+}
+
+qd_status qd_stage_memory(qd_run_state *S) {
+    qd_mem_plan_in in = mem_plan_in(S);
+    QD_TRY(qd_mem_plan_make(&in, &S->mem));
+    if (S->opt->dry_run) return QD_OK; /* printed, then checked, by the dry run */
+    QD_TRY(qd_mem_plan_check(&S->mem, &in));
+    qd_log_info("memory_plan", "memory plan: host budget %.1f MiB for the caches (largest unit %.1f MiB)%s, planned peak "
+                "RSS within budget + %.1f MiB", S->mem.budget / 1048576.0, S->mem.cache_peak / 1048576.0,
+                !in.cuda && S->mem.spill_peak > 0 ? ", spilling to the output directory" : "", S->mem.overhead / 1048576.0);
+    return QD_OK;
 }
 
 /* dry run: fails where the real run would (the requested device must exist, the checkpoint
@@ -144,7 +156,8 @@ static void print_dry_run(const qd_run_state *S) {
 qd_status qd_stage_dry_run(qd_run_state *S) {
     const qd_config *cfg = S->cfg;
     if (cfg->device == QD_DEVICE_CUDA) {
-        qd_backend_options bo = {1, cfg->deterministic, cfg->tf32, cfg->device_memory_budget_mb * 1024 * 1024};
+        qd_backend_options bo = {.threads = 1, .deterministic = cfg->deterministic, .tf32 = cfg->tf32,
+                                 .memory_budget = cfg->device_memory_budget_mb * 1024 * 1024};
         QD_TRY(qd_backend_create("cuda", &bo, &S->b));
         QD_TRY(qd_backend_check_graph(S->b, S->g)); /* a node the device cannot run: refused here too */
     }
@@ -155,6 +168,9 @@ qd_status qd_stage_dry_run(qd_run_state *S) {
         QD_TRY(qd_ckpt_load(S->ckpt_path, S->g, S->cfg_hash, S->model_hash, &done_units, S->reps, S->rep_cap, &S->nreps));
     }
     print_dry_run(S);
+    qd_mem_plan_in mpin = mem_plan_in(S);
+    qd_mem_plan_print(&S->mem, &mpin, stdout);
+    QD_TRY(qd_mem_plan_check(&S->mem, &mpin));
     if (S->ctx.nside > 0) { /* the estimate's timing run feeds no side inputs */
         printf("time estimate: not available for units with side inputs (model.type %s)\n", cfg->model_type);
         return QD_OK;
@@ -167,7 +183,12 @@ qd_status qd_stage_dry_run(qd_run_state *S) {
 
 qd_status qd_stage_device(qd_run_state *S, int64_t device_budget, int batch) {
     const qd_config *cfg = S->cfg;
-    qd_backend_options bo = {qd_default_threads(cfg), cfg->deterministic, cfg->tf32, device_budget};
+    /* a run's unit caches within process.host_memory_budget (CPU), spilled to its output directory;
+     * `qdrop-gpu eval` has no caches and no plan */
+    qd_backend_options bo = {.threads = qd_default_threads(cfg), .deterministic = cfg->deterministic, .tf32 = cfg->tf32,
+                             .memory_budget = device_budget,
+                             .host_memory_budget = S->mem.unit_cache ? S->mem.cache_budget : 0,
+                             .spill_dir = S->mem.unit_cache && S->od ? cfg->out_dir : NULL};
     const char *kind = cfg->device == QD_DEVICE_CPU ? "cpu" : cfg->device == QD_DEVICE_CUDA ? "cuda" : "auto";
     QD_TRY(qd_backend_create(kind, &bo, &S->b));
     QD_TRY(qd_exec_create(S->g, S->b, batch, &S->ex));

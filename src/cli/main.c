@@ -5,6 +5,7 @@
  * Precedence: defaults < config file < --set (in order) < --device/--out < qd_config_finalize.
  */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,8 @@ static void usage(FILE *f) {
             "  --device auto|cpu|cuda  compute device (overrides device.type; auto = cuda when usable)\n"
             "  --out DIR               output directory (overrides output.dir)\n"
             "  --resume                continue from the checkpoint in the output directory\n"
-            "  --dry-run               validate config, load model and data, print the plan and a\n"
-            "                          time estimate per phase, exit\n"
+            "  --dry-run               validate config, load model and data, print the plan, the\n"
+            "                          memory plan and a time estimate per phase, exit\n"
             "  --inspect MODEL         print units, layers and quantizer placement of an ONNX model\n"
             "\n"
             "eval: evaluate only, no calibration or reconstruction; writes logits_fp32.npy,\n"
@@ -69,7 +70,8 @@ static void usage(FILE *f) {
             "  69  requested device unavailable (--device cuda without a usable GPU)\n"
             "  70  internal error (bug, CUDA/cuDNN failure)\n"
             "  74  I/O error (cannot write outputs, disk full, output directory in use by another run)\n"
-            "  75  out of device memory (set device.memory_budget_mb or lower batch sizes)\n"
+            "  75  out of memory (device.memory_budget_mb, batch sizes; or process.host_memory_budget too small\n"
+            "      even spilling the caches to disk: said before computing)\n"
             "  76  numerical fault (NaN/Inf during reconstruction)\n"
             "  78  configuration error (unknown key, wrong type, value out of range,\n"
             "      output directory holding the input model)\n"
@@ -120,6 +122,11 @@ int main(int argc, char **argv) {
     /* A file-size limit (ulimit -f) must surface as a failed write (EFBIG -> exit 74 naming the
      * file, temp file removed), not as death by SIGXFSZ with a partial file left behind. */
     signal(SIGXFSZ, SIG_IGN);
+    /* Buffers of 1 MiB and more come from mmap and go back to the system when freed. glibc's
+     * default raises that threshold to the largest block freed so far, after which freed
+     * calibration buffers stay resident in the heap: peak RSS would then exceed the memory plan
+     * (docs/memory.md) by up to twice the largest buffer. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     /* subcommands on a finished run's files */
     if (argc > 1 && strcmp(argv[1], "report") == 0) return qd_cli_report(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "compare") == 0) return qd_cli_compare(argc - 1, argv + 1);

@@ -39,7 +39,8 @@ typedef enum {
     K_STR,    /* char[size], optionally restricted to choices */
     K_PATH,   /* char[size], resolved relative to the config file */
     K_FLOAT3, /* float[3], each in [lo, hi] / (lo, hi] */
-    K_RANGE2  /* two floats (b_range: start, end), each in (lo, hi] */
+    K_RANGE2, /* two floats (b_range: start, end), each in (lo, hi] */
+    K_BYTES   /* int64_t byte count: an integer, or a string "8G" / "512M" / "1.5GiB" / "auto" (= 0) */
 } key_type;
 
 typedef struct key_def {
@@ -117,6 +118,8 @@ static const key_def SCHEMA[] = {
 
     {"process.seed", K_U64, OFF(seed), 0, 0, 0, MAX_EXACT, 0, NULL, NULL},
     {"process.threads", K_INT, OFF(threads), 0, 0, 0, 1024, 0, NULL, "0 = all cores"},
+    {"process.host_memory_budget", K_BYTES, OFF(host_memory_budget), 0, 0, 0, MAX_EXACT, 0, NULL,
+     "host memory for the unit caches; 0 or \"auto\" = half the machine's memory, docs/memory.md"},
 
     {"device.type", K_ENUM, OFF(device), 0, 0, 0, 0, 0, DEV_NAMES, NULL},
     {"device.deterministic", K_BOOL, OFF(deterministic), 0, 0, 0, 0, 0, NULL, NULL},
@@ -189,6 +192,7 @@ void qd_config_defaults(qd_config *c) {
 
     c->seed = 1005;               /* §10.2 process.seed */
     c->threads = 0;
+    c->host_memory_budget = 0;    /* auto: half the physical (or cgroup) memory, docs/memory.md */
     c->device = QD_DEVICE_AUTO;
     c->deterministic = 1;
     c->tf32 = 0;
@@ -277,6 +281,10 @@ static void expected(const key_def *k, char *buf, size_t n) {
         else snprintf(buf, n, "expected an array of 3 numbers in %s%s, %s]", k->lo_open ? "(" : "[", lo, hi);
         break;
     case K_RANGE2: snprintf(buf, n, "expected an array [start, end] of 2 numbers in %s%s, %s]", k->lo_open ? "(" : "[", lo, hi); break;
+    case K_BYTES:
+        snprintf(buf, n, "expected a byte count: an integer in 0..%.0f or a string like \"8G\", \"512M\", \"1.5GiB\", "
+                 "\"auto\"", k->hi);
+        break;
     }
 }
 
@@ -427,6 +435,32 @@ static int num_in(const key_def *k, double d) {
     return d <= k->hi;
 }
 
+/* "8G", "512m", "1.5GiB", "4096", "100kB": binary multiples (K = 1024). -1 when malformed. */
+static double parse_bytes(const char *s) {
+    const char *p = s;
+    if (!(*p >= '0' && *p <= '9')) return -1;
+    double v = 0;
+    while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
+    if (*p == '.') {
+        p++;
+        if (!(*p >= '0' && *p <= '9')) return -1;
+        for (double f = 0.1; *p >= '0' && *p <= '9'; f /= 10) v += f * (*p++ - '0');
+    }
+    static const char UNITS[] = "KMGT";
+    double mul = 1;
+    if (*p) {
+        const char *u = strchr(UNITS, *p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        if (u && *p) {
+            for (const char *q = UNITS; q <= u; q++) mul *= 1024;
+            p++;
+            if (*p == 'i') p++;
+        }
+        if (*p == 'B' || *p == 'b') p++;
+    }
+    if (*p) return -1;
+    return floor(v * mul);
+}
+
 static qd_status apply(qd_config *c, const key_def *k, const cJSON *v, const char *origin, const char *base) {
     char *field = (char *)c + k->off;
     switch (k->type) {
@@ -476,6 +510,15 @@ static qd_status apply(qd_config *c, const key_def *k, const cJSON *v, const cha
         if (strlen(v->valuestring) >= k->size || resolve_path(field, k->size, base, v->valuestring) != 0)
             return bad_value(origin, k, v);
         return QD_OK;
+    case K_BYTES: {
+        double d;
+        if (cJSON_IsNumber(v)) d = v->valuedouble;
+        else if (cJSON_IsString(v)) d = strcmp(v->valuestring, "auto") == 0 ? 0 : parse_bytes(v->valuestring);
+        else return bad_value(origin, k, v);
+        if (!isfinite(d) || d != floor(d) || d < k->lo || d > k->hi) return bad_value(origin, k, v);
+        *(int64_t *)field = (int64_t)d;
+        return QD_OK;
+    }
     case K_FLOAT3:
     case K_RANGE2: {
         int want = k->type == K_FLOAT3 ? 3 : 2;
@@ -834,7 +877,8 @@ char *qd_config_to_json(const qd_config *c) {
         if (!parent) { ok = 0; break; }
         switch (k->type) {
         case K_INT: snprintf(num, sizeof num, "%d", *(const int *)field); v = cJSON_CreateRaw(num); break;
-        case K_I64: snprintf(num, sizeof num, "%lld", (long long)*(const int64_t *)field); v = cJSON_CreateRaw(num); break;
+        case K_I64:
+        case K_BYTES: snprintf(num, sizeof num, "%lld", (long long)*(const int64_t *)field); v = cJSON_CreateRaw(num); break;
         case K_U64: snprintf(num, sizeof num, "%llu", (unsigned long long)*(const uint64_t *)field); v = cJSON_CreateRaw(num); break;
         case K_BOOL:
         case K_FALSE: v = cJSON_CreateBool(*(const int *)field != 0); break;

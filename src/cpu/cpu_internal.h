@@ -26,6 +26,15 @@ int qd_cpu_pool_threads(const qd_cpu_pool *p);
  * boundaries are begin = k * grain, independent of the thread count. Blocks until done. */
 void qd_cpu_parallel_for(qd_cpu_pool *p, int64_t n, int64_t grain, qd_cpu_fn fn, void *ctx);
 
+/* One unit cache (alloc_cache): in memory, or a MAP_SHARED mapping of a spill file (cpu_spill.c). */
+typedef struct qd_cpu_cache {
+    void *p;
+    size_t bytes;            /* requested */
+    size_t map_len;          /* spilled: mapping length (page multiple) */
+    int spilled;
+    int fd;                  /* spilled: the file, for the batch gather's reads (-1 otherwise) */
+} qd_cpu_cache;
+
 typedef struct qd_cpu_impl {
     qd_cpu_pool *pool;
     int nthreads;
@@ -34,6 +43,16 @@ typedef struct qd_cpu_impl {
     float *shared;           /* one shared buffer (per-chunk partial sums) */
     size_t shared_cap;
     void *dnnl;              /* oneDNN engine, streams and primitive cache (cpu_conv_dnnl.c) */
+    /* unit caches under the host-memory budget (cpu_spill.c) */
+    qd_cpu_cache *caches;
+    int ncaches, caches_cap, nspilled, spill_seq, spill_files;
+    int64_t cache_budget;    /* bytes of caches kept in memory, 0 = no limit */
+    int64_t mem_bytes, spill_bytes, mem_peak, spill_peak;
+    char spill_dir[4096];    /* "" = spilling not allowed */
+    float *gather_stage;     /* drawn samples of spilled caches, read with pread */
+    size_t gather_stage_cap; /* floats */
+    int32_t *gather_ident;   /* 0..batch-1 */
+    int gather_ident_cap;
 } qd_cpu_impl;
 
 static inline qd_cpu_impl *qd_cpu(qd_backend *b) { return (qd_cpu_impl *)b->impl; }
@@ -42,6 +61,22 @@ static inline qd_cpu_impl *qd_cpu(qd_backend *b) { return (qd_cpu_impl *)b->impl
 QD_MUST_USE qd_status qd_cpu_scratch(qd_backend *b, size_t floats);
 /* Shared scratch of at least `floats` floats (NULL + qd_errorf on failure). */
 float *qd_cpu_shared(qd_backend *b, size_t floats);
+
+/* Unit caches (src/cpu/cpu_spill.c). */
+void *qd_cpu_cache_alloc(qd_backend *b, size_t bytes);
+void qd_cpu_cache_free(qd_backend *b, void *p);
+void qd_cpu_cache_release_all(qd_cpu_impl *c);
+/* After an op touched [p, p + bytes) (bytes 0: to the end of its mapping): drop those pages of a
+ * spilled cache from the process (no-op for other memory). */
+void qd_cpu_spill_release(qd_backend *b, const void *p, size_t bytes);
+/* memmove that goes in chunks, releasing spilled pages after each one. */
+void qd_cpu_spill_copy(qd_backend *b, void *dst, const void *src, size_t bytes);
+/* 1 when p lies in a spilled cache. */
+int qd_cpu_is_spilled(qd_backend *b, const void *p);
+/* dst[k] = sample idx[k] of src (sample_numel floats each), k < batch; a spilled src is read
+ * with pread, so no page of it is mapped in. */
+QD_MUST_USE qd_status qd_cpu_spill_stage(qd_backend *b, const float *src, const int32_t *idx, int32_t batch,
+                                         int64_t sample_numel, float *dst);
 
 /* Graph ops (src/cpu/cpu_conv.c, src/cpu/cpu_ops.c). */
 qd_status qd_cpu_conv_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,

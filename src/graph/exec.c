@@ -148,6 +148,29 @@ qd_status qd_backend_check_graph(const qd_backend *b, const qd_graph *g) {
     return QD_OK;
 }
 
+int64_t qd_exec_plan_bytes(const qd_graph *g, int max_batch, int64_t *slot_bytes) {
+    qd_exec e;
+    memset(&e, 0, sizeof e);
+    e.g = g;
+    e.max_batch = max_batch > 0 ? max_batch : 1;
+    int64_t consts = 0, slots = 0, qw = 0;
+    for (int v = 0; v < g->nvalues; v++)
+        if (is_float_const(&g->values[v])) consts += (int64_t)sizeof(float) * qd_value_numel(&g->values[v]);
+    for (int k = 0; k < g->nwq; k++)
+        if (g->wq[k].weight_value >= 0 && g->wq[k].weight_value < g->nvalues)
+            qw += (int64_t)sizeof(float) * qd_value_numel(&g->values[g->wq[k].weight_value]);
+    if (plan_slots(&e) == QD_OK)
+        for (int s = 0; s < e.nslots; s++) slots += (int64_t)sizeof(float) * (int64_t)e.slot_floats[s];
+    else
+        qd_error_clear();
+    free(e.slot_of);
+    free(e.slot_floats);
+    int64_t in_n = qd_value_sample_numel(&g->values[g->inputs[0]]), out_n = qd_value_sample_numel(&g->values[g->outputs[0]]);
+    int64_t staging = (int64_t)sizeof(float) * e.max_batch * (in_n + out_n);
+    if (slot_bytes) *slot_bytes = slots;
+    return consts + qw + slots + staging;
+}
+
 qd_status qd_exec_create(const qd_graph *g, qd_backend *b, int max_batch, qd_exec **out) {
     *out = NULL;
     if (max_batch < 1) return qd_errorf(QD_ERR_INTERNAL, "exec: max_batch must be >= 1 (got %d)", max_batch);

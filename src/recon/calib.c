@@ -6,10 +6,9 @@
 #include <string.h>
 
 #include "qdrop/log.h"
+#include "recon/memplan.h" /* QD_CALIB_BATCH */
 #include "recon/recon.h"
 #include "recon/unit_cache.h"
-
-#define QD_CALIB_BATCH 128
 
 /* Side inputs of the samples [s0, s0 + nb): their rows of the per-sample side caches. */
 static qd_status bind_side(qd_recon_ctx *ctx, int s0) {

@@ -126,7 +126,8 @@ qd_status qd_print_cost_estimate(const qd_config *cfg, qd_graph *g, const qd_uni
     float *logits = NULL;
     double t_total = 0;
     char what[96];
-    qd_backend_options bo = {threads, cfg->deterministic, cfg->tf32, cfg->device_memory_budget_mb * 1024 * 1024};
+    qd_backend_options bo = {.threads = threads, .deterministic = cfg->deterministic, .tf32 = cfg->tf32,
+                            .memory_budget = cfg->device_memory_budget_mb * 1024 * 1024};
     const char *kind = cfg->device == QD_DEVICE_CPU ? "cpu" : cfg->device == QD_DEVICE_CUDA ? "cuda" : "auto";
     if ((st = qd_backend_create(kind, &bo, &b)) != QD_OK) return st;
     int nimg = ncal < QD_EST_IMAGES ? ncal : QD_EST_IMAGES;

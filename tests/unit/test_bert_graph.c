@@ -70,7 +70,7 @@ int main(void) {
     qd_graph *g = NULL;
     qd_backend *be = NULL;
     qd_exec *ex = NULL;
-    qd_backend_options bo = {1, 0, 0, 0};
+    qd_backend_options bo = {.threads = 1};
     if (qd_bert_build_graph(m, S, &g) != QD_OK || qd_cpu_backend_create(&bo, &be) != QD_OK ||
         qd_exec_create(g, be, B, &ex) != QD_OK) {
         printf("FAIL: setup: %s\n", qd_error_message());

@@ -44,7 +44,7 @@ int main(void) {
     {
         qd_graph *g = NULL;
         qd_backend *b = NULL;
-        qd_backend_options bo = {0, 0, 0, 0};
+        qd_backend_options bo = {.threads = 0};
         qd_bert_graph_encoder e;
         if (qd_bert_build_graph(m, 8, &g) != QD_OK || qd_cpu_backend_create(&bo, &b) != QD_OK ||
             qd_bert_graph_encoder_init(&e, m, g, b, QD_EXEC_FP, 32, 256) != QD_OK) {

@@ -86,7 +86,7 @@ int main(void) {
     if (qd_dataset_load_folder(TEST_DIR, &o, 3, 32, 32, &ds) != QD_OK) { fprintf(stderr, "FAIL: %s\n", qd_error_message()); goto out; }
     if (ds.n != 10000) { fprintf(stderr, "FAIL: %d test images\n", ds.n); goto out; }
 
-    qd_backend_options bo = {2, 1, 0, 0};
+    qd_backend_options bo = {.threads = 2, .deterministic = 1};
     if (qd_backend_create("cpu", &bo, &b) != QD_OK) { fprintf(stderr, "FAIL: %s\n", qd_error_message()); goto out; }
     enum { BATCH = 250 };
     if (qd_exec_create(g, b, BATCH, &ex) != QD_OK) { fprintf(stderr, "FAIL: %s\n", qd_error_message()); goto out; }

@@ -76,7 +76,7 @@ int main(void) {
     cfg.threads = 1;
 
     qd_backend *b = NULL;
-    qd_backend_options bo = {1, 1, 0, 0};
+    qd_backend_options bo = {.threads = 1, .deterministic = 1};
     if (qd_backend_create("cpu", &bo, &b) != QD_OK) { fprintf(stderr, "%s\n", qd_error_message()); return 1; }
     qd_exec *ex = NULL;
     if (qd_exec_create(g, b, 128, &ex) != QD_OK) { fprintf(stderr, "%s\n", qd_error_message()); return 1; }

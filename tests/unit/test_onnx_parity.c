@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     qd_backend *b = NULL;
-    qd_backend_options bo = {2, 1, 0, 0};
+    qd_backend_options bo = {.threads = 2, .deterministic = 1};
     qd_exec *e = NULL;
     if (qd_backend_create("cpu", &bo, &b) != QD_OK || qd_exec_create(g, b, batch, &e) != QD_OK) {
         fprintf(stderr, "FAIL backend/exec: %s\n", qd_error_message());

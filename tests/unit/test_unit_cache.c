@@ -42,7 +42,7 @@ int main(void) {
     MUST(qd_graph_place_quantizers(g, &po));
     MUST(qd_init_weight_ranges(g, 1));
     qd_backend *b = NULL;
-    qd_backend_options bo = {1, 1, 0, 0};
+    qd_backend_options bo = {.threads = 1, .deterministic = 1};
     MUST(qd_backend_create("cpu", &bo, &b));
     qd_exec *ex = NULL;
     MUST(qd_exec_create(g, b, 128, &ex));
