@@ -13,7 +13,8 @@
 #   report      device, driver, CUDA/cuDNN/cuBLAS (wheels), compute-sanitizer, torch versions
 #   binaries    prebuilt binaries start (LD_LIBRARY_PATH = bundled libs + wheels), else build
 #               --target the CUDA-facing targets with -DCMAKE_CUDA_ARCHITECTURES=90 and -lineinfo
-#   twin_*      test_cuda_ops / test_cuda_unit / test_cuda_bert with QD_REQUIRE_GPU=1,
+#   twin_*      test_cuda_ops / test_cuda_unit with QD_REQUIRE_GPU=1 (twin_bert: the tiny BERT
+#               config through the engine on the GPU, model.type bert),
 #               QD_SYNC_EACH_OP=1 (errors caught at the op that caused them) and cuDNN error logging
 #   memcheck    compute-sanitizer memcheck on test_cuda_ops (API errors not reported: the test's
 #               deliberate out-of-memory probe is also switched off); absent/refusing = skipped
@@ -46,8 +47,8 @@ while [ $# -gt 0 ]; do
 done
 
 # The binaries the check runs, by build-tree path (relative to the build dir).
-BINS=(qdrop-gpu tests/test_cuda_ops tests/test_cuda_unit tests/test_cuda_bert tests/qd_bench_gpu tests/bench_bert)
-TARGETS=(qdrop-gpu test_cuda_ops test_cuda_unit test_cuda_bert qd_bench_gpu bench_bert)
+BINS=(qdrop-gpu tests/test_cuda_ops tests/test_cuda_unit tests/qd_bench_gpu tests/bench_bert)
+TARGETS=(qdrop-gpu test_cuda_ops test_cuda_unit qd_bench_gpu bench_bert)
 
 # ---------------------------------------------------------------------------------------------
 # --pack: bundle the CUDA binaries of ./build (or $QD_GPU_BUILD) with the shared libraries they
@@ -317,7 +318,13 @@ fi
 if [ "$DRY" = 1 ]; then twin_env=(env QD_TWIN_SELFTEST=1); else twin_env=(env QD_REQUIRE_GPU=1); fi
 step twin_ops 35 "${twin_env[@]}" "$BIN_DIR/test_cuda_ops"
 step twin_unit 20 "${twin_env[@]}" "$BIN_DIR/test_cuda_unit"
-step twin_bert 20 "${twin_env[@]}" "$BIN_DIR/test_cuda_bert"
+bert_gpu() { # BERT (the tiny random SST-2 classifier) through the one engine on the device
+    local dev=cuda
+    [ "$DRY" = 1 ] && dev=cpu # dry: the same run on the CPU (the script's plumbing, not the GPU)
+    "$BIN_DIR/qdrop-gpu" --config "$SRC/tests/fixtures/bert/sst2_tiny_run.json" --device $dev --progress never \
+        --set quant.recon.iters=50 --out "$WORK/bert_gpu" && cat "$WORK/bert_gpu/results.json"
+}
+step twin_bert 20 "${twin_env[@]}" bash -c "$(declare -p SRC WORK DRY BIN_DIR); $(declare -f bert_gpu); bert_gpu"
 
 memcheck() {
     local san

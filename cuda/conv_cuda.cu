@@ -420,14 +420,17 @@ static void bias_dims(const qd_shape *s, int64_t *cm, int64_t *cn) {
 
 static qd_status gemm_dims(const qd_node *n, const qd_shape *is, const qd_shape *os, int64_t *M, int64_t *N,
                            int64_t *K) {
-    if (is[0].ndim != 2 || is[1].ndim != 2 || os->ndim != 2)
+    /* A of rank > 2 (transA = 0) is a stack of rows: [N, T, F] is the [N*T, F] matrix (graph.h) */
+    if (is[0].ndim < 2 || is[1].ndim != 2 || os->ndim != is[0].ndim || (is[0].ndim != 2 && n->a.trans_a))
         return qd_errorf(QD_ERR_DATA, "cuda: Gemm %s: expects 2-D operands", n->name ? n->name : "?");
-    int ta = n->a.trans_a, tb = n->a.trans_b;
-    *M = ta ? is[0].dims[1] : is[0].dims[0];
-    *K = ta ? is[0].dims[0] : is[0].dims[1];
+    int ta = n->a.trans_a, tb = n->a.trans_b, r = is[0].ndim;
+    int64_t rows = 1;
+    for (int d = 0; d < r - 1; d++) rows *= is[0].dims[d];
+    *M = ta ? is[0].dims[1] : rows;
+    *K = ta ? is[0].dims[0] : is[0].dims[r - 1];
     int64_t kb = tb ? is[1].dims[1] : is[1].dims[0];
     *N = tb ? is[1].dims[0] : is[1].dims[1];
-    if (kb != *K || os->dims[0] != *M || os->dims[1] != *N)
+    if (kb != *K || os->dims[r - 1] != *N)
         return qd_errorf(QD_ERR_DATA, "cuda: Gemm %s: inconsistent shapes", n->name ? n->name : "?");
     return QD_OK;
 }

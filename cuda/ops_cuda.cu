@@ -777,8 +777,8 @@ int qd_cu_supports_op(const qd_backend *b, const qd_graph *g, const qd_node *n, 
         }
         return 1;
     }
-    case QD_OP_GEMM:
-        if (value_rank(x) != 2 || value_rank(w) != 2) {
+    case QD_OP_GEMM: /* A of rank > 2 with transA = 0: stacked rows (gemm_dims, conv_cuda.cu) */
+        if (value_rank(x) < 2 || value_rank(w) != 2 || (value_rank(x) != 2 && n->a.trans_a)) {
             snprintf(why, cap, "Gemm needs 2-D A and B (got rank %d and %d)", value_rank(x), value_rank(w));
             return 0;
         }

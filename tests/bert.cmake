@@ -19,13 +19,22 @@ if(QD_BUILD_BENCH)
   endif()
 endif()
 
-# QDrop reconstruction of one encoder layer on a tiny random BERT (src/bert/bert_recon.c):
-# loss below nearest rounding, quantizer backward vs finite differences, determinism.
-qd_add_test(test_bert_recon SOURCES unit/test_bert_recon.c LABELS unit TIMEOUT 300)
-
 # SST-2 classifier path (data.task sst2): tiny random BertForSequenceClassification fixture
 # (tests/fixtures/bert/sst2_tiny, tools/make_bert_sst2_fixture.py) vs a numpy float64 forward:
 # HF token ids, logits, all 872 dev predictions; then the CLI with mode qdrop writes the
 # accuracy block of results.json.
 qd_add_test(test_bert_sst2 SOURCES unit/test_bert_sst2.c LABELS golden TIMEOUT 120)
 qd_add_script_test(bert_sst2_cli COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_sst2_cli.sh LABELS e2e TIMEOUT 300)
+
+# The encoder as a qd_graph (src/bert/bert_graph.c): FP32 and quantized parity with the C
+# encoder on a tiny random BERT, units and §8.8 quantizer placement.
+qd_add_test(test_bert_graph SOURCES unit/test_bert_graph.c LABELS unit TIMEOUT 60)
+
+# BERT through the one engine (tiny random SST-2 classifier, seconds of CPU each): kill -9 in the
+# middle of a unit + --resume gives byte-identical outputs; a NaN loss stops the run (76) or is
+# retried; --device cuda without a GPU exits 69; early stop; dry run.
+qd_add_script_test(resume_bert COMMAND bash ${CMAKE_SOURCE_DIR}/tests/resume_test.sh bert LABELS e2e TIMEOUT 600)
+qd_add_script_test(nan_fault_bert COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nan_test.sh bert LABELS e2e TIMEOUT 600)
+qd_add_script_test(bert_engine COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_engine_test.sh LABELS e2e TIMEOUT 600)
+# The QDQ export of the quantized encoder graph in ONNX Runtime (tests/bert_export_check.py).
+qd_add_script_test(bert_export COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_export_test.sh LABELS e2e TIMEOUT 120)

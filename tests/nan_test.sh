@@ -3,6 +3,8 @@
 # QD_DEBUG_POISON_ITER) must stop the run with exit 76 and a one-line error naming the unit,
 # leave no model files, and keep the checkpoint of the units finished before; with
 # quant.recon.nan_retries=1 the unit is retried with lower learning rates and the run succeeds.
+# With the argument "bert" the same for a BERT run (the tiny SST-2 classifier of
+# tests/fixtures/bert/sst2_tiny: the encoder layers go through the same training loop).
 # Env: QD_BIN, QD_SRC_DIR. Exit 0 pass, 1 fail, 77 no binary.
 set -uo pipefail
 SRC=${QD_SRC_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -14,6 +16,9 @@ trap 'rm -rf "$WORK"' EXIT
 ARGS=(--config configs/default.json --device cpu --quiet --progress never
       --set quant.recon.iters=20 --set quant.recon.log_every=10 --set quant.calibrate=128
       --set quant.act_calib_samples=32 --set eval.enabled=false --set output.plots=false)
+[ "${1:-}" = bert ] && ARGS=(--config tests/fixtures/bert/sst2_tiny_run.json --device cpu --quiet --progress never
+      --set quant.recon.iters=20 --set quant.recon.log_every=10 --set quant.calibrate=64
+      --set quant.act_calib_samples=32 --set eval.enabled=false)
 fail=0
 QD_DEBUG_POISON_ITER=15 "$BIN" "${ARGS[@]}" --out "$WORK/a" 2>"$WORK/a.err"
 rc=$?

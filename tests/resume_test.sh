@@ -3,6 +3,9 @@
 # then continued with --resume, must end with outputs byte-identical to an uninterrupted run's
 # (model_qdq.onnx, encodings.json, predictions.csv); resuming with a different config must be
 # refused with exit 78 and leave the checkpoint untouched.
+# With the argument "bert" the same is checked for a BERT run (model.type bert: the tiny random
+# SST-2 classifier of tests/fixtures/bert/sst2_tiny, 2 encoder layers = 2 units; predictions.csv
+# holds the quantized model's SST-2 predictions), killed in the middle of its second unit.
 # With the argument "brecq" the same is checked for quant.mode=brecq, whose checkpoints also
 # cover its activation stage (docs/algorithm.md §6.3/§9): the run is killed twice, once during the
 # stage-2 activation-range initialisation (checkpoint: all weights done, no stage-2 unit) and once
@@ -19,7 +22,12 @@ ARGS=(--config configs/default.json --device cpu --quiet --progress never
       --set quant.recon.iters=150 --set quant.calibrate=256 --set quant.act_calib_samples=64
       --set eval.max_images=500 --set output.plots=false --set quant.recon.log_every=10)
 MODE=${1:-qdrop}
-if [ "$MODE" = brecq ]; then
+if [ "$MODE" = bert ]; then
+    # 2 units x 300 iterations, a progress line every 10: killed 5 lines into the second unit
+    ARGS=(--config tests/fixtures/bert/sst2_tiny_run.json --device cpu --quiet --progress never
+          --set quant.recon.iters=300 --set quant.recon.log_every=10 --set eval.max_images=200)
+    KILL_UNITS=1; KILL_PROGRESS=$((30 + 5))
+elif [ "$MODE" = brecq ]; then
     # stage 1: 11 units x 3 progress lines; stage 2: 15 progress lines per unit
     ARGS+=(--set quant.mode=brecq --set quant.recon.iters=30 --set quant.brecq.act_iters=150)
     KILL_UNITS=$((11 + 3)); KILL_PROGRESS=$((11 * 3 + 3 * 15 + 5))

@@ -204,6 +204,17 @@ QD_MUST_USE qd_status qd_bert_classify_sentences(const qd_bert_model *m, const c
                                                  int max_len, int batch, float *logits,
                                                  qd_bert_act_hook hook, void *hctx);
 
+/* An encoder of padded token batches: hid [B*S, H] = last hidden state of ids/mask [B*S]. The host
+ * encoder (qd_bert_encode) and the graph encoder (qd_bert_graph_encoder) both fit. */
+typedef struct qd_bert_encoder {
+    qd_status (*encode)(void *ctx, const int *ids, const int *mask, int B, int S, float *hid);
+    void *ctx;
+} qd_bert_encoder;
+/* qd_bert_embed_sentences (classify 0, out [n, H]) / qd_bert_classify_sentences (classify 1, out
+ * [n, num_labels]) with any encoder; m supplies the tokenizer and the head. */
+QD_MUST_USE qd_status qd_bert_sentences_enc(const qd_bert_model *m, const char *const *sent, int n, int max_len,
+                                            int batch, int classify, const qd_bert_encoder *enc, float *out);
+
 /* Min/max baseline (no reconstruction, src/bert/quant.c): fake-quantize every Linear weight per
  * output channel to w_bits and the embedding tables per row to emb_bits, in place. */
 QD_MUST_USE qd_status qd_bert_quantize_weights_minmax(qd_bert_model *m, int w_bits, int emb_bits);
@@ -212,7 +223,7 @@ QD_MUST_USE qd_status qd_bert_quantize_weights_minmax(qd_bert_model *m, int w_bi
 void qd_bert_dynamic_act_hook(void *ctx, int layer, qd_bert_site site, float *x, size_t n);
 
 /* ---------------------------------------------------------------------------------------- */
-/* QDrop reconstruction of the encoder layers (src/bert/bert_recon.c, §8.8)                   */
+/* Quantization state and calibration helpers (src/bert/bert_calib.c, §8.8)                  */
 /* ---------------------------------------------------------------------------------------- */
 #define QD_BERT_LAYER_SITES 8   /* Q K V PROBS CTX ATTN_LN GELU OUT_LN: site s -> slot s - 1 */
 #define QD_BERT_NLINEAR 6       /* Q, K, V, attention output, FFN in, FFN out */
@@ -242,11 +253,6 @@ void qd_bert_linear_shape(const qd_bert_config *cfg, int i, int *rows, int *cols
 QD_MUST_USE qd_status qd_bert_quant_create(const qd_bert_model *m, int w_bits, int a_bits, int last_out_8bit,
                                            int threads, qd_bert_quant **out);
 void qd_bert_quant_free(qd_bert_quant *q);
-/* Nearest-rounded copy of fp's weights into qm (same shape): Linear weights per output channel
- * with q's ranges, embedding tables 8-bit per row (min/max range, §8.8). */
-void qd_bert_quant_weights_nearest(const qd_bert_quant *q, const qd_bert_model *fp, qd_bert_model *qm);
-/* Inference hook (ctx = const qd_bert_quant *): fake-quantizes every site, no drop. */
-void qd_bert_quant_hook(void *ctx, int layer, qd_bert_site site, float *x, size_t n);
 
 /* Calibration sentences as packed token ids (no padding). */
 typedef struct qd_bert_calib {
@@ -267,81 +273,46 @@ void qd_bert_calib_free(qd_bert_calib *c);
 QD_MUST_USE qd_status qd_bert_quant_act_ranges(qd_bert_quant *q, const qd_bert_model *fp, const qd_bert_calib *cal,
                                                int nsamples, int64_t max_elems, int threads);
 
-/* Training-time quantizers of one layer (§2, §6.3, §7.2): the forward hook saves each site's
- * input, draws the keep mask qd_keep_quant(key{seed, unit = layer, tensor = slot}, iteration,
- * flat element) and stores region codes; the backward hook applies the STE / LSQ gradient and
- * accumulates ds (raw sum, without the LSQ factor). freeze != 0 (tests): reuse the stored
- * regions and rounding offsets r - v instead of rounding (finite differences of ds). */
-typedef struct qd_bert_tsite {
-    float scale, zp, qmin, qmax;
-    int active;
-    float *pre, *delta;
-    uint8_t *region;
-    size_t cap, n;
-    double ds;
-} qd_bert_tsite;
-typedef struct qd_bert_train_ctx {
-    int layer;
-    qd_bert_tsite site[QD_BERT_LAYER_SITES];
-    float keep_prob;
-    qd_rng_key key;              /* seed/unit; tensor is set per site */
-    uint32_t iteration;
-    int guard;                   /* Q2 scale guard max(|s|, eps) (§6.3) */
-    int freeze;
-    int oom;                     /* set when a hook could not allocate */
-} qd_bert_train_ctx;
-void qd_bert_train_hook(void *ctx, int layer, qd_bert_site site, float *x, size_t n);
-void qd_bert_train_bhook(void *ctx, int layer, qd_bert_site site, float *g, size_t offset, size_t n);
-void qd_bert_train_ctx_free(qd_bert_train_ctx *t);
 
-typedef struct qd_bert_recon_opts {
-    int iters, batch_size, log_every;
-    float scale_lr, warm_up, lambda, b_start, b_end;
-    float keep_prob;             /* in-layer quantizers (1 = No Drop) */
-    float input_keep_prob;       /* layer-input mixing (§7.1) */
-    int learn_scales, lsq_grad_scale;
-    uint64_t seed;
-} qd_bert_recon_opts;
+/* ---------------------------------------------------------------------------------------- */
+/* The encoder as a qd_graph (src/bert/bert_graph.c; docs/bert.md "Encoder graph")             */
+/* ---------------------------------------------------------------------------------------- */
+struct qd_graph;
+/* Graph of the encoder layers of m for sequences padded to S tokens: inputs "embeddings"
+ * [N,S,H] (qd_bert_embed output) and "attention_mask" [N,1,1,S] (qd_bert_additive_mask), output
+ * the last hidden state [N,S,H]; one unit per encoder layer (units marked, shapes inferred;
+ * weights copied). */
+QD_MUST_USE qd_status qd_bert_build_graph(const qd_bert_model *m, int S, struct qd_graph **out);
+/* Change the padded length of a graph from qd_bert_build_graph (shapes re-inferred; an executor
+ * created for a larger S keeps working). */
+QD_MUST_USE qd_status qd_bert_graph_set_seq(struct qd_graph *g, int S);
+int qd_bert_graph_seq_len(const struct qd_graph *g);
+/* §8.8 quantizers: per output channel on the 6 Gemms of every layer (w_bits), per tensor at
+ * EMB_LN (no unit) and the 8 sites of each layer (a_bits; the last layer's output 8-bit with
+ * last_out_8bit). Activation quantizer k: 0 = EMB_LN, 1 + l * 8 + (site - 1) = layer l. */
+QD_MUST_USE qd_status qd_bert_graph_place_quantizers(struct qd_graph *g, int w_bits, int a_bits, int last_out_8bit);
+/* 1/0 token mask [B*S] -> additive key mask (0 / -inf) [B*S]. */
+void qd_bert_additive_mask(const int *mask, int B, int S, float *out);
 
-typedef struct qd_bert_layer_report {
-    int layer, iters;
-    double loss_start, loss_end, reg_end;   /* loss_end: mean of the last log window */
-    double eval_before, eval_after;         /* full-quantization loss on the calibration set */
-    double seconds;
-} qd_bert_layer_report;
+/* The graph as a qd_bert_encoder: host embeddings of emb (its tables: FP, or the 8-bit tables
+ * of a quantized run), then the graph on backend b in `mode` (exec.h), padded lengths up to
+ * max_S, batches up to max_batch. The graph's length is restored by _free. */
+typedef struct qd_bert_graph_encoder {
+    const qd_bert_model *emb;
+    struct qd_graph *g;
+    struct qd_backend *b;
+    struct qd_exec *ex;
+    int mode;                  /* qd_exec_mode */
+    int max_batch, max_S, restore_S;
+    float *h_in, *h_mask;      /* host staging */
+    float *d_in, *d_mask, *d_out;
+} qd_bert_graph_encoder;
+QD_MUST_USE qd_status qd_bert_graph_encoder_init(qd_bert_graph_encoder *e, const qd_bert_model *emb, struct qd_graph *g,
+                                                 struct qd_backend *b, int mode, int max_batch, int max_S);
+void qd_bert_graph_encoder_free(qd_bert_graph_encoder *e);
+/* qd_bert_encoder callback (ctx = qd_bert_graph_encoder *). */
+QD_MUST_USE qd_status qd_bert_graph_encode(void *ctx, const int *ids, const int *mask, int B, int S, float *hid);
 
-/* Layer loss on the calibration set: quantized layer l of qm (current weights, q's scales, all
- * sites quantized, no drop) on packed input qin vs packed target fpout; squared error summed
- * over hidden, averaged over tokens. */
-QD_MUST_USE qd_status qd_bert_layer_calib_loss(const qd_bert_model *qm, const qd_bert_quant *q, int l,
-                                               const qd_bert_calib *cal, const float *qin, const float *fpout,
-                                               double *loss);
-/* Reconstruct layer l (§8.3): soft AdaRound weights from fp's FP weights, learned scales, drop;
- * writes the hard-rounded weights into qm->layer[l] and the scales into q. qin/fpin/fpout are
- * packed [cal->ntok, H] quantized-path input, FP input and FP output of the layer. */
-QD_MUST_USE qd_status qd_bert_recon_layer(const qd_bert_model *fp, qd_bert_model *qm, qd_bert_quant *q, int l,
-                                          const qd_bert_calib *cal, const float *qin, const float *fpin,
-                                          const float *fpout, const qd_bert_recon_opts *o, qd_bert_layer_report *rep);
-/* Run layer l (hook/hctx as for the forward) over all calibration sentences, packed in -> out. */
-QD_MUST_USE qd_status qd_bert_layer_run_calib(const qd_bert_model *m, int l, const qd_bert_calib *cal, const float *in,
-                                              float *out, qd_bert_act_hook hook, void *hctx);
-/* Embedding output of every calibration sentence, packed [ntok, H]. */
-QD_MUST_USE qd_status qd_bert_embed_calib(const qd_bert_model *m, const qd_bert_calib *cal, float *out,
-                                          qd_bert_act_hook hook, void *hctx);
-
-/* Whole post-training pipeline on a model pair: weight + activation ranges, nearest weights into
- * qm, then (reconstruct != 0) layer by layer caches + qd_bert_recon_layer. reps [layers]. */
-QD_MUST_USE qd_status qd_bert_ptq(const qd_bert_model *fp, qd_bert_model *qm, qd_bert_quant *q,
-                                  const qd_bert_calib *cal, int act_samples, int reconstruct,
-                                  const qd_bert_recon_opts *o, qd_bert_layer_report *reps);
-
-struct qd_config;
-struct qd_run_options;
-/* model.type "bert" job (src/bert/bert_run.c): data.task stsb (calibration on the STS-B dev
- * sentences of cfg->calib_path, Spearman of cosine similarity on cfg->val_path) or sst2 (needs a
- * classifier head; calibration on the sentences of the SST-2 TSV cfg->calib_path, accuracy on
- * cfg->val_path); results.json + resolved_config.json in cfg->out_dir. */
-QD_MUST_USE qd_status qd_bert_run(struct qd_config *cfg, const struct qd_run_options *opt);
 
 /* ---------------------------------------------------------------------------------------- */
 /* STS-B and GLUE                                                                             */
@@ -362,6 +333,9 @@ QD_MUST_USE qd_status qd_bert_eval_stsb(const char *model_dir, const char *stsb_
                                         double *spearman, int *n_pairs);
 QD_MUST_USE qd_status qd_bert_eval_stsb_model(const qd_bert_model *m, const qd_sts_set *set,
                                               qd_bert_act_hook hook, void *hctx, double *spearman);
+/* ... with any encoder; cos_out [set->n] (may be NULL) receives each pair's cosine similarity. */
+QD_MUST_USE qd_status qd_bert_eval_stsb_enc(const qd_bert_model *m, const qd_sts_set *set, const qd_bert_encoder *enc,
+                                            double *spearman, double *cos_out);
 
 /* Single-sentence classification TSV with a header (SST-2: sentence<TAB>label). */
 typedef struct qd_glue_set {
@@ -375,6 +349,8 @@ void qd_glue_free(qd_glue_set *s);
  * set; pred [n] receives the predictions when not NULL. */
 QD_MUST_USE qd_status qd_bert_eval_sst2_model(const qd_bert_model *m, const qd_glue_set *set, int max_len,
                                               qd_bert_act_hook hook, void *hctx, double *accuracy, int *pred);
+QD_MUST_USE qd_status qd_bert_eval_sst2_enc(const qd_bert_model *m, const qd_glue_set *set, int max_len,
+                                            const qd_bert_encoder *enc, double *accuracy, int *pred);
 
 /* Metrics (n >= 1; QD_ERR_DATA on n < 2 for correlations or constant input). */
 double qd_metric_accuracy(const int *pred, const int *gold, int n);

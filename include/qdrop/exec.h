@@ -41,6 +41,11 @@ QD_MUST_USE qd_status qd_exec_run(qd_exec *e, qd_exec_mode mode, int node_begin,
                                   int input_value, const float *input, int batch,
                                   int output_value, float *output);
 
+/* Side inputs: graph inputs other than a run's input_value (e.g. an attention mask) read from
+ * `data` (backend memory, [batch, ...] of the run) by every later qd_exec_run until rebound;
+ * data NULL unbinds. */
+QD_MUST_USE qd_status qd_exec_bind(qd_exec *e, int value, const float *data);
+
 /* Backend pointer to value v's buffer as computed by the last qd_exec_run (post-quantizer
  * when its quantizer was applied); NULL when v was not computed. Valid until the next run. */
 const float *qd_exec_value(const qd_exec *e, int v);

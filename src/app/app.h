@@ -54,6 +54,9 @@ typedef struct qd_eval_request {
 /* The model-family hook. */
 typedef struct qd_model_family {
     const char *name;
+    /* A hash of the model's files for --resume (a checkpoint belongs to one model); NULL: the
+     * bytes of cfg->model_path (a BERT directory hashes its model.safetensors). */
+    QD_MUST_USE qd_status (*model_hash)(const qd_run_state *S, uint64_t *hash);
     /* The graph (S->g) from S->cfg with quantizers placed, S->nout = outputs per example. */
     QD_MUST_USE qd_status (*load_model)(qd_run_state *S);
     /* The calibration tensors into S->ctx (calib_host, ncal, image_numel) when with_calibration,
@@ -66,9 +69,16 @@ typedef struct qd_model_family {
     void (*release)(qd_run_state *S);
     /* dry run: one line on the calibration and evaluation data */
     void (*describe_data)(const qd_run_state *S, FILE *out);
+    /* Optional (NULL: the default): the quantizer ranges of the calibrate stage (default: the
+     * engine's activation and weight range initialisation of the mode plan), the family's own
+     * results.json fields and predictions.csv (default: per-class predictions of a classifier). */
+    QD_MUST_USE qd_status (*init_ranges)(qd_run_state *S);
+    void (*results_json)(const qd_run_state *S, cJSON *results, cJSON *accuracy);
+    QD_MUST_USE qd_status (*write_predictions)(const qd_run_state *S, const char *path);
 } qd_model_family;
 
 extern const qd_model_family qd_family_image;   /* ONNX image classifiers (src/app/family_image.c) */
+extern const qd_model_family qd_family_bert;    /* HuggingFace BERT directories (src/app/family_bert.c) */
 
 struct qd_run_state {
     qd_config *cfg;

@@ -188,7 +188,8 @@ static qd_status write_results_json(qd_run_state *S) {
     cJSON_AddNumberToObject(r, "calibration_images", S->ctx.ncal);
     cJSON_AddNumberToObject(r, "seed", (double)cfg->seed);
     cJSON *acc = cJSON_AddObjectToObject(r, "accuracy");
-    cJSON_AddNumberToObject(acc, "images", S->neval);
+    if (!S->family->results_json) cJSON_AddNumberToObject(acc, "images", S->neval);
+    else S->family->results_json(S, r, acc);
     add_metrics(acc, "fp32", &S->eval_fp);
     add_metrics(acc, "quant", &S->eval_q);
     if (S->eval_fp.pred && S->eval_q.pred && S->neval > 0) {
@@ -215,7 +216,13 @@ static qd_status write_results_json(qd_run_state *S) {
 }
 
 qd_status qd_results_write_run(qd_run_state *S) {
-    QD_TRY(write_predictions(S));
+    if (S->family->write_predictions) {
+        char path[QD_PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/predictions.csv", S->od->stage);
+        QD_TRY(S->family->write_predictions(S, path));
+    } else {
+        QD_TRY(write_predictions(S));
+    }
     if (S->cfg->logits)
         QD_TRY(qd_results_write_logits(S->od->stage, S->eval_fp.outputs, S->eval_q.outputs, S->neval, S->nout));
     return write_results_json(S);

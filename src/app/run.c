@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "app/app.h"
-#include "qdrop/bert.h"
 #include "qdrop/fsutil.h"
 #include "qdrop/interrupt.h"
 #include "qdrop/log.h"
@@ -115,13 +114,11 @@ qd_status qd_run(qd_config *cfg, const qd_run_options *opt) {
      * real run (recon/outdir.h) */
     qd_status st = opt->dry_run ? qd_outdir_check_model(cfg) : qd_outdir_open(&od, cfg, opt->resume);
     if (st != QD_OK) return st;
-    if (strcmp(cfg->model_type, "bert") == 0) {
-        /* HuggingFace BERT directories run the per-encoder-layer pipeline (src/bert/bert_run.c);
-         * it does not poll for signals, so SIGINT/SIGTERM keep their default action there */
-        st = qd_bert_run(cfg, opt);
-    } else {
+    {
+        /* ONNX models and HuggingFace BERT directories (model.type bert): the same stages, the
+         * model family supplies the graph, the calibration tensors and the metrics */
         int handlers = !opt->dry_run && qd_interrupt_install() == 0;
-        st = run_graph_pipeline(cfg, opt, &od, &qd_family_image);
+        st = run_graph_pipeline(cfg, opt, &od, strcmp(cfg->model_type, "bert") == 0 ? &qd_family_bert : &qd_family_image);
         if (handlers) qd_interrupt_restore();
     }
     qd_outdir_close(&od);

@@ -50,6 +50,8 @@ void qd_run_state_free(qd_run_state *S) {
     eval_result_free(&S->eval_q);
     if (S->times) cJSON_Delete(S->times);
     qd_exec_free(S->ex);
+    for (int k = 0; S->b && k < S->ctx.nside; k++) if (S->ctx.side_dev[k]) S->b->ops->free_cache(S->b, S->ctx.side_dev[k]);
+    if (S->b && S->ctx.loss_w_dev) S->b->ops->free_cache(S->b, S->ctx.loss_w_dev);
     if (S->b) qd_backend_destroy(S->b);
     if (S->family && S->family->release) S->family->release(S);
     qd_graph_free(S->g);
@@ -71,7 +73,8 @@ static qd_status file_hash(const char *path, uint64_t *h) {
 qd_status qd_stage_load(qd_run_state *S, int with_calibration) {
     const qd_config *cfg = S->cfg;
     double t = qd_app_now_s();
-    if (with_calibration) QD_TRY(file_hash(cfg->model_path, &S->model_hash));
+    if (with_calibration)
+        QD_TRY(S->family->model_hash ? S->family->model_hash(S, &S->model_hash) : file_hash(cfg->model_path, &S->model_hash));
     QD_TRY(S->family->load_model(S));
     if (S->from_dir) {
         char path[QD_PATH_MAX + 64];
@@ -168,6 +171,10 @@ qd_status qd_stage_dry_run(qd_run_state *S) {
     qd_mem_plan_in mpin = mem_plan_in(S);
     qd_mem_plan_print(&S->mem, &mpin, stdout);
     QD_TRY(qd_mem_plan_check(&S->mem, &mpin));
+    if (S->ctx.nside > 0) { /* the estimate's timing run feeds no side inputs */
+        printf("time estimate: not available for units with side inputs (model.type %s)\n", cfg->model_type);
+        return QD_OK;
+    }
     qd_estimate_plan ep = {S->plan.reconstruct, S->plan.brecq_act, qd_unit_params_recon(cfg, &S->plan)};
     fflush(stdout);
     return qd_print_cost_estimate(cfg, S->g, S->units, S->nunits, S->ctx.calib_host, S->ctx.ncal, S->ctx.image_numel,
@@ -189,6 +196,20 @@ qd_status qd_stage_device(qd_run_state *S, int64_t device_budget, int batch) {
     S->ctx.b = S->b;
     S->ctx.exec = S->ex;
     S->ctx.cfg = cfg;
+    /* the side inputs and loss weights of the calibration samples, uploaded once (recon.h) */
+    qd_recon_ctx *c = &S->ctx;
+    for (int k = 0; k < c->nside + (c->loss_w_host != NULL); k++) {
+        int lw = k == c->nside;
+        size_t bytes = sizeof(float) * (size_t)c->ncal *
+                       (size_t)(lw ? c->loss_w_numel : qd_value_sample_numel(&S->g->values[c->side_value[k]]));
+        int dev = 0;
+        float *p = S->b->ops->alloc_cache(S->b, bytes, &dev);
+        if (!p) return qd_errorf(QD_ERR_DEVICE_OOM, "cannot allocate %zu bytes for the calibration %s", bytes,
+                                 lw ? "loss weights" : "side inputs");
+        if (lw) c->loss_w_dev = p;
+        else c->side_dev[k] = p;
+        QD_TRY(S->b->ops->upload(S->b, p, lw ? c->loss_w_host : c->side_host[k], bytes));
+    }
     return QD_OK;
 }
 
@@ -210,13 +231,19 @@ qd_status qd_stage_calibrate(qd_run_state *S) {
         return QD_OK;
     }
     double t = qd_app_now_s();
-    if (mp->ranges_before)
-        QD_TRY(qd_init_act_ranges(&S->ctx, mp->range_mode, NULL, cfg->act_calib_samples, mp->range_progressive));
-    add_time(S, "act_ranges_s", t);
-    t = qd_app_now_s();
-    QD_TRY(qd_init_weight_ranges(S->g, qd_default_threads(cfg)));
-    QD_TRY(qd_exec_sync_quant(S->ex));
-    add_time(S, "weight_ranges_s", t);
+    if (S->family->init_ranges) {
+        QD_TRY(S->family->init_ranges(S));
+        QD_TRY(qd_exec_sync_quant(S->ex));
+        add_time(S, "ranges_s", t);
+    } else {
+        if (mp->ranges_before)
+            QD_TRY(qd_init_act_ranges(&S->ctx, mp->range_mode, NULL, cfg->act_calib_samples, mp->range_progressive));
+        add_time(S, "act_ranges_s", t);
+        t = qd_app_now_s();
+        QD_TRY(qd_init_weight_ranges(S->g, qd_default_threads(cfg)));
+        QD_TRY(qd_exec_sync_quant(S->ex));
+        add_time(S, "weight_ranges_s", t);
+    }
     if (mp->reconstruct) {
         QD_TRY(qd_ckpt_save(S->ckpt_path, S->g, S->cfg_hash, S->model_hash, 0, S->reps, 0));
         S->ckpt_units = 0;

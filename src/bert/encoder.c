@@ -327,7 +327,7 @@ static int cmp_len(const void *a, const void *b) {
  * L2-normalised embedding (classify == 0, out [n, H]) or the classifier logits ([CLS] -> pooler
  * -> classifier, classify != 0, out [n, num_labels]). */
 static qd_status encode_sentences(const qd_bert_model *m, const char *const *sent, int n, int max_len, int batch,
-                                  int classify, float *out, qd_bert_act_hook hook, void *hctx) {
+                                  int classify, float *out, const qd_bert_encoder *enc) {
     if (!m->tok) return qd_errorf(QD_ERR_DATA, "BERT: model has no vocab.txt (tokenizer)");
     if (classify && (!m->pool_w || !m->cls_w || m->cfg.num_labels < 1))
         return qd_errorf(QD_ERR_DATA, "BERT: checkpoint has no pooler/classifier head (bert.pooler.dense.*, classifier.*)");
@@ -359,7 +359,7 @@ static qd_status encode_sentences(const qd_bert_model *m, const char *const *sen
                 bmask[b * S + s] = keep;
             }
         }
-        rc = qd_bert_encode(m, bid, NULL, bmask, nb, S, hid, hook, hctx);
+        rc = enc->encode(enc->ctx, bid, bmask, nb, S, hid);
         if (rc != QD_OK) break;
         if (classify) rc = qd_bert_classify(m, hid, nb, S, emb);
         else qd_bert_mean_pool(hid, bmask, nb, S, H, 1, emb);
@@ -371,12 +371,32 @@ static qd_status encode_sentences(const qd_bert_model *m, const char *const *sen
     return rc;
 }
 
+/* The host encoder (qd_bert_encode with a hook) as a qd_bert_encoder. */
+typedef struct host_enc {
+    const qd_bert_model *m;
+    qd_bert_act_hook hook;
+    void *hctx;
+} host_enc;
+static qd_status host_encode(void *ctx, const int *ids, const int *mask, int B, int S, float *hid) {
+    const host_enc *h = ctx;
+    return qd_bert_encode(h->m, ids, NULL, mask, B, S, hid, h->hook, h->hctx);
+}
+
 qd_status qd_bert_embed_sentences(const qd_bert_model *m, const char *const *sent, int n, int max_len, int batch,
                                   float *out, qd_bert_act_hook hook, void *hctx) {
-    return encode_sentences(m, sent, n, max_len, batch, 0, out, hook, hctx);
+    host_enc h = {m, hook, hctx};
+    qd_bert_encoder e = {host_encode, &h};
+    return encode_sentences(m, sent, n, max_len, batch, 0, out, &e);
 }
 
 qd_status qd_bert_classify_sentences(const qd_bert_model *m, const char *const *sent, int n, int max_len, int batch,
                                      float *logits, qd_bert_act_hook hook, void *hctx) {
-    return encode_sentences(m, sent, n, max_len, batch, 1, logits, hook, hctx);
+    host_enc h = {m, hook, hctx};
+    qd_bert_encoder e = {host_encode, &h};
+    return encode_sentences(m, sent, n, max_len, batch, 1, logits, &e);
+}
+
+qd_status qd_bert_sentences_enc(const qd_bert_model *m, const char *const *sent, int n, int max_len, int batch,
+                                int classify, const qd_bert_encoder *enc, float *out) {
+    return encode_sentences(m, sent, n, max_len, batch, classify, out, enc);
 }

@@ -306,15 +306,17 @@ static void par_gemm(qd_backend *b, int ta, int tb, int M, int N, int K, float a
 /* ------------------------------------------------------------------------------------------ */
 /* Gemm: Y = alpha * A' B' + beta * C                                                         */
 /* ------------------------------------------------------------------------------------------ */
+/* A of rank > 2 (transA = 0) is a stack of rows: [N, T, F] is the [N*T, F] matrix (graph.h). */
 static qd_status gemm_dims(const qd_node *n, const qd_shape *is, const qd_shape *os, int *M, int *N, int *K) {
-    if (is[0].ndim != 2 || is[1].ndim != 2 || os->ndim != 2)
+    if (is[0].ndim < 2 || is[1].ndim != 2 || os->ndim != is[0].ndim || (is[0].ndim != 2 && n->a.trans_a))
         return qd_errorf(QD_ERR_UNSUPPORTED, "node %s: Gemm needs 2-D A and B (got rank %d and %d)", n->name, is[0].ndim,
                          is[1].ndim);
-    *M = (int)(n->a.trans_a ? is[0].dims[1] : is[0].dims[0]);
-    *K = (int)(n->a.trans_a ? is[0].dims[0] : is[0].dims[1]);
+    int r = is[0].ndim;
+    *K = (int)(n->a.trans_a ? is[0].dims[0] : is[0].dims[r - 1]);
+    *M = (int)(n->a.trans_a ? is[0].dims[1] : numel(&is[0]) / (*K > 0 ? *K : 1));
     int kb = (int)(n->a.trans_b ? is[1].dims[1] : is[1].dims[0]);
     *N = (int)(n->a.trans_b ? is[1].dims[0] : is[1].dims[1]);
-    if (kb != *K || os->dims[0] != *M || os->dims[1] != *N)
+    if (kb != *K || numel(os) != (int64_t)*M * *N || os->dims[r - 1] != *N)
         return qd_errorf(QD_ERR_DATA, "node %s: Gemm: inner dimensions differ (%d vs %d)", n->name, *K, kb);
     return QD_OK;
 }
@@ -339,7 +341,8 @@ static qd_status gemm_forward(qd_backend *b, const qd_node *n, const qd_shape *i
     } else {
         memset(out, 0, sizeof(float) * (size_t)M * (size_t)N);
     }
-    par_gemm(b, n->a.trans_a, n->a.trans_b, M, N, K, alpha, in[0], (int)is[0].dims[1], in[1], (int)is[1].dims[1], 1.0f, out, N);
+    par_gemm(b, n->a.trans_a, n->a.trans_b, M, N, K, alpha, in[0], (int)is[0].dims[is[0].ndim - 1], in[1], (int)is[1].dims[1],
+             1.0f, out, N);
     return QD_OK;
 }
 
@@ -349,7 +352,7 @@ static qd_status gemm_backward(qd_backend *b, const qd_node *n, const qd_shape *
     QD_TRY(gemm_dims(n, is, os, &M, &N, &K));
     float alpha = n->a.alpha;
     int ta = n->a.trans_a, tb = n->a.trans_b;
-    int lda = (int)is[0].dims[1], ldb = (int)is[1].dims[1];
+    int lda = (int)is[0].dims[is[0].ndim - 1], ldb = (int)is[1].dims[1];
     if (din[0]) {
         if (!ta) par_gemm(b, 0, !tb, M, K, N, alpha, dy, N, in[1], ldb, 1.0f, din[0], K);   /* dA = dY op(B)^T */
         else par_gemm(b, tb, 1, K, M, N, alpha, in[1], ldb, dy, N, 1.0f, din[0], M);        /* dA^T = op(B) dY^T */
@@ -1086,8 +1089,8 @@ int qd_cpu_supports_op(const qd_backend *b, const qd_graph *g, const qd_node *n,
             return 0;
         }
         return 1;
-    case QD_OP_GEMM:
-        if (r0 != 2 || r1 != 2) {
+    case QD_OP_GEMM: /* A of rank > 2 with transA = 0: stacked rows (gemm_dims) */
+        if (r0 < 2 || r1 != 2 || (r0 != 2 && n->a.trans_a)) {
             snprintf(why, cap, "Gemm needs 2-D A and B (got rank %d and %d)", r0, r1);
             return 0;
         }

@@ -578,6 +578,28 @@ static qd_status emit_ir_node(xb *b, int ni) {
         ins[0] = input_name(b, nd, 0);
         nin = 1;
     }
+    if (nd->op == QD_OP_GEMM && x && x->ndim > 2) {
+        /* a Linear on [N, T, F] (the IR's Gemm on stacked rows; ONNX Gemm is 2-D only):
+         * MatMul(x, Transpose(W)) + C, with the dequantized weight W [out, in] */
+        if (a->trans_a || !a->trans_b || a->alpha != 1.0f || (nin > 2 && ins[2] && a->beta != 1.0f))
+            return qd_errorf(QD_ERR_UNSUPPORTED, "export: node %s: Gemm on a rank-%d input needs transB = 1, alpha = beta = 1",
+                             nname, x->ndim);
+        const int has_c = nin > 2 && ins[2];
+        const char *wt, *mm;
+        Onnx__NodeProto *tn, *mn;
+        QD_TRY(xb_unique(b, nname, "_weight_t", &wt));
+        const char *ti[1] = {ins[1]};
+        QD_TRY(xb_node(b, "Transpose", wt, 1, ti, 1, &wt, &tn));
+        const int64_t perm[2] = {1, 0};
+        QD_TRY(attr_ints(b, tn, "perm", perm, 2));
+        if (has_c) QD_TRY(xb_unique(b, nname, "_matmul", &mm));
+        else mm = outs[0];
+        const char *mi[2] = {ins[0], wt};
+        QD_TRY(xb_node(b, "MatMul", has_c ? mm : nname, 2, mi, 1, &mm, &mn));
+        if (!has_c) return QD_OK;
+        const char *ai[2] = {mm, ins[2]};
+        return xb_node(b, "Add", nname, 2, ai, 1, outs, &mn);
+    }
     if (!ins[0] && nd->op != QD_OP_CONCAT)
         return qd_errorf(QD_ERR_INTERNAL, "export: node %s: first input missing", nname);
 

@@ -27,6 +27,7 @@ struct qd_exec {
     int *slot_of;            /* [nvalues] planned slot, -1 for constants/unused */
     int *holder;             /* [nslots] value currently held in the slot this run, -1 */
     const float **cur;       /* [nvalues] pointer to the value this run (NULL = not computed) */
+    const float **bound;     /* [nvalues] side inputs bound by qd_exec_bind (NULL = none) */
     float *host_in, *host_out; /* forward_host staging (backend memory) */
 };
 
@@ -117,6 +118,7 @@ void qd_exec_free(qd_exec *e) {
     if (e->host_out) b->ops->free(b, e->host_out);
     free(e->cdev); free(e->qw); free(e->slot); free(e->slot_floats); free(e->slot_of); free(e->holder);
     free(e->cur);
+    free(e->bound);
     free(e);
 }
 
@@ -183,7 +185,8 @@ qd_status qd_exec_create(const qd_graph *g, qd_backend *b, int max_batch, qd_exe
     e->cdev = calloc((size_t)g->nvalues + 1, sizeof(float *));
     e->qw = calloc((size_t)g->nnodes + 1, sizeof(float *));
     e->cur = calloc((size_t)g->nvalues + 1, sizeof(float *));
-    if (!e->cdev || !e->qw || !e->cur) { qd_exec_free(e); return qd_errorf(QD_ERR_INTERNAL, "exec: out of host memory"); }
+    e->bound = calloc((size_t)g->nvalues + 1, sizeof(float *));
+    if (!e->cdev || !e->qw || !e->cur || !e->bound) { qd_exec_free(e); return qd_errorf(QD_ERR_INTERNAL, "exec: out of host memory"); }
     qd_status st = QD_OK;
     for (int v = 0; v < g->nvalues && st == QD_OK; v++) {
         const qd_value *cv = &g->values[v];
@@ -252,7 +255,7 @@ qd_status qd_exec_run(qd_exec *e, qd_exec_mode mode, int node_begin, int node_en
         return qd_errorf(QD_ERR_INTERNAL, "exec: node range [%d, %d) outside the graph (%d nodes)", node_begin, node_end, g->nnodes);
     if (input_value < 0 || input_value >= g->nvalues || output_value < 0 || output_value >= g->nvalues)
         return qd_errorf(QD_ERR_INTERNAL, "exec: bad input/output value ids (%d, %d)", input_value, output_value);
-    for (int v = 0; v < g->nvalues; v++) e->cur[v] = e->cdev[v];
+    for (int v = 0; v < g->nvalues; v++) e->cur[v] = e->cdev[v] ? e->cdev[v] : e->bound[v];
     for (int s = 0; s < e->nslots; s++) e->holder[s] = -1;
     e->cur[input_value] = input;
     int done = 0;
@@ -309,6 +312,15 @@ qd_status qd_exec_run(qd_exec *e, qd_exec_mode mode, int node_begin, int node_en
     if (!done)
         return qd_errorf(QD_ERR_INTERNAL, "exec: nodes [%d, %d) do not produce value '%s'", node_begin, node_end,
                          g->values[output_value].name);
+    return QD_OK;
+}
+
+qd_status qd_exec_bind(qd_exec *e, int value, const float *data) {
+    const qd_graph *g = e->g;
+    int ok = 0;
+    for (int k = 0; k < g->ninputs; k++) ok |= g->inputs[k] == value;
+    if (!ok) return qd_errorf(QD_ERR_INTERNAL, "exec: value %d is not a graph input", value);
+    e->bound[value] = data;
     return QD_OK;
 }
 

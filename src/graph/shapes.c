@@ -146,11 +146,13 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
         for (int d = 2; d < nd; d++) od[d] = 1;
         break;
     case QD_OP_GEMM: {
-        if (!w || x->ndim != 2 || w->ndim != 2)
+        /* Internally A may also be [N, T, F] (rows = every leading dim, a Linear applied per token
+         * as built by src/bert/bert_graph.c); ONNX Gemm and the reader stay 2-D. */
+        if (!w || x->ndim < 2 || w->ndim != 2 || (x->ndim != 2 && a->trans_a))
             FAIL(QD_ERR_DATA, "%s: node '%s' (Gemm): inputs must be 2-D", src(g), n->name);
         if (a->trans_a && batchy)
             FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Gemm): transA on an activation", src(g), n->name);
-        int64_t M = a->trans_a ? x->dims[1] : x->dims[0], K = a->trans_a ? x->dims[0] : x->dims[1];
+        int64_t M = a->trans_a ? x->dims[1] : x->dims[x->ndim - 2], K = a->trans_a ? x->dims[0] : x->dims[x->ndim - 1];
         int64_t K2 = a->trans_b ? w->dims[1] : w->dims[0], N = a->trans_b ? w->dims[0] : w->dims[1];
         if (K != K2) FAIL(QD_ERR_DATA, "%s: node '%s' (Gemm): inner dimensions %lld and %lld differ", src(g), n->name,
                           (long long)K, (long long)K2);
@@ -161,9 +163,9 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
                 FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Gemm): bias C must be a scalar or [%lld]", src(g), n->name,
                      (long long)N);
         }
-        nd = 2;
-        od[0] = M;
-        od[1] = N;
+        nd = x->ndim;
+        od[nd - 2] = M;
+        od[nd - 1] = N;
         break;
     }
     case QD_OP_MATMUL: {

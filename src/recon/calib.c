@@ -10,6 +10,17 @@
 #include "recon/recon.h"
 #include "recon/unit_cache.h"
 
+/* Side inputs of the samples [s0, s0 + nb): their rows of the per-sample side caches. */
+static qd_status bind_side(qd_recon_ctx *ctx, int s0) {
+    for (int k = 0; k < ctx->nside; k++) {
+        int64_t numel = qd_value_sample_numel(&ctx->g->values[ctx->side_value[k]]);
+        QD_TRY(qd_exec_bind(ctx->exec, ctx->side_value[k], ctx->side_dev[k] + (size_t)s0 * (size_t)numel));
+    }
+    return QD_OK;
+}
+
+qd_status qd_recon_bind_side(qd_recon_ctx *ctx, int s0) { return bind_side(ctx, s0); }
+
 qd_status qd_cache_value(qd_recon_ctx *ctx, qd_exec_mode mode, int node_end, int v, int nimages, float *dst) {
     qd_graph *g = ctx->g;
     qd_backend *b = ctx->b;
@@ -23,8 +34,13 @@ qd_status qd_cache_value(qd_recon_ctx *ctx, qd_exec_mode mode, int node_end, int
     for (int s0 = 0; s0 < nimages && st == QD_OK; s0 += QD_CALIB_BATCH) {
         int nb = nimages - s0 < QD_CALIB_BATCH ? nimages - s0 : QD_CALIB_BATCH;
         if (!ctx->cache_progress_off) qd_phase_update(&ph, s0);
-        st = b->ops->upload(b, img, ctx->calib_host + (size_t)s0 * (size_t)ctx->image_numel,
+        /* a network whose input stage is quantized outside the graph (BERT's 8-bit embedding
+         * tables) has a separate FP-path input */
+        const float *src = ctx->calib_host_fp && (mode == QD_EXEC_FP || mode == QD_EXEC_AQ_ONLY) ? ctx->calib_host_fp
+                                                                                                : ctx->calib_host;
+        st = b->ops->upload(b, img, src + (size_t)s0 * (size_t)ctx->image_numel,
                             sizeof(float) * (size_t)nb * (size_t)ctx->image_numel);
+        if (st == QD_OK) st = bind_side(ctx, s0);
         if (st == QD_OK) {
             if (v == in_v) st = b->ops->copy(b, dst + (size_t)s0 * (size_t)numel, img, sizeof(float) * (size_t)nb * (size_t)numel);
             else st = qd_exec_run(ctx->exec, mode, 0, node_end, in_v, img, nb, v, dst + (size_t)s0 * (size_t)numel);
@@ -48,8 +64,10 @@ qd_status qd_cache_from(qd_recon_ctx *ctx, qd_exec_mode mode, const float *src, 
     for (int s0 = 0; s0 < nimages && st == QD_OK; s0 += QD_CALIB_BATCH) {
         int nb = nimages - s0 < QD_CALIB_BATCH ? nimages - s0 : QD_CALIB_BATCH;
         if (!ctx->cache_progress_off) qd_phase_update(&ph, s0);
-        st = qd_exec_run(ctx->exec, mode, node_begin, node_end, src_value, src + (size_t)s0 * (size_t)in_numel, nb, v,
-                         dst + (size_t)s0 * (size_t)numel);
+        st = bind_side(ctx, s0);
+        if (st == QD_OK)
+            st = qd_exec_run(ctx->exec, mode, node_begin, node_end, src_value, src + (size_t)s0 * (size_t)in_numel, nb, v,
+                             dst + (size_t)s0 * (size_t)numel);
     }
     if (!ctx->cache_progress_off) { qd_phase_update(&ph, nimages); qd_phase_end(&ph); }
     return st;

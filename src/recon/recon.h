@@ -69,6 +69,8 @@ typedef struct qd_unit_report {
     int ncurve;
 } qd_unit_report;
 
+#define QD_MAX_SIDE_INPUTS 4
+
 /* What one unit's reconstruction does (§8.3, §6.3, §9), built from the config for each unit by
  * the stage that trains it (qd_unit_params_recon, qd_unit_params_brecq_act) and passed
  * explicitly: the training loop reads no quant.recon.* key itself. */
@@ -103,6 +105,7 @@ typedef struct qd_recon_ctx {
     qd_exec *exec;
     const qd_config *cfg;            /* run-wide keys only: seed, threads */
     const float *calib_host;         /* [ncal, C, H, W] */
+    const float *calib_host_fp;      /* FP-path input when it differs (BERT: FP embedding tables), else NULL */
     int ncal;
     int64_t image_numel;
     int progress_unit, progress_nunits;
@@ -110,6 +113,24 @@ typedef struct qd_recon_ctx {
      * calibration images into buffers of its own. */
     struct qd_unit_cache *cache;
     int cache_progress_off;          /* qd_cache_value/_from draw no "cache" progress (range init has its own) */
+    /* Side inputs (docs/architecture.md "Side inputs"): graph inputs other than inputs[0] that
+     * units read besides their main input (BERT's attention mask). Per calibration sample, in
+     * backend memory uploaded once by the caller ([ncal, sample_numel] each); every forward over
+     * the calibration set binds the rows of its samples, and a unit's training batch gathers
+     * them with the batch's indices. Never mixed (§7.1), never quantized. */
+    int nside;
+    int side_value[QD_MAX_SIDE_INPUTS];
+    const float *side_host[QD_MAX_SIDE_INPUTS]; /* host data of the loader ([ncal, sample_numel]) */
+    float *side_dev[QD_MAX_SIDE_INPUTS];        /* backend copies (qd_stage_device uploads them) */
+    /* Loss weights (NULL = plain §5 MSE): per calibration sample, one weight per position of the
+     * unit output with its last dimension reduced to 1 ([ncal, ..., 1]; BERT: a token weight,
+     * 0 for padding). The loss is then sum (w y - w t)^2 over all elements / (N * HW), HW =
+     * sample numel / dims[1] as in §5; BERT ([N, S, H], HW = H) uses w = sqrt(H / mean valid
+     * tokens per sentence) for tokens and 0 for padding, which makes it the squared error summed
+     * over the hidden dimension and averaged over valid tokens (docs/bert.md). */
+    float *loss_w_dev;               /* backend, [ncal * loss_w_numel] (uploaded with the side inputs) */
+    const float *loss_w_host;        /* the same on the host (SQNR) */
+    int64_t loss_w_numel;            /* per sample */
 } qd_recon_ctx;
 
 /* Iterations at the start of every unit whose batch indices and masks go into the unit
@@ -203,6 +224,9 @@ QD_MUST_USE qd_status qd_init_weight_ranges(qd_graph *g, int threads);
  * (backend memory, all images) and write value v for every image into dst. */
 QD_MUST_USE qd_status qd_cache_from(qd_recon_ctx *ctx, qd_exec_mode mode, const float *src, int src_value,
                                     int node_begin, int node_end, int v, int nimages, float *dst);
+
+/* Bind the side inputs of calibration samples [s0, ...) to ctx->exec (before a qd_exec_run over them). */
+QD_MUST_USE qd_status qd_recon_bind_side(qd_recon_ctx *ctx, int s0);
 
 /* Run the network prefix on calibration images in batches and write value `v` for all of them
  * into `dst` (backend memory, ncal * sample_numel floats). */

@@ -79,7 +79,43 @@ typedef struct unit_rt {
     float *loss, *reg;
     float **consts;     /* per value id: backend copy of a constant (or NULL) */
     qd_sched_desc sched;
+    float *side[QD_MAX_SIDE_INPUTS];   /* this batch's side inputs (recon.h) */
+    float *lw, *yw, *tw, *dyw;         /* loss weights of the batch, weighted output/target, d yw */
 } unit_rt;
+
+static int side_slot(const qd_recon_ctx *ctx, int v) {
+    for (int k = 0; k < ctx->nside; k++) if (ctx->side_value[k] == v) return k;
+    return -1;
+}
+
+/* The elementwise product x * w (w: loss weights broadcast over the last dimension) as a Mul
+ * node on the backend: y = x * w forward, dx += dy * w backward. */
+static void lw_shapes(const qd_value *ov, int B, qd_shape *xs, qd_shape *ws) {
+    memset(xs, 0, sizeof *xs);
+    xs->ndim = ov->ndim;
+    for (int d = 0; d < ov->ndim; d++) xs->dims[d] = ov->dims[d];
+    xs->dims[0] = B;
+    *ws = *xs;
+    ws->dims[ws->ndim - 1] = 1;
+}
+static qd_status lw_mul(qd_backend *b, const qd_value *ov, int B, const float *x, const float *w, float *y,
+                        const float *dy, float *dx) {
+    int ins_id[2] = {0, 1}, out_id = 2;
+    qd_node n;
+    memset(&n, 0, sizeof n);
+    n.name = (char *)"loss weights";
+    n.op = QD_OP_MUL;
+    n.ninputs = 2; n.noutputs = 1;
+    n.inputs = ins_id; n.outputs = &out_id;
+    n.unit = -1; n.wq = -1;
+    qd_shape is[2], os;
+    lw_shapes(ov, B, &is[0], &is[1]);
+    os = is[0];
+    const float *in[2] = {x, w};
+    if (!dy) return b->ops->node_forward(b, &n, is, in, &os, y);
+    float *din[2] = {dx, NULL};
+    return b->ops->node_backward(b, &n, is, in, &os, y, dy, din);
+}
 
 static void *balloc(qd_backend *b, size_t bytes) { return b->ops->alloc(b, bytes ? bytes : 4); }
 
@@ -112,6 +148,11 @@ static void rt_free(unit_rt *r) {
     if (r->cache) qd_unit_cache_drop_unit(r->cache, b);
     b->ops->free(b, r->xin); b->ops->free(b, r->target); b->ops->free(b, r->idx); b->ops->free(b, r->iter);
     b->ops->free(b, r->loss); b->ops->free(b, r->reg);
+    for (int k = 0; k < QD_MAX_SIDE_INPUTS; k++) if (r->side[k]) b->ops->free(b, r->side[k]);
+    if (r->lw) b->ops->free(b, r->lw);
+    if (r->yw) b->ops->free(b, r->yw);
+    if (r->tw) b->ops->free(b, r->tw);
+    if (r->dyw) b->ops->free(b, r->dyw);
     free(r->layers); free(r->vals); free(r->q_act); free(r->q_desc);
 }
 
@@ -187,6 +228,15 @@ static qd_status rt_setup(unit_rt *r) {
         for (int i = 0; i < n->ninputs; i++) {
             int v = n->inputs[i];
             if (v < 0 || g->values[v].is_const || v == u->input_value) continue;
+            int sk = side_slot(ctx, v);
+            if (sk >= 0) {
+                /* a side input: this batch's rows, gathered each iteration */
+                if (!r->side[sk]) {
+                    r->side[sk] = balloc(b, sizeof(float) * (size_t)B * (size_t)qd_value_sample_numel(&g->values[v]));
+                    OOM_CHECK(r->side[sk], "side input buffer");
+                }
+                continue;
+            }
             int produced_inside = 0;
             for (int k = 0; k < r->nvals; k++) if (r->vals[k].value == v) produced_inside = 1;
             if (!produced_inside)
@@ -245,6 +295,15 @@ static qd_status rt_setup(unit_rt *r) {
     r->loss = balloc(b, sizeof(float));
     r->reg = balloc(b, sizeof(float));
     OOM_CHECK(r->xin && r->target && r->idx && r->iter && r->loss && r->reg, "iteration buffers");
+    if (ctx->loss_w_dev) {
+        if (ctx->loss_w_numel * g->values[u->output_value].dims[g->values[u->output_value].ndim - 1] != out_numel)
+            return qd_errorf(QD_ERR_INTERNAL, "unit '%s': %lld loss weights per sample for an output of %lld elements", u->name,
+                             (long long)ctx->loss_w_numel, (long long)out_numel);
+        size_t ob = sizeof(float) * (size_t)B * (size_t)out_numel;
+        r->lw = balloc(b, sizeof(float) * (size_t)B * (size_t)ctx->loss_w_numel);
+        r->yw = balloc(b, ob); r->tw = balloc(b, ob); r->dyw = balloc(b, ob);
+        OOM_CHECK(r->lw && r->yw && r->tw && r->dyw, "loss weight buffers");
+    }
     QD_TRY(b->ops->zero(b, r->iter, sizeof(int32_t)));
     QD_TRY(b->ops->zero(b, r->loss, sizeof(float)));
     QD_TRY(b->ops->zero(b, r->reg, sizeof(float)));
@@ -274,6 +333,8 @@ static const float *in_ptr(unit_rt *r, const qd_node *n, int i) {
     int v = n->inputs[i];
     if (v < 0) return NULL;
     if (v == r->u->input_value) return r->xin;
+    int sk = side_slot(r->ctx, v);
+    if (sk >= 0) return r->side[sk];
     if (n->wq >= 0 && v == r->ctx->g->wq[n->wq].weight_value) {
         for (int l = 0; l < r->nlayers; l++) if (r->layers[l].node == (int)(n - r->ctx->g->nodes)) return r->layers[l].wsoft;
     }
@@ -300,6 +361,11 @@ static qd_status one_iteration(unit_rt *r) {
     key.tensor = QD_RNG_T_INPUT;
     QD_TRY(ops->gather_mix(b, r->qin, r->fpin, r->idx, B, in_numel, key, p->input_keep_prob, r->iter, r->xin));
     QD_TRY(ops->gather_mix(b, r->fpout, NULL, r->idx, B, out_numel, key, 1.0f, r->iter, r->target));
+    for (int k = 0; k < ctx->nside; k++)
+        if (r->side[k])
+            QD_TRY(ops->gather_mix(b, ctx->side_dev[k], NULL, r->idx, B, qd_value_sample_numel(&g->values[ctx->side_value[k]]),
+                                   key, 1.0f, r->iter, r->side[k]));
+    if (r->lw) QD_TRY(ops->gather_mix(b, ctx->loss_w_dev, NULL, r->idx, B, ctx->loss_w_numel, key, 1.0f, r->iter, r->lw));
     for (int l = 0; l < r->nlayers && p->train_weights; l++) {
         layer_state *L = &r->layers[l];
         QD_TRY(ops->adaround_weight(b, &L->d, L->W, L->V, L->s, L->z, 0, L->wsoft));
@@ -334,10 +400,20 @@ static qd_status one_iteration(unit_rt *r) {
         if (V->gpre != V->gval) QD_TRY(ops->zero(b, V->gpre, bytes));
     }
     val_state *OV = &r->vals[find_val(r, u->output_value)];
+    const float *ly = OV->val, *lt = r->target;
+    float *ldy = OV->gval;
+    if (r->lw) {
+        /* weighted positions (recon.h): the loss sees w*y and w*t, its gradient flows back through w */
+        QD_TRY(lw_mul(b, ov, B, OV->val, r->lw, r->yw, NULL, NULL));
+        QD_TRY(lw_mul(b, ov, B, r->target, r->lw, r->tw, NULL, NULL));
+        QD_TRY(ops->zero(b, r->dyw, sizeof(float) * (size_t)B * (size_t)out_numel));
+        ly = r->yw; lt = r->tw; ldy = r->dyw;
+    }
     if (p->loss_p > 0.0f && p->loss_p != 2.0f)
-        QD_TRY(ops->lp_loss(b, p->loss_p, B, C, HW, OV->val, r->target, OV->gval, r->loss));
+        QD_TRY(ops->lp_loss(b, p->loss_p, B, C, HW, ly, lt, ldy, r->loss));
     else
-        QD_TRY(ops->mse_loss(b, B, C, HW, OV->val, r->target, OV->gval, r->loss));
+        QD_TRY(ops->mse_loss(b, B, C, HW, ly, lt, ldy, r->loss));
+    if (r->lw) QD_TRY(lw_mul(b, ov, B, OV->val, r->lw, r->yw, r->dyw, OV->gval));
     for (int l = 0; l < r->nlayers && p->train_weights; l++)
         QD_TRY(ops->zero(b, r->layers[l].dW, sizeof(float) * (size_t)r->layers[l].d.numel));
     /* backward */
@@ -476,6 +552,8 @@ static qd_status unit_sqnr(unit_rt *r, int n, double *db) {
     qd_status st = qd_exec_sync_quant(ctx->exec);
     for (int s0 = 0; st == QD_OK && s0 < n; s0 += bs) {
         int nb = n - s0 < bs ? n - s0 : bs;
+        st = qd_recon_bind_side(ctx, s0);
+        if (st != QD_OK) break;
         st = qd_exec_run(ctx->exec, QD_EXEC_QUANT, u->node_begin, u->node_end, u->input_value,
                          r->qin + (size_t)s0 * (size_t)in_numel, nb, u->output_value, yq);
         if (st != QD_OK) break;
@@ -483,9 +561,12 @@ static qd_status unit_sqnr(unit_rt *r, int n, double *db) {
         if (st != QD_OK) break;
         st = b->ops->download(b, ht, r->fpout + (size_t)s0 * (size_t)out_numel, sizeof(float) * (size_t)nb * (size_t)out_numel);
         if (st != QD_OK) break;
+        /* with loss weights, positions weigh as in the loss (padding: not at all) */
+        int64_t last = g->values[u->output_value].dims[g->values[u->output_value].ndim - 1];
         for (int64_t k = 0; k < (int64_t)nb * out_numel; k++) {
-            double d = (double)hy[k] - (double)ht[k];
-            sig += (double)ht[k] * (double)ht[k];
+            double w = ctx->loss_w_host ? (double)ctx->loss_w_host[(size_t)s0 * (size_t)ctx->loss_w_numel + (size_t)(k / last)] : 1.0;
+            double d = w * ((double)hy[k] - (double)ht[k]), t = w * (double)ht[k];
+            sig += t * t;
             err += d * d;
         }
     }

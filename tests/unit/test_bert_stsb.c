@@ -2,7 +2,8 @@
  * $QD_BERT_MODEL_DIR) on the STS-B test set (assets/stsb/sts-test.tsv, 1379 pairs). The FP32
  * Spearman must match sentence-transformers 6.2.0 on the same files (0.820325, measured with
  * tools/make_bert_fixtures.py stsb) to 1e-4, and the W8A8 min/max baseline its measured value
- * 0.816022 to 5e-4. Skips (77) when the model is not fetched (scripts/install_deps.sh fetches
+ * 0.816022 to 5e-4. The FP32 run goes through the encoder graph on the CPU backend (the engine's
+ * path); the W8A8 baseline's dynamic per-batch ranges are a host-encoder hook. Skips (77) when the model is not fetched (scripts/install_deps.sh fetches
  * it when online). About 2 x 25 s of one core: fast enough for CI as is (label e2e). */
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +11,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "qdrop/backend.h"
 #include "qdrop/bert.h"
+#include "qdrop/exec.h"
+#include "qdrop/graph.h"
 
 #define QD_ST_REFERENCE_SPEARMAN 0.820325
 #define QD_W8A8_MINMAX_SPEARMAN 0.816022 /* this C code, 2026-11-29; sentence-transformers has no W8A8 */
@@ -28,10 +32,33 @@ int main(void) {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double rho = 0;
-    int n = 0;
-    if (qd_bert_eval_stsb(dir, "assets/stsb/sts-test.tsv", 0, &rho, &n) != QD_OK) {
+    /* FP32 through the engine's path: the encoder graph (src/bert/bert_graph.c) on the CPU
+     * backend, host embeddings, mean pooling + L2 norm */
+    qd_sts_set set;
+    qd_bert_model *m;
+    if (qd_sts_read("assets/stsb/sts-test.tsv", &set) != QD_OK || qd_bert_load(dir, &m) != QD_OK) {
         printf("FAIL: %s\n", qd_error_message());
         return 1;
+    }
+    int n = set.n;
+    {
+        qd_graph *g = NULL;
+        qd_backend *b = NULL;
+        qd_backend_options bo = {.threads = 0};
+        qd_bert_graph_encoder e;
+        if (qd_bert_build_graph(m, 8, &g) != QD_OK || qd_cpu_backend_create(&bo, &b) != QD_OK ||
+            qd_bert_graph_encoder_init(&e, m, g, b, QD_EXEC_FP, 32, 256) != QD_OK) {
+            printf("FAIL: %s\n", qd_error_message());
+            return 1;
+        }
+        qd_bert_encoder enc = {qd_bert_graph_encode, &e};
+        if (qd_bert_eval_stsb_enc(m, &set, &enc, &rho, NULL) != QD_OK) {
+            printf("FAIL: %s\n", qd_error_message());
+            return 1;
+        }
+        qd_bert_graph_encoder_free(&e);
+        qd_backend_destroy(b);
+        qd_graph_free(g);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
@@ -41,14 +68,8 @@ int main(void) {
     if (!ok) printf("FAIL: FP32 Spearman %.6f, sentence-transformers %.6f (tolerance 1e-4), %d pairs\n", rho, QD_ST_REFERENCE_SPEARMAN, n);
     /* W8A8 min/max baseline (per-channel weights, 8-bit embeddings, dynamic per-tensor
      * activations at the §8.8 sites): measured 0.816022; it must differ from FP32 and reproduce. */
-    qd_sts_set set;
-    qd_bert_model *m;
     double rq = 0;
     int bits = 8;
-    if (qd_sts_read("assets/stsb/sts-test.tsv", &set) != QD_OK || qd_bert_load(dir, &m) != QD_OK) {
-        printf("FAIL: %s\n", qd_error_message());
-        return 1;
-    }
     if (qd_bert_quantize_weights_minmax(m, 8, 8) != QD_OK ||
         qd_bert_eval_stsb_model(m, &set, qd_bert_dynamic_act_hook, &bits, &rq) != QD_OK) {
         printf("FAIL: %s\n", qd_error_message());
