@@ -454,7 +454,8 @@ static qd_status infer_node(qd_graph *g, qd_node *n) {
         if (x->ndim != 4) FAIL(QD_ERR_UNSUPPORTED, "%s: node '%s' (Resize): only 2-D resizing of NCHW tensors (input "
                                "rank %d)", src(g), n->name, x->ndim);
         if (a->nperm == 2) { /* sizes over all dims: N and C stay */
-            if (a->perm[1] != x->dims[1] || (batchy && (sym || a->perm[0] != x->dims[0])))
+            /* perm[0] == -1: the reader's "sizes name the input's own batch" */
+            if (a->perm[1] != x->dims[1] || (batchy && a->perm[0] != -1 && (sym || a->perm[0] != x->dims[0])))
             {
                 char nb[32];
                 snprintf(nb, sizeof nb, "%lld", (long long)x->dims[0]);

@@ -802,74 +802,87 @@ static qd_status fold_plain(rd *r, const Onnx__NodeProto *n, const char *op, con
     return QD_OK;
 }
 
-/* Folding when an input carries the batch size as a symbol: only the shape arithmetic torch
- * writes around x.view(x.size(0), ...) is followed (Gather of element 0 of Shape, then
- * Unsqueeze/Squeeze/Concat/Reshape/Cast/Identity that keep elements in order); anything that
- * computes with the batch size is unsupported, with the reason. */
+/* Stands for the batch while a symbolic shape vector is folded: data-movement folds (Gather,
+ * Slice, Concat, Unsqueeze, ...) carry it to wherever the batch lands in their output, which
+ * gives the output's mask; no real shape value comes near it. */
+#define BATCH_SENTINEL (INT64_MIN + 0x5eed)
+
+/* Folding when an input carries the batch size as a symbol. A SYM_MASK vector (Shape of an
+ * activation with static non-batch dims, and what is derived from it) folds as a plain int64
+ * constant with the batch elements followed through data movement; arithmetic or a
+ * ConstantOfShape on a vector holding the batch is data-dependent and refused naming the node.
+ * A SYM_SHAPE value (Shape of an activation whose other dims are unknown here) only allows
+ * Gather of element 0, then the same data movement. */
 static qd_status fold_node(rd *r, const Onnx__NodeProto *n, const char *op, const int *in, int nin, int *out_v) {
-    int anysym = 0;
-    for (int k = 0; k < nin; k++) anysym |= sym_kind(r, in[k]) != SYM_NONE;
+    int anysym = 0, anyshape = 0;
+    for (int k = 0; k < nin; k++) {
+        anysym |= sym_kind(r, in[k]) != SYM_NONE;
+        anyshape |= sym_kind(r, in[k]) == SYM_SHAPE;
+    }
     if (!anysym) return fold_plain(r, n, op, in, nin, out_v);
-    const qd_graph *g = r->g;
+    qd_graph *g = r->g;
     const char *nm = node_label(n);
-#define SYMFAIL(why) qd_errorf(QD_ERR_UNSUPPORTED, "%s: node '%s' (%s): %s (only x.view(x.size(0), ...)-style use of " \
-                               "the batch size is supported)", r->path, nm, op, why)
+#define SYMFAIL(why) qd_errorf(QD_ERR_UNSUPPORTED, "%s: node '%s' (%s): %s (the batch size may only be moved " \
+                               "into a Reshape target or Resize sizes, not computed with)", r->path, nm, op, why)
     int x = in[0];
+    if (strcmp(op, "Shape") == 0 && sym_kind(r, x) == SYM_MASK) { /* the shape of a shape vector is static */
+        QD_TRY(fold_plain(r, n, op, in, nin, out_v));
+        return sym_set(r, *out_v, SYM_NONE, 0u);
+    }
     for (int k = 1; k < nin; k++)
         if (sym_kind(r, in[k]) != SYM_NONE && strcmp(op, "Concat") != 0) return SYMFAIL("computes with the batch size");
+    if (!anyshape) {
+        int moves = strcmp(op, "Gather") == 0 || strcmp(op, "Slice") == 0 || strcmp(op, "Concat") == 0 ||
+                    strcmp(op, "Unsqueeze") == 0 || strcmp(op, "Squeeze") == 0 || strcmp(op, "Identity") == 0 ||
+                    strcmp(op, "Dropout") == 0 || strcmp(op, "Reshape") == 0 || strcmp(op, "Flatten") == 0 ||
+                    (strcmp(op, "Cast") == 0 && cast_dtype(attr_i(n, "to", 1)) == QD_DT_INT64);
+        if (strcmp(op, "ConstantOfShape") == 0) return SYMFAIL("builds a tensor sized by the batch size");
+        if (!moves) return SYMFAIL("computes with the batch size");
+        for (int k = 0; k < nin; k++)
+            if (sym_kind(r, in[k]) == SYM_MASK)
+                for (int e = 0; e < 8; e++)
+                    if (sym_mask(r, in[k]) >> e & 1u) g->values[in[k]].idata[e] = BATCH_SENTINEL;
+        qd_status st = fold_plain(r, n, op, in, nin, out_v);
+        for (int k = 0; k < nin; k++) /* the inputs hold 0 at the batch again (Reshape's "copy") */
+            if (sym_kind(r, in[k]) == SYM_MASK)
+                for (int e = 0; e < 8; e++)
+                    if (sym_mask(r, in[k]) >> e & 1u) g->values[in[k]].idata[e] = 0;
+        QD_TRY(st);
+        qd_value *o = &g->values[*out_v];
+        unsigned mask = 0;
+        int64_t cnt = qd_value_numel(o);
+        for (int64_t i = 0; o->idata && i < cnt; i++)
+            if (o->idata[i] == BATCH_SENTINEL) {
+                if (i >= 8) return SYMFAIL("builds a shape of more than 8 dimensions");
+                mask |= 1u << i;
+                o->idata[i] = 0;
+            }
+        return sym_set(r, *out_v, mask ? SYM_MASK : SYM_NONE, mask);
+    }
     if (strcmp(op, "Gather") == 0) {
         const qd_value *ix = nin > 1 && in[1] >= 0 ? &g->values[in[1]] : NULL;
         if (attr_i(n, "axis", 0) != 0 || !ix || !ix->idata || ix->ndim > 1 || qd_value_numel(ix) > QD_MAX_DIMS ||
             qd_value_numel(ix) < 1)
             return SYMFAIL("indexes a shape in an unsupported way");
-        int64_t ni = qd_value_numel(ix), len = qd_value_numel(&g->values[x]);
-        unsigned mask = 0, xm = sym_mask(r, x);
-        for (int64_t j = 0; j < ni; j++) {
-            int64_t t = ix->idata[j];
-            if (sym_kind(r, x) == SYM_SHAPE) {
-                if (t != 0) return SYMFAIL("reads a non-batch dimension of an activation's shape");
-                mask |= 1u << j;
-                continue;
-            }
-            if (t < -len || t >= len) return qd_errorf(QD_ERR_DATA, "%s: node '%s' (Gather): index out of range", r->path, nm);
-            if (t < 0) t += len;
-            if (xm >> t & 1u) mask |= 1u << j;
-        }
-        if (sym_kind(r, x) == SYM_SHAPE) {
-            /* the result holds zeros where the batch is: build it directly (the Shape value has no
-             * real extent to gather from) */
-            int64_t dims[1] = {ni};
-            int v = new_const(r, S(n->output[0]), QD_DT_INT64, ix->ndim, dims);
-            if (v < 0) return const_fail(r, v, nm, op, ix->ndim, dims);
-            QD_TRY(sym_set(r, v, SYM_MASK, mask));
-            *out_v = v;
-            return QD_OK;
-        }
-        QD_TRY(fold_plain(r, n, op, in, nin, out_v));
-        return sym_set(r, *out_v, SYM_MASK, mask);
-    }
-    if (sym_kind(r, x) == SYM_SHAPE) return SYMFAIL("uses an activation's whole shape (only its element 0 is supported)");
-    if (strcmp(op, "Concat") == 0) {
+        int64_t ni = qd_value_numel(ix);
         unsigned mask = 0;
-        int64_t off = 0;
-        for (int k = 0; k < nin; k++) {
-            if (in[k] < 0) continue;
-            const qd_value *a = &g->values[in[k]];
-            if (sym_kind(r, in[k]) == SYM_SHAPE || a->ndim != 1) return SYMFAIL("concatenates shapes in an unsupported way");
-            mask |= sym_mask(r, in[k]) << off;
-            off += a->dims[0];
-            if (off > QD_MAX_DIMS) return SYMFAIL("builds a shape of more than 8 dimensions");
+        for (int64_t j = 0; j < ni; j++) {
+            if (ix->idata[j] != 0)
+                return SYMFAIL("reads a non-batch dimension of an activation whose shape is not static here");
+            mask |= 1u << j;
         }
-        QD_TRY(fold_plain(r, n, op, in, nin, out_v));
-        return sym_set(r, *out_v, SYM_MASK, mask);
+        /* the result holds zeros where the batch is: build it directly (the Shape value has no
+         * real extent to gather from) */
+        int64_t dims[1] = {ni};
+        int v = new_const(r, S(n->output[0]), QD_DT_INT64, ix->ndim, dims);
+        if (v < 0) return const_fail(r, v, nm, op, ix->ndim, dims);
+        QD_TRY(sym_set(r, v, SYM_MASK, mask));
+        *out_v = v;
+        return QD_OK;
     }
-    int keeps_order = strcmp(op, "Unsqueeze") == 0 || strcmp(op, "Squeeze") == 0 || strcmp(op, "Identity") == 0 ||
-                      strcmp(op, "Dropout") == 0 || strcmp(op, "Reshape") == 0 || strcmp(op, "Flatten") == 0 ||
-                      (strcmp(op, "Cast") == 0 && cast_dtype(attr_i(n, "to", 1)) == QD_DT_INT64);
-    if (!keeps_order) return SYMFAIL("computes with the batch size");
-    unsigned mask = sym_mask(r, x);
-    QD_TRY(fold_plain(r, n, op, in, nin, out_v));
-    return sym_set(r, *out_v, SYM_MASK, mask);
+    if (sym_kind(r, x) == SYM_SHAPE)
+        return SYMFAIL("uses the whole shape of an activation whose shape is not static here");
+    return SYMFAIL("concatenates shapes in an unsupported way");
 #undef SYMFAIL
 }
 
@@ -1027,6 +1040,16 @@ static qd_status resize_attrs(rd *r, const Onnx__NodeProto *n, qd_attrs *a) {
     } else {
         size_t si = (upsample || r->opset < 11) ? 1 : 2; /* Resize-11+: X, roi, scales, sizes */
         const qd_value *cs = const_input(r, n, si), *cz = r->opset >= 11 && !upsample ? const_input(r, n, 3) : NULL;
+        /* sizes built from the input's own shape (F.interpolate(x, size=...) with a dynamic batch):
+         * element 0 is the batch symbol, which keeps the batch */
+        int zbatch = 0;
+        if (!cz && r->opset >= 11 && !upsample && n->n_input > 3 && S(n->input[3])[0]) {
+            int zv = qd_graph_find_value(r->g, n->input[3]);
+            if (zv >= 0 && r->g->values[zv].is_const && sym_kind(r, zv) == SYM_MASK && sym_mask(r, zv) == 1u) {
+                cz = &r->g->values[zv];
+                zbatch = 1;
+            }
+        }
         int has_s = si < n->n_input && S(n->input[si])[0], has_z = !upsample && r->opset >= 11 && n->n_input > 3 &&
                     S(n->input[3])[0];
         if ((has_s && !cs) || (has_z && !cz))
@@ -1041,6 +1064,7 @@ static qd_status resize_attrs(rd *r, const Onnx__NodeProto *n, qd_attrs *a) {
                 return unsupported(r, n, "sizes must be int64 and given without scales");
             nsz = (int)qd_value_numel(cz);
             for (int i = 0; i < nsz; i++) sz[i] = cz->idata[i];
+            if (zbatch) sz[0] = -1; /* shape inference: "the input's batch" */
         }
     }
     int cnt = nsc >= 0 ? nsc : nsz;
@@ -1258,10 +1282,27 @@ static int kept_inputs(const rd *r, qd_op op, const Onnx__NodeProto *n) {
     }
 }
 
+/* Input k (value v) of a compute node may carry the batch symbol only where it means "the
+ * input's batch": element 0 of a Reshape target (Reshape's "copy dimension 0", the element
+ * holds 0; x.view(x.size(0), -1)) or element 0 of Resize sizes. Anywhere else it is refused. */
+static qd_status check_batch_input(const rd *r, const Onnx__NodeProto *n, qd_op op, int k, int v) {
+    if (sym_kind(r, v) == SYM_NONE) return QD_OK;
+    int ok = op == QD_OP_RESHAPE && k == 1 && sym_kind(r, v) == SYM_MASK && (sym_mask(r, v) & ~1u) == 0 &&
+             attr_i(n, "allowzero", 0) == 0;
+    ok |= op == QD_OP_RESIZE && k == 3 && sym_kind(r, v) == SYM_MASK && sym_mask(r, v) == 1u;
+    if (!ok)
+        return unsupported(r, n, "the batch size (Shape of an activation) used other than as dimension 0 of a "
+                           "Reshape target or of Resize sizes");
+    return QD_OK;
+}
+
 static qd_status add_compute_node(rd *r, const Onnx__NodeProto *n, qd_op op) {
     qd_graph *g = r->g;
     const char *nm = node_label(n);
     if (n->n_output < 1) return qd_errorf(QD_ERR_DATA, "%s: node '%s' has no output", r->path, nm);
+    /* before the attributes: "pads must be constant" would hide that they hold the batch size */
+    for (size_t k = 0; k < n->n_input && k < 16; k++)
+        if (S(n->input[k])[0]) QD_TRY(check_batch_input(r, n, op, (int)k, qd_graph_find_value(g, n->input[k])));
     if (op == QD_OP_IDENTITY && strcmp(S(n->op_type), "Cast") == 0 && cast_dtype(attr_i(n, "to", 1)) != QD_DT_FLOAT)
         return unsupported(r, n, "Cast of an activation to a non-float type");
     /* Dropout's optional mask output is not created: a node reading it fails as "never produced". */
@@ -1294,15 +1335,7 @@ static qd_status add_compute_node(rd *r, const Onnx__NodeProto *n, qd_op op) {
         if (ins[k] < 0)
             return qd_errorf(QD_ERR_DATA, "%s: node '%s' reads '%s', which no node, initializer or graph input "
                              "produces (nodes out of order?)", r->path, nm, iname);
-        if (sym_kind(r, ins[k]) != SYM_NONE) {
-            /* x.view(x.size(0), -1): the batch size as element 0 of a Reshape target is Reshape's
-             * "copy dimension 0" (the element holds 0); anywhere else it is not supported */
-            int ok = op == QD_OP_RESHAPE && k == 1 && sym_kind(r, ins[k]) == SYM_MASK &&
-                     (sym_mask(r, ins[k]) & ~1u) == 0 && attr_i(n, "allowzero", 0) == 0;
-            if (!ok)
-                return unsupported(r, n, "the batch size (Shape of an activation) used other than as dimension 0 of "
-                                   "a Reshape target");
-        }
+        QD_TRY(check_batch_input(r, n, op, k, ins[k]));
     }
     for (int e = 0; e < extra; e++) {
         char buf[512];
@@ -1336,6 +1369,56 @@ static qd_status add_compute_node(rd *r, const Onnx__NodeProto *n, qd_op op) {
     if (nd->ninputs < 1 || nd->inputs[0] < 0)
         return qd_errorf(QD_ERR_DATA, "%s: node '%s' (%s) has no data input", r->path, nm, S(n->op_type));
     return QD_OK;
+}
+
+/* The shape of activation v as far as the nodes read so far determine it (ONNX lists nodes in
+ * topological order): shape inference runs over the partial graph and everything it resolves
+ * (node attributes, dropped Reshape/Slice inputs, value shapes) is put back afterwards, so the
+ * pipeline's own inference later sees the graph exactly as read. 0 when the shape cannot be
+ * determined here (an op inference refuses before simplification, a graph input without dims):
+ * the caller then follows only the batch. */
+static int activation_shape(rd *r, int v, int *nd, int64_t *dims) {
+    qd_graph *g = r->g;
+    if (g->values[v].is_const) return 0;
+    if (g->values[v].producer < 0) { /* a graph input: its dims are read already */
+        if (g->values[v].ndim < 1) return 0;
+        *nd = g->values[v].ndim;
+        memcpy(dims, g->values[v].dims, sizeof g->values[v].dims);
+        return 1;
+    }
+    qd_node *nsave = malloc((size_t)(g->nnodes > 0 ? g->nnodes : 1) * sizeof *nsave);
+    qd_value *vsave = malloc((size_t)(g->nvalues > 0 ? g->nvalues : 1) * sizeof *vsave);
+    int *isave = NULL;
+    size_t nin = 0;
+    for (int i = 0; i < g->nnodes; i++) nin += (size_t)g->nodes[i].ninputs;
+    isave = malloc((nin ? nin : 1) * sizeof *isave);
+    int ok = 0;
+    if (nsave && vsave && isave) {
+        memcpy(nsave, g->nodes, (size_t)g->nnodes * sizeof *nsave);
+        memcpy(vsave, g->values, (size_t)g->nvalues * sizeof *vsave);
+        size_t at = 0;
+        for (int i = 0; i < g->nnodes; i++)
+            for (int k = 0; k < g->nodes[i].ninputs; k++) isave[at++] = g->nodes[i].inputs[k];
+        int nn = g->nnodes, nv = g->nvalues;
+        qd_status st = qd_graph_infer_shapes(g);
+        if (st == QD_OK && g->values[v].ndim >= 1) {
+            *nd = g->values[v].ndim;
+            memcpy(dims, g->values[v].dims, sizeof g->values[v].dims);
+            ok = 1;
+        }
+        if (st != QD_OK) qd_error_clear();
+        /* inference adds no nodes or values; it rewrites them in place */
+        at = 0;
+        for (int i = 0; i < nn; i++) {
+            g->nodes[i] = nsave[i];
+            for (int k = 0; k < g->nodes[i].ninputs; k++) g->nodes[i].inputs[k] = isave[at++];
+        }
+        memcpy(g->values, vsave, (size_t)nv * sizeof *vsave);
+    }
+    free(nsave);
+    free(vsave);
+    free(isave);
+    return ok;
 }
 
 /* Helper ops that are only ever evaluated on constants. */
@@ -1383,11 +1466,26 @@ static qd_status load_node(rd *r, const Onnx__NodeProto *n) {
         return st;
     }
     if (strcmp(type, "Shape") == 0 && nin >= 1 && ins[0] >= 0 && n->n_output >= 1) {
-        /* Shape of an activation: only the batch (element 0) can be used, as a symbol */
         if (qd_graph_find_value(g, S(n->output[0])) >= 0)
             return qd_errorf(QD_ERR_DATA, "%s: node '%s' writes '%s', which is already defined", r->path,
                              node_label(n), S(n->output[0]));
         const Onnx__AttributeProto *as = find_attr(n, "start"), *ae = find_attr(n, "end");
+        int nd;
+        int64_t dims[QD_MAX_DIMS];
+        if (activation_shape(r, ins[0], &nd, dims)) {
+            /* the shape is static but for the batch: a real vector, element 0 the batch symbol */
+            int64_t s0 = as ? as->i : 0, e0 = ae ? ae->i : nd;
+            if (s0 < 0) s0 = s0 < -nd ? 0 : s0 + nd;
+            if (e0 < 0) e0 = e0 < -nd ? 0 : e0 + nd;
+            s0 = s0 > nd ? nd : s0;
+            e0 = e0 > nd ? nd : (e0 < s0 ? s0 : e0);
+            int64_t len = e0 - s0;
+            int v = new_const(r, S(n->output[0]), QD_DT_INT64, 1, &len);
+            if (v < 0) return oom(r);
+            for (int64_t i = 0; i < len; i++) g->values[v].idata[i] = s0 + i == 0 ? 0 : dims[s0 + i];
+            return s0 == 0 && len > 0 ? sym_set(r, v, SYM_MASK, 1u) : QD_OK;
+        }
+        /* dims after the batch unknown here: only the batch (element 0) can be used, as a symbol */
         int64_t one = 1;
         int v = new_const(r, S(n->output[0]), QD_DT_INT64, 1, &one);
         if (v < 0) return oom(r);

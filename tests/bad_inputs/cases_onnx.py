@@ -306,9 +306,9 @@ def cases(m):
     case("onnx_view_batch_times_two", r"node 'times2' \(Mul\): computes with the batch size",
          lambda: view_model(scale=True), "x.view(x.size(0) * 2, -1): arithmetic on the batch size is refused",
          inspect=True)
-    case("onnx_view_size1", r"node 'gather' \(Gather\): reads a non-batch dimension",
-         lambda: view_model(gather_index=1), "x.view(x.size(1), -1): only the batch dimension is followed",
-         inspect=True)
+    case("onnx_view_size1", r"node 'view' \(Reshape\): the target shape must keep the batch as dimension 0",
+         lambda: view_model(gather_index=1), "x.view(x.size(1), -1): the static channel count folds, but a target "
+         "that moves it into dimension 0 mixes the batch into it", inspect=True)
     # --- names with control characters: one error line, escaped ---
     case("onnx_name_control_chars", r"node 'odd\\x1b\[2J.op': op Sin",
          lambda: _model([helper.make_node("Sin", ["r1"], ["s1"], name="odd\x1b[2J\nop")]),
