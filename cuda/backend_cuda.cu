@@ -438,6 +438,8 @@ static const qd_backend_ops qd_cu_ops = {
     .capture_end = qd_cu_capture_end,
     .graph_launch = qd_cu_graph_launch,
     .graph_destroy = qd_cu_graph_destroy,
+    .keep_mask = qd_cu_keep_mask,
+    .describe = qd_cu_describe,
 };
 
 static qd_status qd_cu_setup(qd_backend *b, qd_cu *c, const qd_backend_options *opt) {

@@ -9,6 +9,7 @@
  * Row-major GEMMs use the usual identity (A B)^T = B^T A^T: cuBLAS sees row-major matrices as
  * their column-major transposes.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,88 @@ static void log_algos(qd_backend *b, const qd_cu_conv_algo *e) {
     if (!qd_log_event_json) return;
     qd_log_event_json(QD_LOG_DEBUG, "cudnn_algo", fields, "cuDNN algorithms for conv n%d c%d %dx%d k%d %dx%d: fwd %d, bwd-data %d, bwd-filter %d",
                       e->n, e->c, e->h, e->w, e->k, e->r, e->s, (int)e->fwd, (int)e->bwd_data, (int)e->bwd_filter);
+}
+
+static const char *fwd_algo_name(cudnnConvolutionFwdAlgo_t a) {
+    switch (a) {
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM: return "IMPLICIT_GEMM";
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM: return "IMPLICIT_PRECOMP_GEMM";
+    case CUDNN_CONVOLUTION_FWD_ALGO_GEMM: return "GEMM";
+    case CUDNN_CONVOLUTION_FWD_ALGO_DIRECT: return "DIRECT";
+    case CUDNN_CONVOLUTION_FWD_ALGO_FFT: return "FFT";
+    case CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING: return "FFT_TILING";
+    case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD: return "WINOGRAD";
+    case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED: return "WINOGRAD_NONFUSED";
+    default: return "?";
+    }
+}
+
+static const char *bwd_data_algo_name(cudnnConvolutionBwdDataAlgo_t a) {
+    switch (a) {
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_0: return "ALGO_0";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_1: return "ALGO_1";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT: return "FFT";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING: return "FFT_TILING";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD: return "WINOGRAD";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED: return "WINOGRAD_NONFUSED";
+    default: return "?";
+    }
+}
+
+static const char *bwd_filter_algo_name(cudnnConvolutionBwdFilterAlgo_t a) {
+    switch (a) {
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0: return "ALGO_0";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1: return "ALGO_1";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT: return "FFT";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3: return "ALGO_3";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED: return "WINOGRAD_NONFUSED";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING: return "FFT_TILING";
+    default: return "?";
+    }
+}
+
+/* Appends to a bounded buffer; `len` counts what the full text needs even past `cap`. */
+typedef struct desc_buf {
+    char *p;
+    size_t cap, len;
+} desc_buf;
+
+static void desc_put(desc_buf *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void desc_put(desc_buf *d, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *dst = d->p && d->len < d->cap ? d->p + d->len : NULL;
+    size_t room = dst ? d->cap - d->len : 0;
+    int n = vsnprintf(dst, room, fmt, ap);
+    va_end(ap);
+    if (n > 0) d->len += (size_t)n;
+}
+
+/* backend.h describe: the backend's math settings and, per distinct convolution shape seen so
+ * far (evaluation, cache building and training batches alike), the cuDNN algorithms chosen
+ * (cudnn.h enum value and name) and their math modes: "fma" means no TF32 anywhere. */
+size_t qd_cu_describe(qd_backend *b, char *buf, size_t cap) {
+    qd_cu *c = qd_cu_of(b);
+    desc_buf d = {buf, cap, 0};
+    desc_put(&d, "{\"conv\":\"cudnn\",\"gemm\":\"cublas\",\"tf32\":%s,\"deterministic\":%s,\"cublas_math\":\"%s\","
+                 "\"cudnn_workspace_bytes\":%zu,\"conv_algos\":[",
+             b->tf32 ? "true" : "false", b->deterministic ? "true" : "false",
+             b->tf32 ? "tf32_tensor_op" : "default", c->cudnn_ws_bytes);
+    for (int i = 0; i < c->nalgos; i++) {
+        const qd_cu_conv_algo *e = &c->algos[i];
+        desc_put(&d,
+                 "%s{\"shape\":\"n%d c%d %dx%d k%d %dx%d s%dx%d p%dx%d d%dx%d g%d -> %dx%d\","
+                 "\"fwd_algo\":%d,\"fwd_algo_name\":\"%s\",\"fwd_math\":\"%s\","
+                 "\"bwd_data_algo\":%d,\"bwd_data_algo_name\":\"%s\",\"bwd_data_math\":\"%s\","
+                 "\"bwd_filter_algo\":%d,\"bwd_filter_algo_name\":\"%s\",\"bwd_filter_math\":\"%s\"}",
+                 i ? "," : "", e->n, e->c, e->h, e->w, e->k, e->r, e->s, e->sh, e->sw, e->ph, e->pw, e->dh, e->dw, e->g,
+                 e->oh, e->ow, (int)e->fwd, fwd_algo_name(e->fwd), math_name(e->fwd_math), (int)e->bwd_data,
+                 bwd_data_algo_name(e->bwd_data), math_name(e->bwd_data_math), (int)e->bwd_filter,
+                 bwd_filter_algo_name(e->bwd_filter), math_name(e->bwd_filter_math));
+    }
+    desc_put(&d, "]}");
+    if (buf && cap > 0 && d.len >= cap) buf[0] = 0; /* never a truncated JSON text */
+    return d.len;
 }
 
 /* Cached algorithm triple for the described shape (all three chosen at first sight, so the

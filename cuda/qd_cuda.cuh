@@ -139,6 +139,8 @@ qd_status qd_cu_matmul_forward(qd_backend *b, const qd_node *n, const qd_shape *
 qd_status qd_cu_matmul_backward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                                 const qd_shape *os, const float *dout, float *const *din);
 void qd_cu_conv_cache_free(qd_cu *c);
+/* backend.h describe (conv_cuda.cu): settings and the cuDNN algorithms chosen per conv shape. */
+size_t qd_cu_describe(qd_backend *b, char *buf, size_t cap);
 /* LayerNormalization, Gelu and Softmax with a mask input (ops_cuda_bert.cu). */
 qd_status qd_cu_transformer_forward(qd_backend *b, const qd_node *n, const qd_shape *is, const float *const *in,
                                     const qd_shape *os, float *out);
@@ -174,5 +176,7 @@ qd_status qd_cu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw, const 
 qd_status qd_cu_lp_loss(qd_backend *b, float p, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
                         float *dy, float *loss);
 qd_status qd_cu_check_finite(qd_backend *b, int64_t n, const float *x, int32_t *bad);
+qd_status qd_cu_keep_mask(qd_backend *b, qd_rng_key key, const int32_t *iter, int64_t n, float keep_prob,
+                          uint32_t *bits);
 
 #endif

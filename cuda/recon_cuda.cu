@@ -86,6 +86,38 @@ qd_status qd_cu_gather_mix(qd_backend *b, const float *quant_src, const float *f
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Keep-mask bits for the run's reproducibility digest (backend.h keep_mask): one thread per
+ * 32-element word, eight Philox blocks, the same words and comparison as the kernels above. */
+__global__ void qd_k_keep_mask(qd_rng_key key, const int32_t *iter, int64_t n, float keep_prob, uint32_t *bits) {
+    int all = keep_prob >= 1.0f;
+    uint32_t it = all ? 0u : (uint32_t)*iter;
+    int64_t nwords = (n + 31) >> 5;
+    for (int64_t w = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; w < nwords; w += (int64_t)gridDim.x * blockDim.x) {
+        uint32_t m = 0;
+        for (int q = 0; q < 8; q++) {
+            uint32_t r[4] = {0u, 0u, 0u, 0u};
+            if (!all) qd_rng_block(key, it, (uint64_t)(8 * w + q), r);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int64_t e = 32 * w + 4 * q + j;
+                if (e < n && (all || qd_u32_to_uniform(r[j]) < keep_prob)) m |= 1u << (4 * q + j);
+            }
+        }
+        bits[w] = m;
+    }
+}
+
+qd_status qd_cu_keep_mask(qd_backend *b, qd_rng_key key, const int32_t *iter, int64_t n, float keep_prob,
+                          uint32_t *bits) {
+    if (n <= 0) return QD_OK;
+    if (keep_prob < 1.0f && !iter)
+        return qd_errorf(QD_ERR_INTERNAL, "cuda: keep_mask: keep_prob %g needs the iteration counter", keep_prob);
+    qd_k_keep_mask<<<qd_cu_blocks((n + 31) / 32), QD_CU_THREADS, 0, qd_cu_of(b)->stream>>>(key, iter, n, keep_prob,
+                                                                                         bits);
+    return qd_cu_post(b, "keep_mask", __FILE__, __LINE__);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Activation fake-quant + QDrop mask (§2, §7.2). One Philox block per thread, serving elements
  * 4q .. 4q+3 (as qd_k_gather_mix). */
 __global__ void qd_k_fq_forward(qd_fq_desc d, const float *scale, const int32_t *iter, int64_t n,

@@ -152,6 +152,21 @@ typedef struct qd_backend_ops {
     qd_status (*capture_end)(qd_backend *b, void **graph);
     qd_status (*graph_launch)(qd_backend *b, void *graph);
     void (*graph_destroy)(qd_backend *b, void *graph);
+
+    /* ---- optional: reproducibility evidence for results.json (NULL where not provided) ---- */
+    /* bits[w] bit j (LSB first) = qd_keep_quant(key, *iter, 32 w + j, keep_prob) for elements
+     * < n, 0 beyond n: the keep mask gather_mix and fq_forward apply, drawn by this backend's own
+     * generator so a digest of it compares the backends' Philox bit for bit. bits: backend memory,
+     * (n + 31) / 32 words. */
+    qd_status (*keep_mask)(qd_backend *b, qd_rng_key key, const int32_t *iter, int64_t n, float keep_prob,
+                           uint32_t *bits);
+    /* A JSON object (text) naming how this backend computes what it has computed so far:
+     * {"conv": "cudnn" | "onednn" | "im2col+openblas", ...; the CUDA backend adds "tf32",
+     * "cublas_math" and "conv_algos": one entry per distinct convolution shape with the cuDNN
+     * forward / backward-data / backward-filter algorithms and math modes it chose}. Writes at
+     * most cap bytes (NUL included, truncated JSON is never returned: buf gets "" when it does not
+     * fit) and returns the length the full text needs, snprintf-style. */
+    size_t (*describe)(qd_backend *b, char *buf, size_t cap);
 } qd_backend_ops;
 
 struct qd_backend {

@@ -79,6 +79,39 @@ static void add_metrics(cJSON *acc, const char *prefix, const qd_eval_result *r)
     }
 }
 
+/* results.json unit "rng_digest" (docs/numerics.md "Reproducibility digest"): what makes a CPU
+ * run and a CUDA run comparable bit for bit. Absent for units restored from a checkpoint. */
+static void unit_digest_json(cJSON *o, const qd_unit_report *r) {
+    if (r->digest_iters <= 0) return;
+    char hx[24];
+    cJSON *d = cJSON_AddObjectToObject(o, "rng_digest");
+    cJSON_AddNumberToObject(d, "iterations", r->digest_iters);
+    snprintf(hx, sizeof hx, "%016llx", (unsigned long long)r->digest_batch);
+    cJSON_AddStringToObject(d, "batch_indices", hx);
+    snprintf(hx, sizeof hx, "%016llx", (unsigned long long)r->digest_input_mix);
+    if (r->has_input_mix) cJSON_AddStringToObject(d, "input_mix", hx);
+    else cJSON_AddNullToObject(d, "input_mix");
+    snprintf(hx, sizeof hx, "%016llx", (unsigned long long)r->digest_act_masks);
+    if (r->mask_sites > 0) cJSON_AddStringToObject(d, "act_drop_masks", hx);
+    else cJSON_AddNullToObject(d, "act_drop_masks");
+    cJSON_AddNumberToObject(d, "act_drop_sites", r->mask_sites);
+    cJSON_AddNumberToObject(d, "mask_bits", (double)r->mask_bits);
+}
+
+/* results.json device "kernels": the backend's own account of how it computed (backend.h
+ * describe: conv implementation; on CUDA the TF32 state and the cuDNN algorithms per conv
+ * shape). run.log keeps its "cudnn_algo" events as well. */
+static void device_kernels_json(cJSON *dev, qd_backend *b) {
+    if (!b->ops->describe) return;
+    size_t need = b->ops->describe(b, NULL, 0);
+    char *txt = malloc(need + 1);
+    cJSON *k = NULL;
+    if (txt && b->ops->describe(b, txt, need + 1) == need && txt[0]) k = cJSON_Parse(txt);
+    free(txt);
+    if (k) cJSON_AddItemToObject(dev, "kernels", k);
+    else qd_log_warn("describe_failed", "results.json: the %s backend's kernel description is missing or not JSON", b->ops->name);
+}
+
 static cJSON *unit_json(const qd_unit_report *r, int idx) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "index", idx);
@@ -95,6 +128,7 @@ static cJSON *unit_json(const qd_unit_report *r, int idx) {
     cJSON_AddNumberToObject(o, "sqnr_after_db", r->sqnr_after_db);
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
     cJSON_AddNumberToObject(o, "it_per_s", r->it_per_s);
+    unit_digest_json(o, r);
     /* the loss curve for the run report: window means, a point at least every 1% of the iterations */
     cJSON *curve = cJSON_AddObjectToObject(o, "loss_curve");
     cJSON *xs = cJSON_AddArrayToObject(curve, "iteration"), *ys = cJSON_AddArrayToObject(curve, "loss");
@@ -137,6 +171,7 @@ static qd_status write_results_json(qd_run_state *S) {
     char vers[512];
     qd_cuda_versions(vers, sizeof vers);
     cJSON_AddStringToObject(dev, "cuda_versions", vers);
+    device_kernels_json(dev, S->b);
     char hs[32];
     snprintf(hs, sizeof hs, "%016llx", (unsigned long long)S->cfg_hash);
     cJSON_AddStringToObject(r, "config_hash", hs);

@@ -134,6 +134,22 @@ static void cpu_destroy(qd_backend *b) {
     free(b);
 }
 
+/* backend.h describe: the convolution implementation (oneDNN, or im2col + OpenBLAS when oneDNN
+ * is absent or switched off by QD_CPU_CONV=im2col; grouped convolutions always take im2col). */
+static size_t cpu_describe(qd_backend *b, char *buf, size_t cap) {
+    char txt[512];
+    int n = snprintf(txt, sizeof txt,
+                     "{\"conv\":\"%s\",\"conv_grouped\":\"im2col+openblas\",\"gemm\":\"openblas\","
+                     "\"onednn_conv_calls\":%ld,\"threads\":%d}",
+                     qd_cpu_conv_path(), qd_cpu_conv_dnnl_calls(), b->threads);
+    size_t need = n > 0 ? (size_t)n : 0;
+    if (buf && cap > 0) {
+        if (need < cap) memcpy(buf, txt, need + 1);
+        else buf[0] = 0;
+    }
+    return need;
+}
+
 /* The CPU backend's operations, fixed at compile time. capture_* / graph_*: NULL (no iteration
  * capture on the CPU). */
 static const qd_backend_ops k_cpu_ops = {
@@ -163,6 +179,8 @@ static const qd_backend_ops k_cpu_ops = {
     .mse_loss = qd_cpu_mse_loss,
     .lp_loss = qd_cpu_lp_loss,
     .check_finite = qd_cpu_check_finite,
+    .keep_mask = qd_cpu_keep_mask,
+    .describe = cpu_describe,
 };
 
 qd_status qd_cpu_backend_create(const qd_backend_options *opt, qd_backend **out) {

@@ -116,6 +116,8 @@ qd_status qd_cpu_mse_loss(qd_backend *b, int64_t n, int64_t c, int64_t hw, const
 qd_status qd_cpu_lp_loss(qd_backend *b, float p, int64_t n, int64_t c, int64_t hw, const float *y, const float *t,
                          float *dy, float *loss);
 qd_status qd_cpu_check_finite(qd_backend *b, int64_t n, const float *x, int32_t *bad);
+qd_status qd_cpu_keep_mask(qd_backend *b, qd_rng_key key, const int32_t *iter, int64_t n, float keep_prob,
+                          uint32_t *bits);
 /* out[i] = qd_rng_u32(key, it, a0 + i) for i < n, a0 a multiple of 4, out holding n rounded up
  * to a multiple of 4 words: the CPU's Philox tile (AVX-512 or C), exposed for tests. */
 void qd_cpu_rng_words(qd_rng_key key, uint32_t it, int64_t a0, int n, uint32_t *out);

@@ -256,6 +256,47 @@ qd_status qd_cpu_gather_mix(qd_backend *b, const float *quant_src, const float *
     return QD_OK;
 }
 
+/* ---- keep-mask bits for the run's reproducibility digest (backend.h keep_mask) ---- */
+typedef struct {
+    qd_rng_key key;
+    uint32_t it;
+    int64_t n;
+    float keep;
+    uint32_t *bits;
+} km_task;
+
+/* Words [w0, w1): the same random words (rng_tile) and comparison as mix_run / fq_fwd_tile. */
+static void km_run(void *vctx, int64_t w0, int64_t w1, int tid) {
+    (void)tid;
+    km_task *t = vctx;
+    enum { TILE_WORDS = QD_CPU_TILE / 32 };
+    uint32_t rnd[QD_CPU_TILE + 4];
+    for (int64_t w = w0; w < w1; w += TILE_WORDS) {
+        int64_t wend = w + TILE_WORDS < w1 ? w + TILE_WORDS : w1;
+        int64_t e0 = 32 * w, e1 = 32 * wend < t->n ? 32 * wend : t->n;
+        int all = t->keep >= 1.0f;
+        if (!all) rng_tile(t->key, t->it, e0, (int)(e1 - e0), rnd);
+        for (int64_t ww = w; ww < wend; ww++) {
+            uint32_t m = 0;
+            for (int j = 0; j < 32; j++) {
+                int64_t e = 32 * ww + j;
+                if (e >= t->n) break;
+                if (all || qd_u32_to_uniform(rnd[e - e0]) < t->keep) m |= 1u << j;
+            }
+            t->bits[ww] = m;
+        }
+    }
+}
+
+qd_status qd_cpu_keep_mask(qd_backend *b, qd_rng_key key, const int32_t *iter, int64_t n, float keep_prob,
+                           uint32_t *bits) {
+    if (n <= 0) return QD_OK;
+    if (keep_prob < 1.0f && !iter) return qd_errorf(QD_ERR_INTERNAL, "keep_mask: keep_prob %g needs the iteration counter", keep_prob);
+    km_task t = {key, iter ? (uint32_t)*iter : 0u, n, keep_prob, bits};
+    qd_cpu_parallel_for(qd_cpu(b)->pool, (n + 31) / 32, QD_CPU_EW_GRAIN / 32, km_run, &t);
+    return QD_OK;
+}
+
 /* ---- activation fake-quant with drop (§2, §7.2) ---- */
 typedef struct {
     const qd_fq_desc *d;

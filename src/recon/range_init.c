@@ -226,34 +226,74 @@ static void est_chunk(void *p, int64_t b, int64_t e) {
     }
 }
 
+/* Merge runs of G consecutive points (val, wt)[0..m) at their weighted mean into (cv, cw);
+ * returns the number of merged points. */
+static int64_t merge_points(const float *val, const double *wt, int64_t m, int64_t G, float *cv, double *cw) {
+    int64_t mc = 0;
+    for (int64_t i = 0; i < m; i += G, mc++) {
+        double sw = 0, swv = 0;
+        for (int64_t k = i; k < m && k < i + G; k++) { sw += wt[k]; swv += wt[k] * (double)val[k]; }
+        cw[mc] = sw;
+        cv[mc] = (float)(swv / sw);
+    }
+    return mc;
+}
+
 /* Rank the candidates on the histogram points (val, wt)[0..m) and write the `refine` best
  * (by estimate; ties: lower index) to pick[] in candidate order; returns their number.
  * Many candidates on many points (the 2-D search): first every candidate on coarse points
  * (up to QD_FAST_COARSE consecutive points merged at their weighted mean, keeping >= 64 coarse
  * points per grid step), then the QD_FAST_COARSE_KEEP best of those on all points.
- * scratch: ncand + 2 * (m / 2 + 2) doubles. Each estimate is summed by one thread in a fixed order. */
+ * With more candidates still (2-D at 4 bits and up: 1,600 to 25,600), a pre-filter comes first:
+ * every candidate on "sparse" points (>= QD_FAST_SPARSE_PER_STEP per grid step, at least
+ * QD_FAST_SPARSE_MERGE times coarser than the coarse points), keeping the QD_FAST_SPARSE_KEEP
+ * best (4 % of the candidates, at least 256: 256 of 1,600 at 4 bits, 1,024 of 25,600 at 8) for
+ * the coarse stage. Between candidates of one width the sparse estimates differ mainly by the
+ * clipped tails, which few points estimate well (docs/numerics.md, "Range search").
+ * scratch: ncand + 4 * (m / 2 + 2) doubles. Each estimate is summed by one thread in a fixed order. */
 #define QD_FAST_COARSE 16
 #define QD_FAST_COARSE_KEEP 64
+#define QD_FAST_SPARSE_PER_STEP 8
+#define QD_FAST_SPARSE_MERGE 4
+#define QD_FAST_SPARSE_KEEP 256   /* at least; 4 % of the candidates */
 static int rank_candidates(const float *val, const double *wt, int64_t m, const float *lo, const float *hi,
                            int64_t ncand, int qmin, int qmax, int refine, int threads, double *scratch, int64_t *pick) {
     double *est = scratch;
+    int64_t steps = (int64_t)(qmax - qmin + 1);
     /* merge factor: coarse points must stay >= 64 per step of the full-range grid */
-    int64_t G = m / (64 * (int64_t)(qmax - qmin + 1));
+    int64_t G = m / (64 * steps);
     G = G > QD_FAST_COARSE ? QD_FAST_COARSE : G;
-    if (ncand > 4 * QD_FAST_COARSE_KEEP && G >= 2) {
-        int64_t mc = 0;
+    /* pre-filter on sparse points when it saves most of the coarse stage's work */
+    int64_t GS = m / (QD_FAST_SPARSE_PER_STEP * steps);
+    int64_t sparse_keep = ncand / 25 > QD_FAST_SPARSE_KEEP ? ncand / 25 : QD_FAST_SPARSE_KEEP;
+    int sparse = ncand > 4 * sparse_keep && GS >= QD_FAST_SPARSE_MERGE * (G > 1 ? G : 1);
+    if (ncand > 4 * QD_FAST_COARSE_KEEP && (G >= 2 || sparse)) {
         double *cw = scratch + ncand;
         float *cv = (float *)(cw + m / 2 + 1);
-        for (int64_t i = 0; i < m; i += G, mc++) {
-            double sw = 0, swv = 0;
-            for (int64_t k = i; k < m && k < i + G; k++) { sw += wt[k]; swv += wt[k] * (double)val[k]; }
-            cw[mc] = sw;
-            cv[mc] = (float)(swv / sw);
+        const float *pv = val;        /* coarse points: merged, or the points themselves (G < 2) */
+        const double *pw = wt;
+        int64_t mc = m;
+        if (G >= 2) { mc = merge_points(val, wt, m, G, cv, cw); pv = cv; pw = cw; }
+        const int64_t *cand = NULL;   /* candidates of the coarse stage: all, or the pre-filtered */
+        int64_t ncoarse = ncand;
+        int64_t *pre = NULL;
+        if (sparse &&
+            (pre = malloc(sizeof(int64_t) * (size_t)sparse_keep)) != NULL) {
+            double *sw = cw + 2 * (m / 2 + 1);   /* past cv, double-aligned */
+            float *sv = (float *)(sw + m / 2 + 1);
+            int64_t ms = merge_points(val, wt, m, GS, sv, sw);
+            ejob sj = {sv, sw, ms, lo, hi, NULL, qmin, qmax, est};
+            parallel_for(ncand, threads, est_chunk, &sj);
+            ncoarse = select_lowest(est, ncand, (int)sparse_keep, pre);
+            cand = pre;
         }
-        ejob cj = {cv, cw, mc, lo, hi, NULL, qmin, qmax, est};
-        parallel_for(ncand, threads, est_chunk, &cj);
+        ejob cj = {pv, pw, mc, lo, hi, cand, qmin, qmax, est};
+        parallel_for(ncoarse, threads, est_chunk, &cj);
         int64_t keep[QD_FAST_COARSE_KEEP];
-        int nk = select_lowest(est, ncand, QD_FAST_COARSE_KEEP, keep);
+        int nk = select_lowest(est, ncoarse, QD_FAST_COARSE_KEEP, keep);
+        if (cand)
+            for (int r = 0; r < nk; r++) keep[r] = cand[keep[r]]; /* cand increasing: keep stays increasing */
+        free(pre);
         double fine[QD_FAST_COARSE_KEEP];
         ejob fj = {val, wt, m, lo, hi, keep, qmin, qmax, fine};
         parallel_for(nk, threads, est_chunk, &fj);
@@ -290,7 +330,7 @@ static void search_slice(const float *x, int64_t n, int64_t stride, int mode, in
         int64_t *cnt = calloc((size_t)bins * 2, sizeof(int64_t));
         float *val = malloc(sizeof(float) * (size_t)bins);
         double *wt = malloc(sizeof(double) * (size_t)bins);
-        double *est = malloc(sizeof(double) * (size_t)(ncand + 2 * (bins / 2 + 2)));
+        double *est = malloc(sizeof(double) * (size_t)(ncand + 4 * (bins / 2 + 2)));
         if (cnt && val && wt && est) {
             qd_hist h = {bins, (double)mn, (double)bins / ((double)mx - (double)mn), cnt, cnt + bins};
             hist_add(&h, x, 0, n, stride);
@@ -413,7 +453,7 @@ static int act_fast(const float *xs, int64_t nn, int64_t n_total, float mn, floa
     qd_hist h[16];
     float *val = malloc(sizeof(float) * (size_t)B);
     double *wt = malloc(sizeof(double) * (size_t)B);
-    double *est = malloc(sizeof(double) * (size_t)(ncand + 2 * (B / 2 + 2)));
+    double *est = malloc(sizeof(double) * (size_t)(ncand + 4 * (B / 2 + 2)));
     int np = -1;
     if (mem && val && wt && est) {
         for (int t = 0; t < parts; t++)
@@ -446,10 +486,12 @@ static void minmax_chunk(void *p, int64_t b, int64_t e) {
     for (int64_t t = b; t < e; t++) {
         float mn = FLT_MAX, mx = -FLT_MAX;
         int bad = 0;
+        /* comparisons, not fminf/fmaxf calls, so the loop vectorises (NaN/Inf set bad either way) */
         for (int64_t k = j->n * t / j->parts; k < j->n * (t + 1) / j->parts; k++) {
             float v = j->x[k];
-            bad |= !isfinite(v);
-            mn = fminf(mn, v); mx = fmaxf(mx, v);
+            bad |= !(fabsf(v) <= FLT_MAX);
+            mn = v < mn ? v : mn;
+            mx = v > mx ? v : mx;
         }
         j->mn[t] = mn; j->mx[t] = mx; j->bad[t] = bad;
     }
@@ -490,7 +532,8 @@ qd_status qd_act_range_search_method(const float *x, int64_t n, int bits, int th
         compact = malloc(sizeof(float) * (size_t)n);
         if (compact) {
             nn = 0;
-            for (int64_t k = 0; k < n; k++) if (x[k] != 0.0f) compact[nn++] = x[k];
+            /* branch-free: a post-ReLU tensor's zeros are too irregular to predict */
+            for (int64_t k = 0; k < n; k++) { compact[nn] = x[k]; nn += x[k] != 0.0f; }
             xs = compact;
         }
     }

@@ -55,6 +55,14 @@ typedef struct qd_unit_report {
     double seconds, it_per_s;
     int early_stopped;
     int nlayers, nact;
+    /* Reproducibility digest of the first digest_iters iterations (QD_RNG_DIGEST_ITERS; 0 = none,
+     * e.g. a unit restored from a checkpoint): FNV-1a 64 of the batch indices drawn, of the
+     * unit-input mix keep mask (has_input_mix) and of the drop masks of its activation quantizers
+     * (mask_sites of them), as the backend drew them (results.json "rng_digest"). */
+    int digest_iters;
+    uint64_t digest_batch, digest_input_mix, digest_act_masks;
+    int has_input_mix, mask_sites;
+    int64_t mask_bits;               /* keep/drop decisions hashed, input mix and sites together */
     double *curve;                   /* reconstruction loss, window means: iteration 1, then a point at
                                       * least every 1% of the iterations (malloc'd) */
     int *curve_iter;
@@ -124,6 +132,11 @@ typedef struct qd_recon_ctx {
     const float *loss_w_host;        /* the same on the host (SQNR) */
     int64_t loss_w_numel;            /* per sample */
 } qd_recon_ctx;
+
+/* Iterations at the start of every unit whose batch indices and masks go into the unit
+ * report's digest (docs/numerics.md "Reproducibility digest"): enough to cover the eager first
+ * iteration and the first CUDA Graph replay, few enough that the downloads cost nothing. */
+#define QD_RNG_DIGEST_ITERS 2
 
 QD_MUST_USE qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, const qd_unit_params *p,
                                     qd_unit_report *rep);

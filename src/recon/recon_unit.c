@@ -24,6 +24,7 @@
 #include "qdrop/interrupt.h"
 #include "qdrop/log.h"
 #include "qdrop/qdrop.h"
+#include "recon/ckpt.h"
 #include "recon/recon.h"
 #include "recon/unit_cache.h"
 
@@ -457,6 +458,82 @@ static qd_status one_iteration(unit_rt *r) {
     return QD_OK;
 }
 
+/* FNV-1a 64 over 32-bit words serialised little-endian (the same digest on any host). */
+static uint64_t fnv_words(const uint32_t *w, size_t n, uint64_t h) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char le[4] = {(unsigned char)w[i], (unsigned char)(w[i] >> 8), (unsigned char)(w[i] >> 16),
+                               (unsigned char)(w[i] >> 24)};
+        h = qd_fnv1a64(le, 4, h);
+    }
+    return h;
+}
+
+/* Folds the iteration just run (the backend counter holds its number) into rep's digests: the
+ * batch indices draw_batch wrote, the unit-input keep mask redrawn by the backend's keep_mask op
+ * (gather_mix keeps no mask), and each drop site's keep mask read back from the region codes
+ * fq_forward wrote (keep = code != QD_FQ_DROPPED): the masks the kernels applied. Bits are
+ * packed LSB first in 32-bit words, as keep_mask writes them. Runs between iterations, never
+ * inside a capture; costs a few small synchronous downloads per unit. */
+static qd_status digest_iteration(unit_rt *r, qd_unit_report *rep) {
+    qd_recon_ctx *ctx = r->ctx;
+    qd_backend *b = ctx->b;
+    const qd_graph *g = ctx->g;
+    int B = r->B;
+    int64_t in_numel = qd_value_sample_numel(&g->values[r->u->input_value]);
+    int mix = r->fpin != NULL && r->p->input_keep_prob < 1.0f && b->ops->keep_mask != NULL;
+    int sites = r->p->keep_prob < 1.0f;
+    int64_t max_elems = mix ? (int64_t)B * in_numel : 0;
+    for (int i = 0; i < r->nvals; i++)
+        if (sites && r->vals[i].aq >= 0 && (int64_t)B * r->vals[i].sample_numel > max_elems)
+            max_elems = (int64_t)B * r->vals[i].sample_numel;
+    size_t max_words = (size_t)((max_elems + 31) / 32);
+    int32_t *hidx = malloc(sizeof(int32_t) * (size_t)B);
+    /* host words: the packed masks, and the batch indices too */
+    uint32_t *hwords = malloc(sizeof(uint32_t) * ((max_words > (size_t)B ? max_words : (size_t)B) + 1));
+    uint8_t *hreg = sites ? malloc((size_t)max_elems + 1) : NULL;
+    uint32_t *dbits = mix ? b->ops->alloc(b, sizeof(uint32_t) * (max_words + 1)) : NULL;
+    qd_status st = QD_OK;
+    if (!hidx || !hwords || (sites && !hreg) || (mix && !dbits)) {
+        st = qd_errorf(QD_ERR_INTERNAL, "unit '%s': out of memory for the reproducibility digest", r->u->name);
+        goto out;
+    }
+    if (rep->digest_iters == 0) {
+        rep->has_input_mix = mix;
+        rep->mask_sites = 0;
+        for (int i = 0; sites && i < r->nvals; i++) rep->mask_sites += r->vals[i].aq >= 0;
+    }
+    if ((st = b->ops->download(b, hidx, r->idx, sizeof(int32_t) * (size_t)B)) != QD_OK) goto out;
+    for (int k = 0; k < B; k++) hwords[k] = (uint32_t)hidx[k];
+    rep->digest_batch = fnv_words(hwords, (size_t)B, rep->digest_batch);
+    if (mix) {
+        qd_rng_key key = {(uint32_t)ctx->cfg->seed, (uint32_t)(ctx->cfg->seed >> 32), (uint32_t)r->u->index,
+                          QD_RNG_T_INPUT};
+        int64_t n = (int64_t)B * in_numel;
+        size_t nw = (size_t)((n + 31) / 32);
+        if ((st = b->ops->keep_mask(b, key, r->iter, n, r->p->input_keep_prob, dbits)) != QD_OK) goto out;
+        if ((st = b->ops->download(b, hwords, dbits, sizeof(uint32_t) * nw)) != QD_OK) goto out;
+        rep->digest_input_mix = fnv_words(hwords, nw, rep->digest_input_mix);
+        rep->mask_bits += n;
+    }
+    for (int i = 0; sites && i < r->nvals; i++) {
+        const val_state *V = &r->vals[i];
+        if (V->aq < 0) continue;
+        int64_t n = (int64_t)B * V->sample_numel;
+        size_t nw = (size_t)((n + 31) / 32);
+        if ((st = b->ops->download(b, hreg, V->region, (size_t)n)) != QD_OK) goto out;
+        memset(hwords, 0, sizeof(uint32_t) * nw);
+        for (int64_t e = 0; e < n; e++)
+            if (hreg[e] != QD_FQ_DROPPED) hwords[e >> 5] |= 1u << (e & 31);
+        rep->digest_act_masks = fnv_words(hwords, nw, rep->digest_act_masks);
+        rep->mask_bits += n;
+    }
+    rep->digest_iters++;
+out:
+    if (dbits) b->ops->free(b, dbits);
+    free(hidx); free(hwords); free(hreg);
+    return st;
+}
+
 /* SQNR (dB) of the unit's quantized output (no drop, current weights in wq->qweight and scales
  * in g->act) against the FP output, on the first n cached samples. */
 static qd_status unit_sqnr(unit_rt *r, int n, double *db) {
@@ -584,6 +661,7 @@ qd_status qd_recon_unit(qd_recon_ctx *ctx, const qd_unit_spec *u, const qd_unit_
         st = graph ? b->ops->graph_launch(b, graph) : one_iteration(&rt);
         if (st != QD_OK) break;
         it++;
+        if (it <= QD_RNG_DIGEST_ITERS && (st = digest_iteration(&rt, rep)) != QD_OK) break;
         if (it == 1) {
             /* the loss before any update: the reconstruction error the unit starts from */
             float l0 = 0.0f;

@@ -4,8 +4,9 @@
 #   cli_e2e.sh default    configs/default.json (ResNet-20, CIFAR-10, W4A4) with --device cuda and
 #                         with --device cpu, QD_CUDA_E2E_ITERS iterations per unit (default 100),
 #                         compared by tests/cuda/compare_runs.py: quantized top-1 within 0.3 pt,
-#                         per-unit SQNR within 0.2 dB, first-iteration losses (same batches and
-#                         drop masks), GPU name / TF32 / cuDNN versions and algorithms recorded.
+#                         per-unit SQNR within 0.2 dB, first-iteration losses, per-unit digests of
+#                         the batch indices and drop masks bit-identical (results.json rng_digest),
+#                         GPU name / TF32 / cuDNN versions and per-shape algorithms in results.json.
 #   cli_e2e.sh imagenet   an ImageNet-shape model through the CLI on the GPU: the ResNet-18
 #                         skeleton refilled by the seeded generator (tests/cuda/make_imagenet_shape.py),
 #                         224x224 synthetic data (256 calibration arrays), W2A2, 20 iterations
@@ -59,10 +60,13 @@ case "$mode" in
 default)
     it=${QD_CUDA_E2E_ITERS:-100}
     extra=()
-    # dry: the logic only, as small as the config allows (CPU time in CI)
-    [[ "$DRY" == 1 ]] && { it=4; extra=(--set quant.calibrate=32 --set quant.act_calib_samples=32 --set eval.max_images=200); }
+    dev_extra=()
+    # dry: the logic only, as small as the config allows (CPU time in CI); the two CPU runs use
+    # 1 and 2 threads, so the digest comparison also checks thread independence
+    [[ "$DRY" == 1 ]] && { it=4; extra=(--set quant.calibrate=32 --set quant.act_calib_samples=32 --set eval.max_images=200
+                                        --set process.threads=2); dev_extra=(--set process.threads=1); }
     # the device run first: without a GPU it ends the test before the CPU run costs anything
-    run device "$dev" --config "$SRC/configs/default.json" --set "quant.recon.iters=$it" "${extra[@]}"
+    run device "$dev" --config "$SRC/configs/default.json" --set "quant.recon.iters=$it" "${extra[@]}" "${dev_extra[@]}"
     run cpu cpu --config "$SRC/configs/default.json" --set "quant.recon.iters=$it" "${extra[@]}"
     dry=()
     [[ "$DRY" == 1 ]] && dry=(--dry)

@@ -542,6 +542,28 @@ static void test_iter_draw_gather(void) {
             }
     }
     free(q); free(f);
+    /* keep_mask: the bits results.json's reproducibility digest hashes, drawn by each backend's
+     * own Philox (lengths ending mid-word and mid-block; keep 1 = all set) */
+    {
+        const int64_t lens[3] = {5, batch * sn - 3, 4096 * 33 + 17};
+        const float kps[3] = {0.5f, 0.25f, 1.0f};
+        qd_rng_key mk_ = {1005u, 0u, 3u, QD_RNG_T_INPUT};
+        for (int li = 0; li < 3; li++) {
+            size_t bytes = sizeof(uint32_t) * (size_t)((lens[li] + 31) / 32);
+            twin_bufs bits;
+            bits.p[0] = g_cpu->ops->alloc(g_cpu, bytes);
+            bits.p[1] = g_dev->ops->alloc(g_dev, bytes);
+            if (!g_cpu->ops->keep_mask || !g_dev->ops->keep_mask) tw_die("keep_mask op missing");
+            TW_OK(g_cpu->ops->keep_mask(g_cpu, mk_, (int32_t *)it.p[0], lens[li], kps[li], (uint32_t *)bits.p[0]));
+            TW_OK(g_dev->ops->keep_mask(g_dev, mk_, (int32_t *)it.p[1], lens[li], kps[li], (uint32_t *)bits.p[1]));
+            tb_get(bits, bytes, &a, &b);
+            char what[96];
+            snprintf(what, sizeof what, "keep_mask n=%lld keep=%.2f", (long long)lens[li], kps[li]);
+            tw_check_exact(what, a, b, bytes, 4);
+            free(a); free(b);
+            tb_free(bits);
+        }
+    }
     tb_free(idx);
     tb_free(it);
 }

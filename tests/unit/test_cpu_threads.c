@@ -186,6 +186,69 @@ static void check_gather_mix(void) {
     printf("  gather_mix: matches qd_keep_quant element by element for 1/2/3 threads\n");
 }
 
+/* keep_mask (the digest's view of the masks, backend.h) bit for bit against qd_keep_quant, for
+ * lengths that end mid-word and mid-tile, keep 1.0 (all set) and 1/2/3 threads; and against the
+ * masks the kernels apply: gather_mix with quantized = 1, FP = 0 returns the keep bits, and
+ * fq_forward's region codes are QD_FQ_DROPPED exactly where the bit is clear (recon_unit.c's
+ * digest reads them so). */
+static void check_keep_mask(void) {
+    qd_rng_key key = {1005u, 0u, 6u, QD_RNG_T_INPUT};
+    int32_t iter = 2;
+    const int64_t lens[4] = {1, 31, 16384 * 3 + 77, 200003};
+    const float keeps[3] = {0.5f, 0.25f, 1.0f};
+    int th[3] = {1, 2, 3};
+    for (int t = 0; t < 3; t++) {
+        qd_backend *b = make_cpu(th[t]);
+        CHECK(b->ops->keep_mask != NULL, "cpu backend has no keep_mask op");
+        if (!b->ops->keep_mask) { qd_backend_destroy(b); return; }
+        for (int li = 0; li < 4; li++)
+            for (int ki = 0; ki < 3; ki++) {
+                int64_t n = lens[li], nw = (n + 31) / 32;
+                uint32_t *bits = malloc(sizeof(uint32_t) * (size_t)(nw + 1));
+                bits[nw] = 0xA5A5A5A5u; /* guard: nothing past the last word */
+                MUST(b->ops->keep_mask(b, key, &iter, n, keeps[ki], bits));
+                int64_t bad = 0, set = 0;
+                for (int64_t e = 0; e < 32 * nw; e++) {
+                    int want = e < n && qd_keep_quant(key, (uint32_t)iter, (uint64_t)e, keeps[ki]);
+                    int got = (int)((bits[e >> 5] >> (e & 31)) & 1u);
+                    bad += want != got;
+                    set += got;
+                }
+                CHECK(bad == 0 && bits[nw] == 0xA5A5A5A5u, "keep_mask n=%lld keep=%.2f (%d threads): %lld bits differ",
+                      (long long)n, keeps[ki], th[t], (long long)bad);
+                if (keeps[ki] >= 1.0f) CHECK(set == n, "keep_mask keep=1: %lld of %lld bits set", (long long)set, (long long)n);
+                free(bits);
+            }
+        qd_backend_destroy(b);
+    }
+    /* the masks the kernels apply */
+    qd_backend *b = make_cpu(2);
+    const int32_t batch = 3, ncal = 4;
+    const int64_t sn = 1111, n = batch * sn, nw = (n + 31) / 32;
+    float *q = malloc(sizeof(float) * ncal * sn), *f = calloc((size_t)(ncal * sn), sizeof(float));
+    for (int64_t i = 0; i < ncal * sn; i++) q[i] = 1.0f;
+    int32_t idx[3] = {2, 0, 3};
+    float *out = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), *x = malloc(sizeof(float) * n);
+    uint8_t *reg = malloc((size_t)n);
+    uint32_t *bits = malloc(sizeof(uint32_t) * (size_t)nw);
+    fill(x, n, -2, 2);
+    MUST(b->ops->keep_mask(b, key, &iter, n, 0.5f, bits));
+    MUST(b->ops->gather_mix(b, q, f, idx, batch, sn, key, 0.5f, &iter, out));
+    int64_t bad_mix = 0, bad_fq = 0;
+    for (int64_t e = 0; e < n; e++) bad_mix += (out[e] == 1.0f) != (int)((bits[e >> 5] >> (e & 31)) & 1u);
+    qd_fq_desc d;
+    memset(&d, 0, sizeof d);
+    d.qmin = 0.0f; d.qmax = 15.0f; d.keep_prob = 0.5f; d.key = key;
+    float s = 0.1f;
+    MUST(b->ops->fq_forward(b, &d, &s, &iter, n, x, y, reg));
+    for (int64_t e = 0; e < n; e++) bad_fq += (reg[e] != QD_FQ_DROPPED) != (int)((bits[e >> 5] >> (e & 31)) & 1u);
+    CHECK(bad_mix == 0, "gather_mix keeps quantized values where keep_mask says otherwise (%lld elements)", (long long)bad_mix);
+    CHECK(bad_fq == 0, "fq_forward's dropped region codes differ from keep_mask (%lld elements)", (long long)bad_fq);
+    free(q); free(f); free(out); free(y); free(x); free(reg); free(bits);
+    qd_backend_destroy(b);
+    printf("  keep_mask: equals qd_keep_quant bit for bit (1/2/3 threads) and the masks gather_mix / fq_forward apply\n");
+}
+
 /* The Philox tile (hand-written AVX-512 where the CPU has it) word for word against
  * qd_rng_u32, including groups whose block counter carries into its high word. */
 static void check_rng_words(void) {
@@ -210,6 +273,7 @@ int main(void) {
     check_conv(3, 8, 9, 8, 3, 2, 1, "conv grouped g=2");
     check_recon();
     check_gather_mix();
+    check_keep_mask();
     check_rng_words();
     if (!getenv("QD_TEST_NO_BENCH")) { bench_conv(1); bench_conv(2); }
     return qd_test_summary("test_cpu_threads");
