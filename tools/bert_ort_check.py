@@ -186,10 +186,11 @@ def main():
         cos_eng = np.array([float(r["quant"]) for r in rows])
         ours, rec = spearman(cos_ort, gold), spearman(cos_rec, gold)
         out_diff = float(np.abs(pooled - outs).max())
-        n_off = int((np.abs(pooled - outs).max(axis=1) > 1e-4).sum())
+        per = np.abs(pooled - outs).max(axis=1)
+        n_off, med = int((per > 1e-4).sum()), float(np.median(per))
         print(f"sentences {len(lens)}, tokens {emb.shape[0]}, pairs {n}")
-        print(f"max |embedding(ORT) - embedding(engine)| = {out_diff:.3g} ({n_off} sentences above 1e-4); "
-              f"max |cosine(ORT) - cosine(engine)| = {float(np.abs(cos_ort - cos_eng).max()):.3g}")
+        print(f"max |embedding(ORT) - embedding(engine)| = {out_diff:.3g} ({n_off} sentences above 1e-4, median "
+              f"{med:.2g}); max |cosine(ORT) - cosine(engine)| = {float(np.abs(cos_ort - cos_eng).max()):.3g}")
         label = "Spearman"
     else:
         model_dir = cfg.get("model", {}).get("path", "")
@@ -213,11 +214,12 @@ def main():
             return 1
         ours, rec = float((pred_ort == labels).mean()), float((outs.argmax(axis=1) == labels).mean())
         out_diff = float(np.abs(logits - outs).max())
-        n_off = int((np.abs(logits - outs).max(axis=1) > 1e-4).sum())
+        per = np.abs(logits - outs).max(axis=1)
+        n_off, med = int((per > 1e-4).sum()), float(np.median(per))
         same = int((pred_ort == pred_eng).sum())
         print(f"sentences {len(lens)}, tokens {emb.shape[0]}")
-        print(f"max |logit(ORT) - logit(engine)| = {out_diff:.3g} ({n_off} sentences above 1e-4); "
-              f"predictions equal: {same} / {len(pred_eng)}")
+        print(f"max |logit(ORT) - logit(engine)| = {out_diff:.3g} ({n_off} sentences above 1e-4, median "
+              f"{med:.2g}); predictions equal: {same} / {len(pred_eng)}")
         if same != len(pred_eng):
             fails.append(f"{len(pred_eng) - same} predictions differ")
         label = "accuracy"
