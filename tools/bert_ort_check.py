@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ONNX Runtime redoes a BERT run's quantized evaluation from its exported encoder (docs/bert.md).
 
-Usage: bert_ort_check.py RUN_DIR [--tol 1e-4] [--batch 32]
+Usage: bert_ort_check.py RUN_DIR [--tol 1e-4] [--batch 32] [--free-length]
 
 RUN_DIR is a finished `model.type: "bert"` run with `output.export_onnx` and `output.logits`:
 model_qdq.onnx (the quantized encoder: inputs `embeddings` [N,S,H] and `attention_mask`
@@ -105,10 +105,10 @@ def seq_len_free(model_path):
     return m.SerializeToString()
 
 
-def run_encoder(model, emb, lens, batch):
+def run_encoder(model, emb, lens, batch, free_length=False):
     """Last hidden state of every sentence's valid tokens. Batches of sentences that fit the
     exported length run on the exported model as it is, padded to that length; a longer batch
-    runs on seq_len_free(model), padded to its longest sentence."""
+    runs on seq_len_free(model), padded to its longest sentence (every batch with free_length)."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
@@ -123,7 +123,7 @@ def run_encoder(model, emb, lens, batch):
         idx = order[s0:s0 + batch]
         S = max(lens[i] for i in idx)
         run = sess
-        if isinstance(S_fixed, int) and S <= S_fixed:
+        if isinstance(S_fixed, int) and S <= S_fixed and not free_length:
             S = S_fixed
         else:
             if free is None:
@@ -148,6 +148,8 @@ def main():
     ap.add_argument("run_dir")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--free-length", action="store_true",
+                    help="run every batch on the symbolic-length copy, padded to its longest sentence")
     a = ap.parse_args()
     d = a.run_dir
     need = ["model_qdq.onnx", "eval_embeddings.npy", "eval_lengths.npy", "eval_outputs.npy", "predictions.csv",
@@ -171,7 +173,7 @@ def main():
     if sum(lens) != emb.shape[0] or len(lens) != outs.shape[0]:
         print(f"FAIL: record sizes: {emb.shape[0]} token rows for {sum(lens)} tokens, {outs.shape[0]} results for {len(lens)} sentences")
         return 1
-    hid = run_encoder(os.path.join(d, "model_qdq.onnx"), emb, lens, a.batch)
+    hid = run_encoder(os.path.join(d, "model_qdq.onnx"), emb, lens, a.batch, a.free_length)
     fails = []
     if metric == "spearman_cosine":
         n = len(rows)
