@@ -138,8 +138,8 @@ def run_encoder(model, emb, lens, batch, free_length=False):
         y = run.run(None, {"embeddings": x, "attention_mask": m})[0]
         for b, i in enumerate(idx):
             hid[i] = y[b, :lens[i]].astype(np.float64)
-    print(f"exported length {S_fixed}: {n - n_free} sentences on the exported model, {n_free} (in batches with a "
-          f"sentence longer than that) on its symbolic-length copy")
+    print(f"exported length {S_fixed}: {n - n_free} sentences on the exported model, {n_free} on its "
+          f"symbolic-length copy")
     return hid
 
 
