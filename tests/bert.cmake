@@ -38,3 +38,6 @@ qd_add_script_test(nan_fault_bert COMMAND bash ${CMAKE_SOURCE_DIR}/tests/nan_tes
 qd_add_script_test(bert_engine COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_engine_test.sh LABELS e2e TIMEOUT 600)
 # The QDQ export of the quantized encoder graph in ONNX Runtime (tests/bert_export_check.py).
 qd_add_script_test(bert_export COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_export_test.sh LABELS e2e TIMEOUT 120)
+# ONNX Runtime redoes the quantized evaluation of a run (tiny SST-2 classifier, output.logits +
+# output.export_onnx, tools/bert_ort_check.py): the same predictions and accuracy as the engine.
+qd_add_script_test(bert_ort COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_ort_test.sh LABELS e2e TIMEOUT 120)

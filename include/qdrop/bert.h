@@ -206,9 +206,28 @@ QD_MUST_USE qd_status qd_bert_classify_sentences(const qd_bert_model *m, const c
 
 /* An encoder of padded token batches: hid [B*S, H] = last hidden state of ids/mask [B*S]. The host
  * encoder (qd_bert_encode) and the graph encoder (qd_bert_graph_encoder) both fit. */
+/* What an external runtime needs to redo an evaluation (output.logits of a BERT run,
+ * docs/bert.md "Encoder graph"): per sentence, in the evaluator's order (STS-B: the n first
+ * sentences, then the n second ones; SST-2: the sentences), the encoder graph's input rows of its
+ * valid tokens (the embeddings-LN output, from the tables of `emb`) and the host result (STS-B:
+ * mean-pooled L2-normalised embedding, SST-2: the classifier logits). Filled by
+ * qd_bert_sentences_enc when the encoder carries one; zero-initialise, set emb, free with
+ * qd_bert_eval_record_free. */
+typedef struct qd_bert_eval_record {
+    const qd_bert_model *emb;  /* the tables the encoder embeds with */
+    int n, cap;                /* sentences recorded (the next call's sentence 0 is index n) */
+    int nout;                  /* result width: H or num_labels */
+    int64_t ntok;              /* valid tokens recorded */
+    int *len;                  /* [cap] valid tokens per sentence */
+    float **tok;               /* [cap] -> [len, H] encoder input rows */
+    float *out;                /* [cap, nout] host results */
+} qd_bert_eval_record;
+void qd_bert_eval_record_free(qd_bert_eval_record *r);
+
 typedef struct qd_bert_encoder {
     qd_status (*encode)(void *ctx, const int *ids, const int *mask, int B, int S, float *hid);
     void *ctx;
+    qd_bert_eval_record *rec;  /* optional: record the inputs and results (NULL: off) */
 } qd_bert_encoder;
 /* qd_bert_embed_sentences (classify 0, out [n, H]) / qd_bert_classify_sentences (classify 1, out
  * [n, num_labels]) with any encoder; m supplies the tokenizer and the head. */

@@ -41,8 +41,9 @@ QD_MUST_USE qd_status qd_bert_job_init_ranges(const qd_bert_job *j, qd_graph *g,
 /* The task metric (STS-B Spearman of cosine / SST-2 accuracy) of the graph on backend b, FP32
  * (quant 0) or quantized (quant 1, with the 8-bit embedding tables). */
 QD_MUST_USE qd_status qd_bert_job_evaluate(const qd_bert_job *j, qd_graph *g, qd_backend *b, int quant, double *metric,
-                                           double *per_example);
-/* per_example [n_eval] (may be NULL): STS-B each pair's cosine similarity, SST-2 the predicted label. */
+                                           double *per_example, qd_bert_eval_record *rec);
+/* per_example [n_eval] (may be NULL): STS-B each pair's cosine similarity, SST-2 the predicted label.
+ * rec (may be NULL): records the graph's inputs and the host results (qd_bert_eval_record). */
 /* predictions.csv of a run: index, gold (STS-B score / SST-2 label), fp32, quant (either column
  * empty when not evaluated); malloc'd text in *csv. */
 QD_MUST_USE qd_status qd_bert_job_predictions_csv(const qd_bert_job *j, const double *fp, const double *q, char **csv,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "data/npy_write.h"
 #include "qdrop/bert_job.h"
 #include "qdrop/fsutil.h"
 #include "qdrop/log.h"
@@ -19,6 +20,7 @@
 typedef struct bert_data {
     qd_bert_job job;
     double *per_fp, *per_q;   /* per evaluation example: STS-B cosine / SST-2 predicted label */
+    qd_bert_eval_record rec;  /* output.logits: the quantized evaluation's encoder inputs and results */
 } bert_data;
 
 static bert_data *data_of(qd_run_state *S) {
@@ -82,7 +84,12 @@ static qd_status bert_evaluate(qd_run_state *S, qd_exec_mode mode, const qd_eval
     qd_phase ph;
     if (rq->progress)
         qd_phase_begin(&ph, quant ? "quantized evaluation" : "FP32 evaluation", j->sst2 ? "sentences" : "pairs", j->n_eval);
-    qd_status st = qd_bert_job_evaluate(j, S->g, S->b, quant, &metric, *per);
+    qd_bert_eval_record *rec = NULL;
+    if (quant && S->cfg->logits) {
+        qd_bert_eval_record_free(&d->rec);
+        rec = &d->rec;
+    }
+    qd_status st = qd_bert_job_evaluate(j, S->g, S->b, quant, &metric, *per, rec);
     if (rq->progress) {
         if (st == QD_OK) { qd_phase_update(&ph, j->n_eval); qd_phase_end(&ph); }
         else qd_progress_done();
@@ -102,6 +109,7 @@ static void bert_release(qd_run_state *S) {
     bert_data *d = S->family_data;
     if (!d) return;
     qd_bert_job_free(&d->job);
+    qd_bert_eval_record_free(&d->rec);
     free(d->per_fp);
     free(d->per_q);
     free(d);
@@ -134,7 +142,38 @@ static void bert_results_json(const qd_run_state *S, cJSON *r, cJSON *acc) {
     else cJSON_AddNullToObject(acc, "quant");
 }
 
-/* predictions.csv: per example the gold value and the FP32 / quantized model's output */
+/* output.logits: the quantized evaluation as an external runtime (ONNX Runtime on model_qdq.onnx,
+ * tools/bert_ort_check.py) needs it, into the staged output directory: eval_embeddings.npy
+ * [tokens, H] the encoder's `embeddings` input rows of every sentence's valid tokens, sentence
+ * after sentence; eval_lengths.npy [sentences] their token counts (float32, exact); eval_outputs.npy
+ * [sentences, H | labels] the engine's host results (STS-B: normalised mean-pooled embeddings, the
+ * first n sentences of the pairs then the second ones; SST-2: classifier logits). */
+static qd_status write_eval_record(const qd_bert_eval_record *r, const char *dir) {
+    const int H = r->emb->cfg.hidden;
+    float *tok = malloc(sizeof(float) * (size_t)(r->ntok > 0 ? r->ntok : 1) * (size_t)H);
+    float *len = malloc(sizeof(float) * (size_t)(r->n > 0 ? r->n : 1));
+    qd_status st = tok && len ? QD_OK : qd_errorf(QD_ERR_INTERNAL, "output.logits: out of host memory");
+    int64_t off = 0;
+    for (int i = 0; st == QD_OK && i < r->n; i++) {
+        memcpy(tok + off * H, r->tok[i], sizeof(float) * (size_t)r->len[i] * (size_t)H);
+        off += r->len[i];
+        len[i] = (float)r->len[i];
+    }
+    char path[QD_PATH_MAX + 64];
+    int64_t dt[2] = {r->ntok, H}, dl[1] = {r->n}, dout[2] = {r->n, r->nout};
+    if (st == QD_OK) st = qd_path_join(path, sizeof path, dir, "eval_embeddings.npy");
+    if (st == QD_OK) st = qd_npy_write_f32(path, tok, 2, dt);
+    if (st == QD_OK) st = qd_path_join(path, sizeof path, dir, "eval_lengths.npy");
+    if (st == QD_OK) st = qd_npy_write_f32(path, len, 1, dl);
+    if (st == QD_OK) st = qd_path_join(path, sizeof path, dir, "eval_outputs.npy");
+    if (st == QD_OK) st = qd_npy_write_f32(path, r->out, 2, dout);
+    free(tok);
+    free(len);
+    return st;
+}
+
+/* predictions.csv: per example the gold value and the FP32 / quantized model's output; with
+ * output.logits also the evaluation record beside it (write_eval_record) */
 static qd_status bert_write_predictions(const qd_run_state *S, const char *path) {
     const bert_data *d = S->family_data;
     if (!S->eval_q.done || !d->per_q) return QD_OK;
@@ -143,6 +182,7 @@ static qd_status bert_write_predictions(const qd_run_state *S, const char *path)
     QD_TRY(qd_bert_job_predictions_csv(&d->job, S->eval_fp.done ? d->per_fp : NULL, d->per_q, &csv, &len));
     qd_status st = qd_write_file_atomic(path, csv, len);
     free(csv);
+    if (st == QD_OK && S->cfg->logits && d->rec.n > 0) st = write_eval_record(&d->rec, S->od->stage);
     return st;
 }
 

@@ -226,13 +226,14 @@ qd_status qd_bert_job_init_ranges(const qd_bert_job *j, qd_graph *g, const qd_co
 }
 
 qd_status qd_bert_job_evaluate(const qd_bert_job *j, qd_graph *g, qd_backend *b, int quant, double *metric,
-                               double *per_example) {
+                               double *per_example, qd_bert_eval_record *rec) {
     int max_S = j->sst2 ? j->max_len : QD_BERT_STSB_MAX_LEN;
     if (max_S > j->fp->cfg.max_pos) max_S = j->fp->cfg.max_pos;
     qd_bert_graph_encoder e;
     QD_TRY(qd_bert_graph_encoder_init(&e, quant ? &j->qemb : j->fp, g, b, quant ? QD_EXEC_QUANT : QD_EXEC_FP,
                                       QD_BERT_EVAL_BATCH, max_S));
-    qd_bert_encoder enc = {qd_bert_graph_encode, &e};
+    qd_bert_encoder enc = {qd_bert_graph_encode, &e, rec};
+    if (rec) rec->emb = quant ? &j->qemb : j->fp;
     int *pred = j->sst2 && per_example ? malloc(sizeof(int) * (size_t)(j->n_eval > 0 ? j->n_eval : 1)) : NULL;
     qd_status st = QD_OK;
     if (j->sst2 && per_example && !pred) st = qd_errorf(QD_ERR_INTERNAL, "BERT evaluation: out of memory");

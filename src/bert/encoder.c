@@ -318,6 +318,57 @@ qd_status qd_bert_classify(const qd_bert_model *m, const float *hid, int B, int 
 }
 
 typedef struct { int idx, len; } len_idx;
+
+void qd_bert_eval_record_free(qd_bert_eval_record *r) {
+    if (!r) return;
+    for (int i = 0; r->tok && i < r->cap; i++) free(r->tok[i]);
+    free(r->tok); free(r->len); free(r->out);
+    const qd_bert_model *emb = r->emb;
+    memset(r, 0, sizeof *r);
+    r->emb = emb;
+}
+
+/* Sentences base..base+n-1 get slots (results [nout] each). */
+static qd_status record_reserve(qd_bert_eval_record *r, int need, int nout) {
+    if (r->n > 0 && r->nout != nout)
+        return qd_errorf(QD_ERR_INTERNAL, "BERT evaluation record: result width %d after %d", nout, r->nout);
+    r->nout = nout;
+    if (need <= r->cap) return QD_OK;
+    int cap = need > 2 * r->cap ? need : 2 * r->cap;
+    int *len = realloc(r->len, sizeof(int) * (size_t)cap);
+    if (len) r->len = len;
+    float **tok = realloc(r->tok, sizeof(float *) * (size_t)cap);
+    if (tok) r->tok = tok;
+    float *out = realloc(r->out, sizeof(float) * (size_t)cap * (size_t)nout);
+    if (out) r->out = out;
+    if (!len || !tok || !out) return qd_errorf(QD_ERR_INTERNAL, "BERT evaluation record: out of host memory");
+    for (int i = r->cap; i < cap; i++) { r->tok[i] = NULL; r->len[i] = 0; }
+    r->cap = cap;
+    return QD_OK;
+}
+
+/* One padded batch: the embeddings the graph encoder fed (same function, same tables, so the
+ * same bytes) cut to each sentence's valid tokens, and its host result. */
+static qd_status record_batch(qd_bert_eval_record *r, const len_idx *o, int nb, int S, const int *bid,
+                              const float *res, int nout) {
+    const int H = r->emb->cfg.hidden;
+    float *x = malloc(sizeof(float) * (size_t)nb * (size_t)S * (size_t)H);
+    if (!x) return qd_errorf(QD_ERR_INTERNAL, "BERT evaluation record: out of host memory");
+    qd_bert_embed(r->emb, bid, NULL, nb, S, x, NULL, NULL);
+    for (int b = 0; b < nb; b++) {
+        int k = r->n + o[b].idx, len = o[b].len;
+        free(r->tok[k]);
+        r->tok[k] = malloc(sizeof(float) * (size_t)len * (size_t)H + 1);
+        if (!r->tok[k]) { free(x); return qd_errorf(QD_ERR_INTERNAL, "BERT evaluation record: out of host memory"); }
+        memcpy(r->tok[k], x + (size_t)b * S * H, sizeof(float) * (size_t)len * (size_t)H);
+        r->ntok += len - r->len[k];
+        r->len[k] = len;
+        memcpy(r->out + (size_t)k * nout, res + (size_t)b * nout, sizeof(float) * (size_t)nout);
+    }
+    free(x);
+    return QD_OK;
+}
+
 static int cmp_len(const void *a, const void *b) {
     const len_idx *x = a, *y = b;
     return x->len != y->len ? y->len - x->len : x->idx - y->idx;
@@ -349,6 +400,7 @@ static qd_status encode_sentences(const qd_bert_model *m, const char *const *sen
     }
     /* longest first, like sentence-transformers: each batch pads to its own longest sentence */
     if (rc == QD_OK) qsort(ord, (size_t)n, sizeof *ord, cmp_len);
+    if (rc == QD_OK && enc->rec) rc = record_reserve(enc->rec, enc->rec->n + n, NO);
     for (int s0 = 0; rc == QD_OK && s0 < n; s0 += batch) {
         int nb = n - s0 < batch ? n - s0 : batch, S = ord[s0].len;
         for (int b = 0; b < nb; b++) {
@@ -366,7 +418,9 @@ static qd_status encode_sentences(const qd_bert_model *m, const char *const *sen
         if (rc != QD_OK) break;
         for (int b = 0; b < nb; b++)
             memcpy(out + (size_t)ord[s0 + b].idx * NO, emb + (size_t)b * NO, (size_t)NO * sizeof(float));
+        if (enc->rec) rc = record_batch(enc->rec, ord + s0, nb, S, bid, emb, NO);
     }
+    if (rc == QD_OK && enc->rec) enc->rec->n += n;
     free(ids); free(tt); free(mk); free(ord); free(bid); free(bmask); free(hid); free(emb);
     return rc;
 }
@@ -385,14 +439,14 @@ static qd_status host_encode(void *ctx, const int *ids, const int *mask, int B, 
 qd_status qd_bert_embed_sentences(const qd_bert_model *m, const char *const *sent, int n, int max_len, int batch,
                                   float *out, qd_bert_act_hook hook, void *hctx) {
     host_enc h = {m, hook, hctx};
-    qd_bert_encoder e = {host_encode, &h};
+    qd_bert_encoder e = {host_encode, &h, NULL};
     return encode_sentences(m, sent, n, max_len, batch, 0, out, &e);
 }
 
 qd_status qd_bert_classify_sentences(const qd_bert_model *m, const char *const *sent, int n, int max_len, int batch,
                                      float *logits, qd_bert_act_hook hook, void *hctx) {
     host_enc h = {m, hook, hctx};
-    qd_bert_encoder e = {host_encode, &h};
+    qd_bert_encoder e = {host_encode, &h, NULL};
     return encode_sentences(m, sent, n, max_len, batch, 1, logits, &e);
 }
 

@@ -49,7 +49,7 @@ static qd_status hook_encode(void *ctx, const int *ids, const int *mask, int B, 
 qd_status qd_bert_eval_stsb_model(const qd_bert_model *m, const qd_sts_set *set, qd_bert_act_hook hook, void *hctx,
                                   double *spearman) {
     hook_enc h = {m, hook, hctx};
-    qd_bert_encoder e = {hook_encode, &h};
+    qd_bert_encoder e = {hook_encode, &h, NULL};
     return qd_bert_eval_stsb_enc(m, set, &e, spearman, NULL);
 }
 
@@ -82,7 +82,7 @@ qd_status qd_bert_eval_stsb(const char *model_dir, const char *stsb_path, int ma
 qd_status qd_bert_eval_sst2_model(const qd_bert_model *m, const qd_glue_set *set, int max_len, qd_bert_act_hook hook,
                                   void *hctx, double *accuracy, int *pred) {
     hook_enc h = {m, hook, hctx};
-    qd_bert_encoder e = {hook_encode, &h};
+    qd_bert_encoder e = {hook_encode, &h, NULL};
     return qd_bert_eval_sst2_enc(m, set, max_len, &e, accuracy, pred);
 }
 

@@ -51,7 +51,7 @@ int main(void) {
             printf("FAIL: %s\n", qd_error_message());
             return 1;
         }
-        qd_bert_encoder enc = {qd_bert_graph_encode, &e};
+        qd_bert_encoder enc = {qd_bert_graph_encode, &e, NULL};
         if (qd_bert_eval_stsb_enc(m, &set, &enc, &rho, NULL) != QD_OK) {
             printf("FAIL: %s\n", qd_error_message());
             return 1;
