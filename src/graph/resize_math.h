@@ -35,6 +35,8 @@ QD_HD qd_resize_tap qd_resize_tap_at(int mode, int coord, int nearest, float sca
     if (mode == QD_RESIZE_NEAREST) {
         float f = floorf(x);
         float r;
+        /* ONNX nearest_mode, not quantization: the exact .5 tie goes the way the mode names, and
+         * roundf only ever sees non-ties, where every rounding rule agrees */
         switch (nearest) {
         case QD_RESIZE_FLOOR: r = f; break;
         case QD_RESIZE_CEIL: r = ceilf(x); break;
