@@ -41,3 +41,12 @@ qd_add_script_test(bert_export COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_expor
 # ONNX Runtime redoes the quantized evaluation of a run (tiny SST-2 classifier, output.logits +
 # output.export_onnx, tools/bert_ort_check.py): the same predictions and accuracy as the engine.
 qd_add_script_test(bert_ort COMMAND bash ${CMAKE_SOURCE_DIR}/tests/bert_ort_test.sh LABELS e2e TIMEOUT 120)
+
+# Developer tool (not a test): every intermediate value of a BERT run's quantized encoder for one
+# batch, for tools/bert_ort_check.py --trace (first node where ONNX Runtime differs).
+add_executable(bert_trace ${CMAKE_SOURCE_DIR}/tools/bert_trace.c)
+target_link_libraries(bert_trace PRIVATE qdrop)
+target_compile_options(bert_trace PRIVATE -Wall -Wextra -Werror -ffp-contract=off -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE)
+if(QD_HAVE_CUDA)
+  set_target_properties(bert_trace PROPERTIES LINKER_LANGUAGE CUDA)
+endif()

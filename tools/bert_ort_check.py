@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """ONNX Runtime redoes a BERT run's quantized evaluation from its exported encoder (docs/bert.md).
 
-Usage: bert_ort_check.py RUN_DIR [--tol 1e-4] [--batch 32] [--free-length]
+Usage: bert_ort_check.py RUN_DIR [--tol 1e-4] [--batch 32] [--free-length] [--model DIR]
+                         [--trace SENTENCE|worst [--trace-bin build/tests/bert_trace]]
 
 RUN_DIR is a finished `model.type: "bert"` run with `output.export_onnx` and `output.logits`:
 model_qdq.onnx (the quantized encoder: inputs `embeddings` [N,S,H] and `attention_mask`
@@ -23,6 +24,19 @@ largest difference of the per-sentence results (embeddings / logits). Passes whe
 |difference| <= --tol, SST-2 predictions all equal the engine's, and the engine's own recorded
 results give its metric again (the record is the evaluation that was scored).
 
+--trace SENTENCE (an index into the recorded sentences) compares that sentence node by node instead
+of the whole evaluation; `--trace worst` runs the whole comparison first and then traces the
+sentence whose result differs most (the exit status is then the trace's): build/tests/bert_trace (tools/bert_trace.c)
+computes every node's output of the run's quantized encoder graph as the engine does (CPU backend,
+model from encodings.json), ONNX Runtime every tensor of the exported model, both on that sentence
+alone. Prints each node whose outputs differ (largest difference relative to the tensor's largest
+value; for a quantizer's output the number of rounding flips, i.e. elements one grid step apart)
+up to the first flip and a summary after it, then the verdict. Passes when everything before the
+first flip agrees to float rounding (relative 1e-5) and every flip of that first quantizer is of an
+element whose pre-quantizer value lies within float rounding (1e-5 of the tensor's largest value)
+of a rounding boundary: the two runtimes then compute the same function and the rest of the
+differences follow from those flips. Fails naming the node otherwise.
+
 Exit codes: 0 pass, 1 fail, 2 usage / missing files, 77 numpy or onnxruntime not importable.
 """
 import argparse
@@ -30,7 +44,9 @@ import csv
 import json
 import os
 import struct
+import subprocess
 import sys
+import tempfile
 
 try:
     import numpy as np
@@ -143,6 +159,133 @@ def run_encoder(model, emb, lens, batch, free_length=False):
     return hid
 
 
+def read_trace(path):
+    """bert_trace's OUT.bin: {value name: array} in node order."""
+    vals = {}
+    with open(path, "rb") as f:
+        b = f.read()
+    o = 0
+    while o < len(b):
+        (nl,) = struct.unpack_from("<I", b, o)
+        o += 4
+        name = b[o:o + nl].decode()
+        o += nl
+        (nd,) = struct.unpack_from("<I", b, o)
+        o += 4
+        dims = struct.unpack_from(f"<{nd}q", b, o)
+        o += 8 * nd
+        n = int(np.prod(dims))
+        vals[name] = np.frombuffer(b, dtype="<f4", count=n, offset=o).reshape(dims)
+        o += 4 * n
+    return vals
+
+
+def trace(d, which, emb, lens, trace_bin, model_dir):
+    """Node-by-node comparison of one sentence (module docstring, --trace). Returns 0, 1 or 2."""
+    import onnx
+    from onnx import numpy_helper
+    n = len(lens)
+    try:
+        i = int(which)
+    except ValueError:
+        i = -1
+    if not 0 <= i < n:
+        print(f"bert_ort_check: --trace {which}: expected a sentence index in 0..{n - 1} or 'worst'")
+        return 2
+    if not os.access(trace_bin, os.X_OK):
+        print(f"bert_ort_check: {trace_bin}: not found (build the tests: scripts/build.sh), or pass --trace-bin")
+        return 2
+    L = lens[i]
+    off = int(np.sum(lens[:i]))
+    x = np.ascontiguousarray(emb[off:off + L][None], dtype=np.float32)
+    m = np.zeros((1, 1, 1, L), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        x.tofile(os.path.join(tmp, "x.f32"))
+        m.tofile(os.path.join(tmp, "m.f32"))
+        cmd = [trace_bin, d, os.path.join(tmp, "x.f32"), os.path.join(tmp, "m.f32"), "1", str(L),
+               os.path.join(tmp, "engine.bin")] + ([model_dir] if model_dir else [])
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"bert_ort_check: {' '.join(cmd[:1])} exited {r.returncode}: {r.stderr.strip()}")
+            return 2
+        eng = read_trace(os.path.join(tmp, "engine.bin"))
+    model = onnx.load_from_string(seq_len_free(os.path.join(d, "model_qdq.onnx")))
+    known = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        for o in node.output:
+            if o and o not in known:
+                model.graph.output.append(onnx.helper.make_empty_tensor_value_info(o))
+                known.add(o)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    ortv = dict(zip(names, sess.run(None, {"embeddings": x, "attention_mask": m})))
+    scales = {t.name: float(numpy_helper.to_array(t)) for t in model.graph.initializer
+              if t.name.endswith("_scale") and not t.dims}
+    outputs = {o.name for o in model.graph.output[:1]}
+    print(f"trace: sentence {i} ({L} tokens), {len(eng)} nodes")
+    first, verdict, flips_total, after = None, 0, 0, []
+    for name, e in eng.items():
+        # the export's names (src/export/export_onnx.c): a quantized value v is produced as v and
+        # read as v_dq (a graph output: produced as v_float, read as v)
+        if name in outputs and name + "_float" in ortv:
+            pre, post = name + "_float", name
+        else:
+            pre, post = name, name + "_dq"
+        quant = pre + "_scale" in scales and post in ortv
+        r = ortv.get(post if quant else name)
+        if r is None or r.shape != e.shape:
+            print(f"FAIL: node output {name}: no ONNX Runtime tensor of shape {e.shape}")
+            return 1
+        e64, r64 = e.astype(np.float64), r.astype(np.float64)
+        diff = np.abs(e64 - r64)
+        big = max(float(np.abs(r64).max()), 1e-30)
+        rel = float(diff.max()) / big
+        if rel == 0.0:
+            continue
+        line = f"  {name}: max difference {diff.max():.3g} ({rel:.2g} of its largest value), {int((diff > 0).sum())} of {diff.size} elements"
+        if quant:
+            s = scales[pre + "_scale"]
+            flipped = diff > 0.5 * s
+            nf = int(flipped.sum())
+            flips_total += nf
+            if nf:
+                line += f", {nf} rounding flips (step {s:.3g})"
+            if first is None and nf:
+                first = name
+                xpre = ortv[pre].astype(np.float64)
+                t = xpre / s
+                dist = np.abs(np.abs(t - np.floor(t)) - 0.5)[flipped] * s  # to the nearest boundary
+                one_step = bool(np.all(np.abs(diff[flipped] - s) <= 1e-3 * s))
+                worst = float(dist.max()) / max(float(np.abs(xpre).max()), 1e-30)
+                line += f"; every flip one step: {'yes' if one_step else 'NO'}; largest distance of a flipped " \
+                        f"element's input from a rounding boundary {worst:.2g} of the tensor's largest value"
+                print(line)
+                if not one_step or worst > 1e-5:
+                    print(f"FAIL: node {name}: the quantizer's outputs differ by more than rounding flips at a boundary")
+                    verdict = 1
+                continue
+        if first is None:
+            print(line)
+            if rel > 1e-5:
+                print(f"FAIL: node {name}: outputs differ by {rel:.2g} of the largest value before any rounding flip")
+                return 1
+        else:
+            after.append((name, rel))
+    if first is None:
+        print("trace: no rounding flip: every node agrees to float rounding")
+        return verdict
+    last = after[-1] if after else (first, 0.0)
+    print(f"trace: first rounding flip at {first}; after it {len(after)} node outputs differ "
+          f"({flips_total} flips in all), up to {max([r for _, r in after] + [0.0]):.2g} of a tensor's largest "
+          f"value (output {last[0]}: {last[1]:.2g})")
+    if verdict == 0:
+        print("trace ok: before the first flip every node agrees to float rounding, and the first flips are of "
+              "elements at a rounding boundary")
+    return verdict
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir")
@@ -150,6 +293,10 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--free-length", action="store_true",
                     help="run every batch on the symbolic-length copy, padded to its longest sentence")
+    ap.add_argument("--model", help="the run's model directory (default: model.path of resolved_config.json)")
+    ap.add_argument("--trace", metavar="SENTENCE", help="compare one sentence node by node (index or 'worst')")
+    ap.add_argument("--trace-bin", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build",
+                                                        "tests", "bert_trace"))
     a = ap.parse_args()
     d = a.run_dir
     need = ["model_qdq.onnx", "eval_embeddings.npy", "eval_lengths.npy", "eval_outputs.npy", "predictions.csv",
@@ -173,6 +320,8 @@ def main():
     if sum(lens) != emb.shape[0] or len(lens) != outs.shape[0]:
         print(f"FAIL: record sizes: {emb.shape[0]} token rows for {sum(lens)} tokens, {outs.shape[0]} results for {len(lens)} sentences")
         return 1
+    if a.trace is not None and a.trace != "worst":
+        return trace(d, a.trace, emb, lens, a.trace_bin, a.model)
     hid = run_encoder(os.path.join(d, "model_qdq.onnx"), emb, lens, a.batch, a.free_length)
     fails = []
     if metric == "spearman_cosine":
@@ -195,7 +344,7 @@ def main():
               f"{med:.2g}); max |cosine(ORT) - cosine(engine)| = {float(np.abs(cos_ort - cos_eng).max()):.3g}")
         label = "Spearman"
     else:
-        model_dir = cfg.get("model", {}).get("path", "")
+        model_dir = a.model or cfg.get("model", {}).get("path", "")
         st = os.path.join(model_dir, "model.safetensors")
         pre = "bert."
         w = read_safetensors(st, [pre + "pooler.dense.weight", pre + "pooler.dense.bias", "pooler.dense.weight",
@@ -225,6 +374,9 @@ def main():
         if same != len(pred_eng):
             fails.append(f"{len(pred_eng) - same} predictions differ")
         label = "accuracy"
+    if a.trace == "worst":
+        print(f"worst sentence: {int(np.argmax(per))} (difference {float(per.max()):.3g})")
+        return trace(d, str(int(np.argmax(per))), emb, lens, a.trace_bin, a.model)
     diff = ours - engine
     print(f"{label}: engine {engine:.6f}  ONNX Runtime {ours:.6f}  difference {diff:+.2e} (tolerance {a.tol:g})")
     if abs(rec - engine) > 1e-9:
