@@ -246,8 +246,9 @@ void qd_results_print_run_summary(const qd_run_state *S) {
            cfg->w_qconfig.bit, cfg->a_qconfig.bit, S->nunits, S->plan.reconstruct ? cfg->recon.iters : 0);
     if (S->eval_fp.nmetrics) print_metrics_line("FP32", &S->eval_fp, "");
     if (S->eval_q.nmetrics) print_metrics_line("quantized", &S->eval_q, "");
-    printf("outputs in %s (results.json, report.html, model_qdq.onnx, encodings.json) — %.1f s\n", cfg->out_dir,
-           qd_app_now_s() - S->t_start);
+    /* only the files this run wrote: the exports exist with output.export_onnx */
+    printf("outputs in %s (results.json, report.html%s) — %.1f s\n", cfg->out_dir,
+           cfg->export_onnx ? ", model_qdq.onnx, encodings.json" : "", qd_app_now_s() - S->t_start);
 }
 
 qd_status qd_results_write_eval(qd_run_state *S) {
