@@ -4,7 +4,8 @@
 # classifier of tests/fixtures/bert/sst2_tiny, one reconstruction iteration through the CLI with
 # output.export_onnx and output.logits, then model_qdq.onnx in ONNX Runtime on the recorded
 # encoder inputs + the checkpoint's head gives every one of the engine's 200 predictions and its
-# accuracy (to 1e-4), on the exported model and on its symbolic-length copy; node by node
+# accuracy (to 1e-4), on the exported model (also with ORT's graph optimizations) and on its
+# symbolic-length copy; node by node
 # (--trace) the only differences start with rounding flips at a boundary. Also: without
 # output.logits no eval_*.npy is written.
 # Env: QD_BIN, QD_SRC_DIR. Exit 0 pass, 1 fail, 77 no binary / no numpy, onnx or onnxruntime.
@@ -21,6 +22,9 @@ ARGS=(--config tests/fixtures/bert/sst2_tiny_run.json --quiet --progress never -
 "$BIN" "${ARGS[@]}" --set output.logits=true --out "$WORK/run" 2>"$WORK/run.err" ||
     { echo "FAIL: run exited $?: $(cat "$WORK/run.err")"; exit 1; }
 python3 "$SRC/tools/bert_ort_check.py" "$WORK/run" || { echo "FAIL: tools/bert_ort_check.py"; exit 1; }
+# ONNX Runtime's optimized graph (MatMulNBits for the 4-bit weights, fused MatMuls) with float
+# MatMulNBits inputs (the tool's default accuracy level 0) runs the same model
+python3 "$SRC/tools/bert_ort_check.py" --ort-opt all "$WORK/run" || { echo "FAIL: tools/bert_ort_check.py --ort-opt all"; exit 1; }
 # the copy of the model with a symbolic sequence length (sentences longer than the exported one)
 python3 "$SRC/tools/bert_ort_check.py" --free-length "$WORK/run" || { echo "FAIL: tools/bert_ort_check.py --free-length"; exit 1; }
 # node by node (tools/bert_trace.c): the worst sentence's differences start with rounding flips at

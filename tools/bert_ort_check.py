@@ -2,6 +2,7 @@
 """ONNX Runtime redoes a BERT run's quantized evaluation from its exported encoder (docs/bert.md).
 
 Usage: bert_ort_check.py RUN_DIR [--tol 1e-4] [--batch 32] [--free-length] [--model DIR]
+                         [--ort-opt disable|basic|extended|all] [--nbits-accuracy-level 0]
                          [--trace SENTENCE|worst [--trace-bin build/tests/bert_trace]]
 
 RUN_DIR is a finished `model.type: "bert"` run with `output.export_onnx` and `output.logits`:
@@ -10,7 +11,12 @@ model_qdq.onnx (the quantized encoder: inputs `embeddings` [N,S,H] and `attentio
 eval_outputs.npy (the encoder's input rows of every evaluation sentence's valid tokens, their
 token counts, the engine's host results), predictions.csv, results.json and resolved_config.json.
 
-ONNX Runtime (CPUExecutionProvider, graph optimizations off) runs the encoder on those inputs,
+ONNX Runtime (CPUExecutionProvider, graph optimizations off unless --ort-opt says otherwise; from
+`extended` on, ONNX Runtime replaces each DequantizeLinear + MatMul of a weight of 4 bits or less
+by its MatMulNBits kernel, which by default quantizes its float input to int8 (session option
+session.qdq_matmulnbits_accuracy_level, default 4): this tool sets that option to
+--nbits-accuracy-level, default 0 = float input, the exported model's own arithmetic) runs the
+encoder on those inputs,
 batches of --batch sentences sorted longest first, padded to the exported sequence length
 (additive mask 0 / -inf; the export fixes the length at the calibration length: a batch with a
 longer sentence runs on a copy of the model with a symbolic length, see seq_len_free), then the
@@ -121,12 +127,17 @@ def seq_len_free(model_path):
     return m.SerializeToString()
 
 
-def run_encoder(model, emb, lens, batch, free_length=False):
+OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+              "all": "ORT_ENABLE_ALL"}
+
+
+def run_encoder(model, emb, lens, batch, free_length=False, opt="disable", nbits_accuracy="0"):
     """Last hidden state of every sentence's valid tokens. Batches of sentences that fit the
     exported length run on the exported model as it is, padded to that length; a longer batch
     runs on seq_len_free(model), padded to its longest sentence (every batch with free_length)."""
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[opt])
+    so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(nbits_accuracy))
     sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     S_fixed = sess.get_inputs()[0].shape[1]
     free = None
@@ -293,6 +304,10 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--free-length", action="store_true",
                     help="run every batch on the symbolic-length copy, padded to its longest sentence")
+    ap.add_argument("--ort-opt", choices=sorted(OPT_LEVELS), default="disable",
+                    help="ONNX Runtime graph optimization level (default: disable)")
+    ap.add_argument("--nbits-accuracy-level", default="0",
+                    help="session.qdq_matmulnbits_accuracy_level (default 0: MatMulNBits keeps float inputs)")
     ap.add_argument("--model", help="the run's model directory (default: model.path of resolved_config.json)")
     ap.add_argument("--trace", metavar="SENTENCE", help="compare one sentence node by node (index or 'worst')")
     ap.add_argument("--trace-bin", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build",
@@ -322,7 +337,8 @@ def main():
         return 1
     if a.trace is not None and a.trace != "worst":
         return trace(d, a.trace, emb, lens, a.trace_bin, a.model)
-    hid = run_encoder(os.path.join(d, "model_qdq.onnx"), emb, lens, a.batch, a.free_length)
+    hid = run_encoder(os.path.join(d, "model_qdq.onnx"), emb, lens, a.batch, a.free_length, a.ort_opt,
+                      a.nbits_accuracy_level)
     fails = []
     if metric == "spearman_cosine":
         n = len(rows)
