@@ -19,11 +19,13 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ort_parity as P  # exits 77 without numpy / onnxruntime
+
 try:
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    import onnxruntime as ort
 except ImportError as e:
     print(f"SKIP: {e}")
     sys.exit(77)
@@ -77,13 +79,6 @@ def build(symbolic_batch, rng):
     return m
 
 
-def ort_run(path, x):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0].astype(np.float32)
-
-
 def export_check(model_path):
     """A 1-iteration W8A8 run with export; the exported model must carry explicit pads."""
     binp = os.environ.get("QD_BIN")
@@ -122,8 +117,8 @@ def export_check(model_path):
     # ORT must run the export; W8A8 keeps the FP32 model's predictions on nearly all images
     rng = np.random.default_rng(7)
     x = rng.standard_normal((64, 3, 32, 32)).astype(np.float32)
-    yq = ort_run(os.path.join(out, "model_qdq.onnx"), x)
-    yf = ort_run(model_path, x)
+    yq = P.reference(os.path.join(out, "model_qdq.onnx"), x)
+    yf = P.reference(model_path, x)
     agree = float(np.mean(np.argmax(yq, 1) == np.argmax(yf, 1)))
     rel = float(np.max(np.abs(yq - yf)) / max(1e-12, float(np.max(np.abs(yf)))))
     print(f"export: explicit pads on every Conv/pool; W8A8 vs FP32 in ORT: top-1 agreement {agree:.3f}, "
@@ -147,16 +142,8 @@ def main():
         mpath = os.path.join(OUT, name + ".onnx")
         onnx.save(m, mpath)
         x = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
-        ref = ort_run(mpath, x)
-        xp, rp = os.path.join(OUT, name + ".x.npy"), os.path.join(OUT, name + ".ref.npy")
-        np.save(xp, x)
-        np.save(rp, ref)
-        r = subprocess.run([binary, mpath, xp, rp, "-1"], capture_output=True, text=True)
-        sys.stdout.write(r.stdout)
-        sys.stderr.write(r.stderr)
-        if r.returncode != 0:
-            print(f"FAIL {name} (exit {r.returncode})")
-            failed += 1
+        rc, _ = P.run_engine(binary, OUT, name, mpath, x, P.reference(mpath, x), -1)
+        failed += rc != 0
         if sym:
             failed += export_check(mpath)
     print("PASS" if not failed else f"{failed} failure(s)")

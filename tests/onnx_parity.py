@@ -14,15 +14,15 @@ Usage: onnx_parity.py PARITY_BINARY   (env QD_SRC_DIR, QD_BUILD_DIR from CTest)
 Exit 77 (skip) when numpy, onnx or onnxruntime is missing.
 """
 import os
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ort_parity as P  # exits 77 without numpy / onnxruntime
 
 try:
     import numpy as np
     import onnx
     from onnx import numpy_helper
-    import onnxruntime as ort
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import gen_small_models as G
 except ImportError as e:  # CI without the python test extras
     print(f"SKIP: {e}")
@@ -80,8 +80,6 @@ GEN_CASES = [
 
 
 def run_generated(binary):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import gen_small_models as G
     failed = 0
     for k, (name, opset, mask_value, pad, want) in enumerate(GEN_CASES):
         mpath = G.transformer_model(os.path.join(OUT, name + ".onnx"), opset, seed=31 + k, pad_keys=pad,
@@ -90,20 +88,15 @@ def run_generated(binary):
         x = (rng.standard_normal((3, 6, 16)) * 2).astype(np.float32)
         x[0, 0, :] *= 200  # large magnitudes through the LayerNorms
         ref = G.ort_logits(mpath, x).astype(np.float32)
-        xp, rp = os.path.join(OUT, name + ".x.npy"), os.path.join(OUT, name + ".ref.npy")
-        np.save(xp, x)
-        np.save(rp, ref)
         # the exporter writes the graph back at the default opset 13 (LayerNormalization and Gelu as the ops
         # of their definition, the masked softmax as Add + Softmax) and at the model's opset (native ops)
         for eop in (13, opset):
             ep = os.path.join(OUT, f"{name}.export{eop}.onnx")
-            r = subprocess.run([binary, mpath, xp, rp, "-2", ep, str(eop)], capture_output=True, text=True)
-            sys.stdout.write(r.stdout)
-            sys.stderr.write(r.stderr)
-            if r.returncode == 77:
+            rc, out = P.run_engine(binary, OUT, name, mpath, x, ref, -2, (ep, eop))
+            if rc == 77:
                 return 77
-            if r.returncode != 0 or want not in r.stdout:
-                print(f"FAIL {name} (exit {r.returncode}; expected '{want}')")
+            if rc != 0 or want not in out:
+                print(f"FAIL {name} (exit {rc}; expected '{want}')")
                 failed += 1
                 continue
             m = onnx.load(ep)
@@ -137,20 +130,12 @@ def main():
         fill(model, rng)
         onnx.save(model, mpath)
         x = rng.standard_normal((2, 3, hw, hw)).astype(np.float32)
-        sess = ort.InferenceSession(mpath, providers=["CPUExecutionProvider"])
-        ref = sess.run(None, {sess.get_inputs()[0].name: x})[0].astype(np.float32)
-        xp, rp = os.path.join(OUT, name + ".x.npy"), os.path.join(OUT, name + ".ref.npy")
-        np.save(xp, x)
-        np.save(rp, ref)
-        r = subprocess.run([binary, mpath, xp, rp, str(units)], capture_output=True, text=True)
-        sys.stdout.write(r.stdout)
-        sys.stderr.write(r.stderr)
-        if r.returncode == 77:
+        ref = P.reference(mpath, x, P.session(mpath, optimize=True))
+        rc, _ = P.run_engine(binary, OUT, name, mpath, x, ref, units)
+        if rc == 77:
             print(f"SKIP {name}: parity binary skipped")
             return 77
-        if r.returncode != 0:
-            print(f"FAIL {name} (exit {r.returncode})")
-            failed += 1
+        failed += rc != 0
     g = run_generated(binary)
     if g == 77:
         print("SKIP: parity binary skipped")

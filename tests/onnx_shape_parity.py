@@ -16,14 +16,15 @@ Usage: onnx_shape_parity.py PARITY_BINARY   (env QD_BUILD_DIR from CTest)
 Exit 77 (skip) when numpy, onnx or onnxruntime is missing.
 """
 import os
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ort_parity as P  # exits 77 without numpy / onnxruntime
 
 try:
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    import onnxruntime as ort
 except ImportError as e:
     print(f"SKIP: {e}")
     sys.exit(77)
@@ -100,23 +101,12 @@ def main():
         rng = np.random.default_rng(7 + k)
         mpath = os.path.join(OUT, variant + ".onnx")
         onnx.save(build(variant, rng), mpath)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.log_severity_level = 3  # no notes about the initializers other variants use
-        sess = ort.InferenceSession(mpath, so, providers=["CPUExecutionProvider"])
+        sess = P.session(mpath, quiet=True)
         for batch in (2, 3):
             name = "%s_b%d" % (variant, batch)
             x = rng.standard_normal((batch, 3, 16, 16)).astype(np.float32)
-            ref = sess.run(None, {"x": x})[0].astype(np.float32)
-            xp, rp = os.path.join(OUT, name + ".x.npy"), os.path.join(OUT, name + ".ref.npy")
-            np.save(xp, x)
-            np.save(rp, ref)
-            r = subprocess.run([binary, mpath, xp, rp, "-1"], capture_output=True, text=True)
-            sys.stdout.write(r.stdout)
-            sys.stderr.write(r.stderr)
-            if r.returncode != 0:
-                print(f"FAIL {name} (exit {r.returncode})")
-                failed += 1
+            rc, _ = P.run_engine(binary, OUT, name, mpath, x, P.reference(mpath, x, sess), -1)
+            failed += rc != 0
     print("PASS" if not failed else f"{failed} failure(s)")
     return 1 if failed else 0
 

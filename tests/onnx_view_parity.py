@@ -11,14 +11,15 @@ Usage: onnx_view_parity.py PARITY_BINARY   (env QD_BUILD_DIR from CTest)
 Exit 77 (skip) when numpy, onnx or onnxruntime is missing.
 """
 import os
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ort_parity as P  # exits 77 without numpy / onnxruntime
 
 try:
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    import onnxruntime as ort
 except ImportError as e:
     print(f"SKIP: {e}")
     sys.exit(77)
@@ -76,20 +77,9 @@ def main():
             mpath = os.path.join(OUT, name + ".onnx")
             onnx.save(build(variant, sym, rng), mpath)
             x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            sess = ort.InferenceSession(mpath, so, providers=["CPUExecutionProvider"])
-            ref = sess.run(None, {"x": x})[0].astype(np.float32)
-            xp, rp = os.path.join(OUT, name + ".x.npy"), os.path.join(OUT, name + ".ref.npy")
-            np.save(xp, x)
-            np.save(rp, ref)
             # 2 units: conv (+relu, pool glue) and the classifier
-            r = subprocess.run([binary, mpath, xp, rp, "2"], capture_output=True, text=True)
-            sys.stdout.write(r.stdout)
-            sys.stderr.write(r.stderr)
-            if r.returncode != 0:
-                print(f"FAIL {name} (exit {r.returncode})")
-                failed += 1
+            rc, _ = P.run_engine(binary, OUT, name, mpath, x, P.reference(mpath, x), 2)
+            failed += rc != 0
     print("PASS" if not failed else f"{failed} failure(s)")
     return 1 if failed else 0
 
