@@ -14,7 +14,8 @@
 #   binaries    prebuilt binaries start (LD_LIBRARY_PATH = bundled libs + wheels), else build
 #               --target the CUDA-facing targets with -DCMAKE_CUDA_ARCHITECTURES=90 and -lineinfo
 #   twin_*      test_cuda_ops / test_cuda_unit with QD_REQUIRE_GPU=1 (twin_bert: the tiny BERT
-#               config through the engine on the GPU, model.type bert),
+#               config through the engine on the GPU, model.type bert, its export in ONNX Runtime
+#               and tools/bert_ort_check.py --trace worst with the engine's side on the GPU),
 #               QD_SYNC_EACH_OP=1 (errors caught at the op that caused them) and cuDNN error logging
 #   memcheck    compute-sanitizer memcheck on test_cuda_ops (API errors not reported: the test's
 #               deliberate out-of-memory probe is also switched off); absent/refusing = skipped
@@ -47,8 +48,8 @@ while [ $# -gt 0 ]; do
 done
 
 # The binaries the check runs, by build-tree path (relative to the build dir).
-BINS=(qdrop-gpu tests/test_cuda_ops tests/test_cuda_unit tests/qd_bench_gpu tests/bench_bert)
-TARGETS=(qdrop-gpu test_cuda_ops test_cuda_unit qd_bench_gpu bench_bert)
+BINS=(qdrop-gpu tests/test_cuda_ops tests/test_cuda_unit tests/qd_bench_gpu tests/bench_bert tests/bert_trace)
+TARGETS=(qdrop-gpu test_cuda_ops test_cuda_unit qd_bench_gpu bench_bert bert_trace)
 
 # ---------------------------------------------------------------------------------------------
 # --pack: bundle the CUDA binaries of ./build (or $QD_GPU_BUILD) with the shared libraries they
@@ -322,9 +323,21 @@ bert_gpu() { # BERT (the tiny random SST-2 classifier) through the one engine on
     local dev=cuda
     [ "$DRY" = 1 ] && dev=cpu # dry: the same run on the CPU (the script's plumbing, not the GPU)
     "$BIN_DIR/qdrop-gpu" --config "$SRC/tests/fixtures/bert/sst2_tiny_run.json" --device $dev --progress never \
-        --set quant.recon.iters=50 --out "$WORK/bert_gpu" && cat "$WORK/bert_gpu/results.json"
+        --set quant.recon.iters=50 --set output.export_onnx=true --set output.logits=true \
+        --out "$WORK/bert_gpu" || return 1
+    cat "$WORK/bert_gpu/results.json"
+    # The export in ONNX Runtime against the device's evaluation (informational: another summation
+    # order may flip a rounding, docs/bert.md), then node by node on the device (the verdict: before
+    # the first rounding flip every node agrees to float rounding, the first flips sit at a boundary)
+    if ! python3 -c "import numpy, onnx, onnxruntime" 2>/dev/null; then
+        echo "numpy/onnx/onnxruntime not importable: ONNX Runtime checks not run"
+        return 0
+    fi
+    local tool=(python3 "$SRC/tools/bert_ort_check.py" --model "$SRC/tests/fixtures/bert/sst2_tiny")
+    "${tool[@]}" "$WORK/bert_gpu" || echo "(ONNX Runtime differs beyond 1e-4: see the trace)"
+    "${tool[@]}" --trace worst --trace-device $dev --trace-bin "$BIN_DIR/bert_trace" "$WORK/bert_gpu"
 }
-step twin_bert 20 "${twin_env[@]}" bash -c "$(declare -p SRC WORK DRY BIN_DIR); $(declare -f bert_gpu); bert_gpu"
+step twin_bert 30 "${twin_env[@]}" bash -c "$(declare -p SRC WORK DRY BIN_DIR); $(declare -f bert_gpu); bert_gpu"
 
 memcheck() {
     local san

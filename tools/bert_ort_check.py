@@ -3,7 +3,7 @@
 
 Usage: bert_ort_check.py RUN_DIR [--tol 1e-4] [--batch 32] [--free-length] [--model DIR]
                          [--ort-opt disable|basic|extended|all] [--nbits-accuracy-level 0]
-                         [--trace SENTENCE|worst [--trace-bin build/tests/bert_trace]]
+                         [--trace SENTENCE|worst [--trace-bin build/tests/bert_trace] [--trace-device cpu|cuda]]
 
 RUN_DIR is a finished `model.type: "bert"` run with `output.export_onnx` and `output.logits`:
 model_qdq.onnx (the quantized encoder: inputs `embeddings` [N,S,H] and `attention_mask`
@@ -41,7 +41,8 @@ up to the first flip and a summary after it, then the verdict. Passes when every
 first flip agrees to float rounding (relative 1e-5) and every flip of that first quantizer is of an
 element whose pre-quantizer value lies within float rounding (1e-5 of the tensor's largest value)
 of a rounding boundary: the two runtimes then compute the same function and the rest of the
-differences follow from those flips. Fails naming the node otherwise.
+differences follow from those flips. Fails naming the node otherwise. --trace-device cuda computes
+the engine's side on the CUDA backend (FP32, no TF32), to compare a GPU's arithmetic the same way.
 
 Exit codes: 0 pass, 1 fail, 2 usage / missing files, 77 numpy or onnxruntime not importable.
 """
@@ -191,7 +192,7 @@ def read_trace(path):
     return vals
 
 
-def trace(d, which, emb, lens, trace_bin, model_dir):
+def trace(d, which, emb, lens, trace_bin, model_dir, device="cpu"):
     """Node-by-node comparison of one sentence (module docstring, --trace). Returns 0, 1 or 2."""
     import onnx
     from onnx import numpy_helper
@@ -213,7 +214,7 @@ def trace(d, which, emb, lens, trace_bin, model_dir):
     with tempfile.TemporaryDirectory() as tmp:
         x.tofile(os.path.join(tmp, "x.f32"))
         m.tofile(os.path.join(tmp, "m.f32"))
-        cmd = [trace_bin, d, os.path.join(tmp, "x.f32"), os.path.join(tmp, "m.f32"), "1", str(L),
+        cmd = [trace_bin, "--device", device, d, os.path.join(tmp, "x.f32"), os.path.join(tmp, "m.f32"), "1", str(L),
                os.path.join(tmp, "engine.bin")] + ([model_dir] if model_dir else [])
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
@@ -235,7 +236,7 @@ def trace(d, which, emb, lens, trace_bin, model_dir):
     scales = {t.name: float(numpy_helper.to_array(t)) for t in model.graph.initializer
               if t.name.endswith("_scale") and not t.dims}
     outputs = {o.name for o in model.graph.output[:1]}
-    print(f"trace: sentence {i} ({L} tokens), {len(eng)} nodes")
+    print(f"trace: sentence {i} ({L} tokens), {len(eng)} nodes, engine on {device}")
     first, verdict, flips_total, after = None, 0, 0, []
     for name, e in eng.items():
         # the export's names (src/export/export_onnx.c): a quantized value v is produced as v and
@@ -312,6 +313,8 @@ def main():
     ap.add_argument("--trace", metavar="SENTENCE", help="compare one sentence node by node (index or 'worst')")
     ap.add_argument("--trace-bin", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build",
                                                         "tests", "bert_trace"))
+    ap.add_argument("--trace-device", choices=["cpu", "cuda"], default="cpu",
+                    help="backend of the engine's side of --trace (default cpu)")
     a = ap.parse_args()
     d = a.run_dir
     need = ["model_qdq.onnx", "eval_embeddings.npy", "eval_lengths.npy", "eval_outputs.npy", "predictions.csv",
@@ -336,7 +339,7 @@ def main():
         print(f"FAIL: record sizes: {emb.shape[0]} token rows for {sum(lens)} tokens, {outs.shape[0]} results for {len(lens)} sentences")
         return 1
     if a.trace is not None and a.trace != "worst":
-        return trace(d, a.trace, emb, lens, a.trace_bin, a.model)
+        return trace(d, a.trace, emb, lens, a.trace_bin, a.model, a.trace_device)
     hid = run_encoder(os.path.join(d, "model_qdq.onnx"), emb, lens, a.batch, a.free_length, a.ort_opt,
                       a.nbits_accuracy_level)
     fails = []
@@ -392,7 +395,7 @@ def main():
         label = "accuracy"
     if a.trace == "worst":
         print(f"worst sentence: {int(np.argmax(per))} (difference {float(per.max()):.3g})")
-        return trace(d, str(int(np.argmax(per))), emb, lens, a.trace_bin, a.model)
+        return trace(d, str(int(np.argmax(per))), emb, lens, a.trace_bin, a.model, a.trace_device)
     diff = ours - engine
     print(f"{label}: engine {engine:.6f}  ONNX Runtime {ours:.6f}  difference {diff:+.2e} (tolerance {a.tol:g})")
     if abs(rec - engine) > 1e-9:

@@ -1,8 +1,9 @@
 /* tools/bert_trace.c: every intermediate value of a finished BERT run's quantized encoder graph
- * for one batch, as the engine computes it (CPU backend), so tools/bert_ort_check.py --trace can
- * find the first node where ONNX Runtime on the exported model_qdq.onnx computes something else.
+ * for one batch, as the engine computes it (CPU backend, or CUDA with --device cuda: FP32, no
+ * TF32), so tools/bert_ort_check.py --trace can find the first node where ONNX Runtime on the
+ * exported model_qdq.onnx computes something else.
  *
- *   bert_trace RUN_DIR EMBEDDINGS.f32 MASK.f32 B S OUT.bin [MODEL_DIR]
+ *   bert_trace [--device cpu|cuda] RUN_DIR EMBEDDINGS.f32 MASK.f32 B S OUT.bin [MODEL_DIR]
  *
  * EMBEDDINGS.f32: raw float32 [B, S, H], the encoder's `embeddings` input (eval_embeddings.npy
  * rows, padded); MASK.f32: raw float32 [B, S], the additive attention mask (0 / -inf). The run's
@@ -35,7 +36,7 @@ static int read_exact(const char *path, float *dst, size_t n) {
 }
 
 static qd_status trace(const char *run_dir, const char *emb_path, const char *mask_path, int B, int S,
-                       const char *out_path, const char *model_dir) {
+                       const char *out_path, const char *model_dir, const char *device) {
     char path[4096];
     qd_config cfg;
     qd_config_defaults(&cfg);
@@ -70,8 +71,8 @@ static qd_status trace(const char *run_dir, const char *emb_path, const char *ma
         st = qd_errorf(QD_ERR_DATA, "%s: expected %zu float32 values ([%d, %d, %d])", emb_path, tok * (size_t)H, B, S, H);
     if (st == QD_OK && !read_exact(mask_path, h_mask, tok))
         st = qd_errorf(QD_ERR_DATA, "%s: expected %zu float32 values ([%d, %d])", mask_path, tok, B, S);
-    qd_backend_options bo = {.threads = 1};
-    if (st == QD_OK) st = qd_backend_create("cpu", &bo, &b);
+    qd_backend_options bo = {.threads = 1, .deterministic = 1};
+    if (st == QD_OK) st = qd_backend_create(device, &bo, &b);
     if (st == QD_OK) st = qd_exec_create(g, b, B, &ex);
     if (st == QD_OK) {
         d_in = b->ops->alloc(b, sizeof(float) * tok * (size_t)H);
@@ -118,8 +119,19 @@ static qd_status trace(const char *run_dir, const char *emb_path, const char *ma
 }
 
 int main(int argc, char **argv) {
+    /* optional leading --device cpu|cuda: the backend that computes the nodes (default cpu) */
+    const char *device = "cpu";
+    if (argc >= 3 && strcmp(argv[1], "--device") == 0) {
+        device = argv[2];
+        if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) {
+            fprintf(stderr, "bert_trace: --device %s: expected cpu or cuda\n", device);
+            return 2;
+        }
+        argv += 2;
+        argc -= 2;
+    }
     if (argc != 7 && argc != 8) {
-        fprintf(stderr, "usage: %s RUN_DIR EMBEDDINGS.f32 MASK.f32 B S OUT.bin [MODEL_DIR]\n", argv[0]);
+        fprintf(stderr, "usage: bert_trace [--device cpu|cuda] RUN_DIR EMBEDDINGS.f32 MASK.f32 B S OUT.bin [MODEL_DIR]\n");
         return 2;
     }
     int B = atoi(argv[4]), S = atoi(argv[5]);
@@ -127,7 +139,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bert_trace: B %s / S %s: expected 1..4096\n", argv[4], argv[5]);
         return 2;
     }
-    if (trace(argv[1], argv[2], argv[3], B, S, argv[6], argc == 8 ? argv[7] : NULL) != QD_OK) {
+    if (trace(argv[1], argv[2], argv[3], B, S, argv[6], argc == 8 ? argv[7] : NULL, device) != QD_OK) {
         fprintf(stderr, "bert_trace: %s\n", qd_error_message());
         return 1;
     }
