@@ -233,4 +233,15 @@ QD_MUST_USE qd_status qd_recon_bind_side(qd_recon_ctx *ctx, int s0);
 QD_MUST_USE qd_status qd_cache_value(qd_recon_ctx *ctx, qd_exec_mode mode, int node_end, int v,
                                      int nimages, float *dst);
 
+/* In a function over a unit `u` (qd_unit_spec *): return QD_ERR_DEVICE_OOM when allocation p
+ * failed, keeping the backend's own message or naming the unit and what could not be allocated. */
+#define QD_UNIT_OOM(p, what)                                                                       \
+    do {                                                                                           \
+        if (!(p)) {                                                                                \
+            if (!qd_error_message()[0])                                                            \
+                qd_errorf(QD_ERR_DEVICE_OOM, "unit '%s': cannot allocate %s", u->name, what);     \
+            return QD_ERR_DEVICE_OOM;                                                              \
+        }                                                                                          \
+    } while (0)
+
 #endif

@@ -156,15 +156,6 @@ static void rt_free(unit_rt *r) {
     free(r->layers); free(r->vals); free(r->q_act); free(r->q_desc);
 }
 
-#define OOM_CHECK(p, what)                                                                         \
-    do {                                                                                           \
-        if (!(p)) {                                                                                \
-            if (!qd_error_message()[0])                                                            \
-                qd_errorf(QD_ERR_DEVICE_OOM, "unit '%s': cannot allocate %s", u->name, what);     \
-            return QD_ERR_DEVICE_OOM;                                                              \
-        }                                                                                          \
-    } while (0)
-
 static qd_status rt_setup(unit_rt *r) {
     qd_recon_ctx *ctx = r->ctx;
     const qd_unit_spec *u = r->u;
@@ -192,8 +183,8 @@ static qd_status rt_setup(unit_rt *r) {
             V->sample_numel = qd_value_sample_numel(&g->values[v]);
             V->aq = -1;
             size_t bytes = sizeof(float) * (size_t)B * (size_t)V->sample_numel;
-            V->val = balloc(b, bytes); OOM_CHECK(V->val, "activation buffer");
-            V->gval = balloc(b, bytes); OOM_CHECK(V->gval, "gradient buffer");
+            V->val = balloc(b, bytes); QD_UNIT_OOM(V->val, "activation buffer");
+            V->gval = balloc(b, bytes); QD_UNIT_OOM(V->gval, "gradient buffer");
             V->pre = V->val; V->gpre = V->gval;
             int aq = g->values[v].act_quant;
             if (aq >= 0 && g->act[aq].unit == u->index && p->act_quant) {
@@ -209,9 +200,9 @@ static qd_status rt_setup(unit_rt *r) {
                 D->key.seed_lo = (uint32_t)cfg->seed; D->key.seed_hi = (uint32_t)(cfg->seed >> 32);
                 D->key.unit = (uint32_t)u->index; D->key.tensor = (uint32_t)r->nq;
                 r->nq++;
-                V->pre = balloc(b, bytes); OOM_CHECK(V->pre, "activation buffer");
-                V->gpre = balloc(b, bytes); OOM_CHECK(V->gpre, "gradient buffer");
-                V->region = balloc(b, (size_t)B * (size_t)V->sample_numel); OOM_CHECK(V->region, "region codes");
+                V->pre = balloc(b, bytes); QD_UNIT_OOM(V->pre, "activation buffer");
+                V->gpre = balloc(b, bytes); QD_UNIT_OOM(V->gpre, "gradient buffer");
+                V->region = balloc(b, (size_t)B * (size_t)V->sample_numel); QD_UNIT_OOM(V->region, "region codes");
             }
         }
         /* constant inputs (biases, weights) */
@@ -221,7 +212,7 @@ static qd_status rt_setup(unit_rt *r) {
             const qd_value *cv = &g->values[v];
             if (!cv->fdata) continue;
             size_t bytes = sizeof(float) * (size_t)qd_value_numel(cv);
-            r->consts[v] = balloc(b, bytes); OOM_CHECK(r->consts[v], "constant");
+            r->consts[v] = balloc(b, bytes); QD_UNIT_OOM(r->consts[v], "constant");
             QD_TRY(b->ops->upload(b, r->consts[v], cv->fdata, bytes));
         }
         /* inputs must come from inside the unit, the unit input or constants */
@@ -233,7 +224,7 @@ static qd_status rt_setup(unit_rt *r) {
                 /* a side input: this batch's rows, gathered each iteration */
                 if (!r->side[sk]) {
                     r->side[sk] = balloc(b, sizeof(float) * (size_t)B * (size_t)qd_value_sample_numel(&g->values[v]));
-                    OOM_CHECK(r->side[sk], "side input buffer");
+                    QD_UNIT_OOM(r->side[sk], "side input buffer");
                 }
                 continue;
             }
@@ -257,13 +248,13 @@ static qd_status rt_setup(unit_rt *r) {
             size_t wb = sizeof(float) * (size_t)L->d.numel, cb = sizeof(float) * (size_t)q->channels;
             if (!p->train_weights) {
                 /* BRECQ stage 2: the finished hard-rounded weights, used as they are */
-                L->wsoft = balloc(b, wb); OOM_CHECK(L->wsoft, "weight buffer");
+                L->wsoft = balloc(b, wb); QD_UNIT_OOM(L->wsoft, "weight buffer");
                 QD_TRY(b->ops->upload(b, L->wsoft, q->qweight, wb));
                 continue;
             }
             L->W = balloc(b, wb); L->V = balloc(b, wb); L->m = balloc(b, wb); L->v = balloc(b, wb);
             L->wsoft = balloc(b, wb); L->dW = balloc(b, wb); L->s = balloc(b, cb); L->z = balloc(b, cb);
-            OOM_CHECK(L->W && L->V && L->m && L->v && L->wsoft && L->dW && L->s && L->z, "AdaRound state");
+            QD_UNIT_OOM(L->W && L->V && L->m && L->v && L->wsoft && L->dW && L->s && L->z, "AdaRound state");
             QD_TRY(b->ops->upload(b, L->W, g->values[q->weight_value].fdata, wb));
             QD_TRY(b->ops->upload(b, L->s, q->scale, cb));
             QD_TRY(b->ops->upload(b, L->z, q->zero_point, cb));
@@ -275,7 +266,7 @@ static qd_status rt_setup(unit_rt *r) {
     if (r->nlayers == 0) return qd_errorf(QD_ERR_INTERNAL, "unit '%s' has no layer to reconstruct", u->name);
     size_t qb = sizeof(float) * (size_t)(r->nq + 1);
     r->scales = balloc(b, qb); r->dscales = balloc(b, qb); r->sm = balloc(b, qb); r->sv = balloc(b, qb);
-    OOM_CHECK(r->scales && r->dscales && r->sm && r->sv, "scale state");
+    QD_UNIT_OOM(r->scales && r->dscales && r->sm && r->sv, "scale state");
     {
         float hs[256];
         if (r->nq > 256) return qd_errorf(QD_ERR_UNSUPPORTED, "unit '%s' has more than 256 activation quantizers", u->name);
@@ -294,7 +285,7 @@ static qd_status rt_setup(unit_rt *r) {
     r->iter = balloc(b, sizeof(int32_t));
     r->loss = balloc(b, sizeof(float));
     r->reg = balloc(b, sizeof(float));
-    OOM_CHECK(r->xin && r->target && r->idx && r->iter && r->loss && r->reg, "iteration buffers");
+    QD_UNIT_OOM(r->xin && r->target && r->idx && r->iter && r->loss && r->reg, "iteration buffers");
     if (ctx->loss_w_dev) {
         if (ctx->loss_w_numel * g->values[u->output_value].dims[g->values[u->output_value].ndim - 1] != out_numel)
             return qd_errorf(QD_ERR_INTERNAL, "unit '%s': %lld loss weights per sample for an output of %lld elements", u->name,
@@ -302,7 +293,7 @@ static qd_status rt_setup(unit_rt *r) {
         size_t ob = sizeof(float) * (size_t)B * (size_t)out_numel;
         r->lw = balloc(b, sizeof(float) * (size_t)B * (size_t)ctx->loss_w_numel);
         r->yw = balloc(b, ob); r->tw = balloc(b, ob); r->dyw = balloc(b, ob);
-        OOM_CHECK(r->lw && r->yw && r->tw && r->dyw, "loss weight buffers");
+        QD_UNIT_OOM(r->lw && r->yw && r->tw && r->dyw, "loss weight buffers");
     }
     QD_TRY(b->ops->zero(b, r->iter, sizeof(int32_t)));
     QD_TRY(b->ops->zero(b, r->loss, sizeof(float)));

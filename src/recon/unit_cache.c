@@ -56,15 +56,6 @@ qd_status qd_unit_cache_seek(qd_unit_cache *c, qd_recon_ctx *ctx, const qd_unit_
     return QD_OK;
 }
 
-#define CACHE_OOM(p, what)                                                                         \
-    do {                                                                                           \
-        if (!(p)) {                                                                                \
-            if (!qd_error_message()[0])                                                            \
-                qd_errorf(QD_ERR_DEVICE_OOM, "unit '%s': cannot allocate %s", u->name, what);     \
-            return QD_ERR_DEVICE_OOM;                                                              \
-        }                                                                                          \
-    } while (0)
-
 qd_status qd_unit_cache_fill(qd_unit_cache *c, qd_recon_ctx *ctx, const qd_unit_spec *u, const qd_unit_params *p) {
     qd_backend *b = ctx->b;
     size_t in_bytes = value_bytes(ctx, u->input_value), out_bytes = value_bytes(ctx, u->output_value);
@@ -75,13 +66,13 @@ qd_status qd_unit_cache_fill(qd_unit_cache *c, qd_recon_ctx *ctx, const qd_unit_
         c->in_dev = 1;
         if (p->input_keep_prob < 1.0f) c->fpin = c->cut_fp;
     } else {
-        c->qin = qd_unit_cache_alloc(b, in_bytes, &dev); CACHE_OOM(c->qin, "quantized-input cache");
+        c->qin = qd_unit_cache_alloc(b, in_bytes, &dev); QD_UNIT_OOM(c->qin, "quantized-input cache");
         c->in_dev = dev;
         if (p->input_keep_prob < 1.0f) {
-            c->fpin = qd_unit_cache_alloc(b, in_bytes, &dev); CACHE_OOM(c->fpin, "FP-input cache");
+            c->fpin = qd_unit_cache_alloc(b, in_bytes, &dev); QD_UNIT_OOM(c->fpin, "FP-input cache");
         }
     }
-    c->fpout = qd_unit_cache_alloc(b, out_bytes, &dev); CACHE_OOM(c->fpout, "FP-output cache");
+    c->fpout = qd_unit_cache_alloc(b, out_bytes, &dev); QD_UNIT_OOM(c->fpout, "FP-output cache");
     c->out_dev = dev;
     if (c->borrowed)
         return qd_cache_from(ctx, QD_EXEC_FP, c->cut_fp, u->input_value, u->node_begin, u->node_end, u->output_value,
