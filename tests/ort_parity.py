@@ -2,7 +2,8 @@
 onnx_autopad_parity.py): ONNX Runtime's output of a model as the reference, then the engine's
 test_onnx_parity binary on the same input (relative error <= 1e-4, see tests/unit/test_onnx_parity.c).
 
-Importing it exits 77 (skip) when numpy or onnxruntime is missing, like the scripts themselves.
+Importing it exits 77 (skip) when numpy, onnx or onnxruntime is missing; the scripts take np, onnx,
+TensorProto, helper and numpy_helper from it.
 """
 import os
 import subprocess
@@ -10,7 +11,9 @@ import sys
 
 try:
     import numpy as np
+    import onnx
     import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper  # noqa: F401 (for the scripts)
 except ImportError as e:  # CI without the python test extras
     print(f"SKIP: {e}")
     sys.exit(77)
